@@ -1,0 +1,1 @@
+"""The rollout engine: state machine, Redis store, RQ jobs, AWS drivers and notifiers."""

@@ -1,0 +1,110 @@
+"""`python -m workers`: RQ workers, a scheduler and the watchdog, supervised until stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from redis import Redis
+from rq import SimpleWorker
+
+from workers import defaults
+from workers.queues import queue_names
+from workers.runtime import get_runtime, redis_prefix, redis_url
+from workers.scheduler import run_scheduler
+from workers.watchdog import sweep
+
+log = logging.getLogger("workers")
+
+
+def _die_with_parent() -> None:
+    # Linux: a worker must not outlive the supervisor (a SIGKILLed supervisor is restarted whole).
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _work(names: Sequence[str]) -> None:
+    _die_with_parent()
+    _configure_logging()
+    redis = Redis.from_url(redis_url())
+    # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
+    # a job is a few API calls, so a fork per job would cost more than the job.
+    worker = SimpleWorker(list(names), connection=redis)
+    worker.work(logging_level="WARNING")
+
+
+def _schedule(names: Sequence[str]) -> None:
+    _die_with_parent()
+    _configure_logging()
+    run_scheduler(Redis.from_url(redis_url()), names)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> int:
+    """Start the rollout and notification workers, then watch over them and the deployments."""
+    _configure_logging()
+    high, default, notify = queue_names(redis_prefix())
+    rollout_workers = int(os.environ.get("CANARY_WORKERS", "1"))
+    interval = float(os.environ.get("CANARY_WATCHDOG_INTERVAL", defaults.WATCHDOG_INTERVAL_SECONDS))
+    specs: list[tuple[Callable[[Sequence[str]], None], tuple[str, ...]]] = [
+        (_work, (high, default)) for _ in range(rollout_workers)
+    ]
+    # Slack delivery has its own process: a Slack outage (retries, 429 waits) never holds up a
+    # rollback queued behind it.
+    specs.append((_work, (notify,)))
+    # One scheduler moves every queue's delayed jobs (RQ's scheduler locks keep it to one per
+    # queue across all supervisors sharing the Redis).
+    specs.append((_schedule, (high, default, notify)))
+    ctx = multiprocessing.get_context("fork")
+    children: list[multiprocessing.process.BaseProcess | None] = [None] * len(specs)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rt = get_runtime()
+    log.info(
+        "workers: %d rollout, 1 notify; queues %s, %s, %s", rollout_workers, high, default, notify
+    )
+    while not stop.is_set():
+        for i, (target, names) in enumerate(specs):
+            child = children[i]
+            if child is None or not child.is_alive():
+                if child is not None:
+                    log.warning(
+                        "%s for %s exited (%s); restarting", target.__name__, names, child.exitcode
+                    )
+                child = ctx.Process(target=target, args=(names,), daemon=False)
+                child.start()
+                children[i] = child
+        try:
+            sweep(rt)
+        except Exception:  # the watchdog must outlive a Redis blip
+            log.exception("watchdog sweep failed")
+        stop.wait(interval)
+    for child in children:
+        if child is not None and child.is_alive():
+            child.terminate()
+    for child in children:
+        if child is not None:
+            child.join(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""AWS drivers of the rollout engine: idempotent steps over ECS, App Mesh and Cloud Map."""

@@ -1,0 +1,225 @@
+"""CloudWatch reads for judging a step: canary and stable request/5xx counts, alarm states."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from workers.analysis import Counts
+from workers.metrics import CODE_CLASSES, AlbMetricTemplate, MetricTemplate
+
+log = logging.getLogger(__name__)
+
+#: DescribeAlarms accepts at most this many names per call.
+_ALARM_NAMES_PER_CALL = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    """One side of the comparison: where its Envoy counters are published."""
+
+    cluster: str
+    family: str
+    virtual_node: str
+
+
+@dataclass(frozen=True)
+class AlbTarget:
+    """One side of the comparison behind an ALB: its target group's load balancer counters."""
+
+    load_balancer: str  # CloudWatch's LoadBalancer dimension: "app/<name>/<id>"
+    target_group: str  # CloudWatch's TargetGroup dimension: "targetgroup/<name>/<id>"
+    target_group_name: str
+    cluster: str
+
+
+class MissingAlarmError(ValueError):
+    """A configured alarm does not exist: a configuration error, neither firing nor quiet."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        if len(self.names) == 1:
+            subject, it = f"alarm {self.names[0]} does", "it"
+        else:
+            subject, it = f"alarms {', '.join(self.names)} do", "them"
+        super().__init__(
+            f"CloudWatch {subject} not exist in this account and region; "
+            f"create {it} or remove {it} from the service's `alarms`"
+        )
+
+
+def _query_id(side: str, code_class: int) -> str:
+    # Ids must start with a lower-case letter: c1..c5 for the canary, s1..s5 for the stable.
+    return f"{side}{code_class}"
+
+
+def fetch_counts(
+    cloudwatch: Any,
+    template: MetricTemplate,
+    *,
+    canary: Target,
+    stable: Target,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+) -> tuple[Counts, Counts]:
+    """Cumulative (canary, stable) counts between start and end, from one GetMetricData call.
+
+    Ten MetricStat queries (each side x status classes 1..5) go in one request; pages are
+    followed with NextToken. Requests are the sum over classes 1..5, errors are class 5.
+    Naive datetimes are taken as UTC, as botocore does. Missing data counts as zero.
+    """
+    if start >= end:
+        return Counts(0, 0), Counts(0, 0)
+    period = int(period_s)
+    if period < 1:
+        raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
+
+    queries = []
+    for side, target in (("c", canary), ("s", stable)):
+        for code_class in CODE_CLASSES:
+            metric = template.metric_for(
+                cluster=target.cluster,
+                family=target.family,
+                virtual_node=target.virtual_node,
+                code_class=code_class,
+            )
+            queries.append(
+                {
+                    "Id": _query_id(side, code_class),
+                    "MetricStat": {
+                        "Metric": metric,
+                        "Period": period,
+                        "Stat": template.statistic,
+                    },
+                    "ReturnData": True,
+                }
+            )
+
+    sums = _sum_queries(cloudwatch, queries, start=start, end=end)
+
+    def counts(side: str) -> Counts:
+        # Sums of counters are whole numbers; rounding only removes float noise.
+        per_class = {c: max(0, round(sums[_query_id(side, c)])) for c in CODE_CLASSES}
+        return Counts(requests=sum(per_class.values()), errors=per_class[5])
+
+    return counts("c"), counts("s")
+
+
+def fetch_alb_counts(
+    cloudwatch: Any,
+    template: AlbMetricTemplate,
+    *,
+    canary: AlbTarget,
+    stable: AlbTarget,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+) -> tuple[Counts, Counts]:
+    """Cumulative (canary, stable) counts of two target groups, from one GetMetricData call.
+
+    Requests are the template's requests metric; errors the sum of its error metrics, capped at
+    the requests (a 5xx the load balancer answered before choosing a target is not a request).
+    """
+    if start >= end:
+        return Counts(0, 0), Counts(0, 0)
+    period = int(period_s)
+    if period < 1:
+        raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
+    names = [template.requests_metric, *template.error_metrics]
+    queries = []
+    for side, target in (("c", canary), ("s", stable)):
+        for i, name in enumerate(names):
+            metric = template.metric_for(
+                name,
+                load_balancer=target.load_balancer,
+                target_group=target.target_group,
+                target_group_name=target.target_group_name,
+                cluster=target.cluster,
+            )
+            queries.append(
+                {
+                    # r: requests, e1..: error metrics; prefixed by side (ids start lower-case).
+                    "Id": f"{side}{'r' if i == 0 else f'e{i}'}",
+                    "MetricStat": {"Metric": metric, "Period": period, "Stat": template.statistic},
+                    "ReturnData": True,
+                }
+            )
+    sums = _sum_queries(cloudwatch, queries, start=start, end=end)
+
+    def counts(side: str) -> Counts:
+        requests = max(0, round(sums[f"{side}r"]))
+        errors = sum(max(0, round(sums[f"{side}e{i}"])) for i in range(1, len(names)))
+        return Counts(requests=requests, errors=min(errors, requests))
+
+    return counts("c"), counts("s")
+
+
+def _sum_queries(
+    cloudwatch: Any, queries: list[dict[str, Any]], *, start: datetime, end: datetime
+) -> dict[str, float]:
+    """Run MetricStat queries in one GetMetricData request (following pages); sum per id."""
+    sums = {query["Id"]: 0.0 for query in queries}
+    request: dict[str, Any] = {
+        "MetricDataQueries": queries,
+        "StartTime": start,
+        "EndTime": end,
+        "ScanBy": "TimestampAscending",
+    }
+    while True:
+        page = cloudwatch.get_metric_data(**request)
+        for result in page.get("MetricDataResults", []):
+            query_id = result.get("Id")
+            if query_id not in sums:
+                continue
+            sums[query_id] += sum(float(v) for v in result.get("Values", []))
+            if result.get("StatusCode") not in (None, "Complete", "PartialData"):
+                # Forbidden or InternalError: the figures may be short, so say so in the logs.
+                log.warning(
+                    "GetMetricData query %s returned status %s: %s",
+                    query_id,
+                    result.get("StatusCode"),
+                    result.get("Messages"),
+                )
+        token = page.get("NextToken")
+        if not token:
+            break
+        request["NextToken"] = token
+    return sums
+
+
+def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
+    """The configured alarms (metric or composite) now in state ALARM, in configuration order.
+
+    A configured alarm that does not exist raises MissingAlarmError (a ValueError) naming it:
+    counting it as firing would roll back every deployment over a typo, and counting it as
+    quiet would silently drop a safety check the team asked for.
+    """
+    if isinstance(names, str):
+        raise TypeError("names must be a sequence of alarm names, not a string")
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return ()
+
+    states: dict[str, str] = {}
+    for i in range(0, len(wanted), _ALARM_NAMES_PER_CALL):
+        request: dict[str, Any] = {
+            "AlarmNames": wanted[i : i + _ALARM_NAMES_PER_CALL],
+            "AlarmTypes": ["MetricAlarm", "CompositeAlarm"],
+        }
+        while True:
+            page = cloudwatch.describe_alarms(**request)
+            for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
+                states[alarm["AlarmName"]] = alarm.get("StateValue", "")
+            token = page.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+
+    missing = [name for name in wanted if name not in states]
+    if missing:
+        raise MissingAlarmError(missing)
+    return tuple(name for name in wanted if states[name] == "ALARM")

@@ -1,0 +1,46 @@
+"""Every default of the service catalogue and of the engine, in one place."""
+
+from __future__ import annotations
+
+#: Canary weight in percent at each step.
+STEPS: tuple[int, ...] = (10, 25, 50, 100)
+#: Observation time at each step before its verdict.
+BAKE = "5m"
+#: How often metrics are checked while baking or waiting at a gate.
+ANALYSIS_INTERVAL = "1m"
+#: Percent of canary requests answered 5xx above which the canary fails (with confidence).
+MAX_ERROR_RATE = 1.0
+#: Below this many canary requests at a step the verdict is "not enough data": hold, never pass.
+MIN_REQUESTS = 100
+#: manual: a gate after every step below 100; auto: none; final: only before 100.
+GATES = "manual"
+#: A gate (or a hold for lack of data) left this long rolls the deployment back.
+GATE_TIMEOUT = "24h"
+#: After 100 %, the old version is kept running this long, with a Roll back button.
+POST_PROMOTION_BAKE = "15m"
+#: The canary's tasks must be running and steady by then, else roll back.
+READY_TIMEOUT = "10m"
+#: true: scale a failed canary to 0 but keep its resources for diagnosis.
+KEEP_FAILED_CANARY = False
+#: The requester may not approve their own gates.
+FOUR_EYES = True
+#: CloudWatch period of each query (shorter only in tests and the sandbox).
+METRIC_PERIOD = "60s"
+
+#: Path of the service catalogue when CANARY_CONFIG is unset.
+CONFIG_PATH = "canary.yaml"
+#: Redis used for state and queues when REDIS_URL is unset.
+REDIS_URL = "redis://localhost:6379/0"
+#: Prefix of every Redis key and queue name, so two installations can share one Redis.
+REDIS_PREFIX = "canary"
+#: How often the readiness of the canary's ECS tasks is polled (seconds).
+READY_POLL_SECONDS = 10
+#: A deployment whose next job is this late (seconds) is rescheduled by the watchdog.
+WATCHDOG_GRACE_SECONDS = 30
+#: How often the watchdog looks for stalled deployments (seconds).
+WATCHDOG_INTERVAL_SECONDS = 10
+#: How often RQ's scheduler moves due jobs (checks, retries) onto their queue (seconds); RQ's
+#: own 1 s made every scheduled job start up to a second late.
+SCHEDULER_INTERVAL_SECONDS = 0.2
+#: A deployment's jobs run one at a time; the run lock of a crashed job expires after this long.
+RUN_LOCK_SECONDS = 60

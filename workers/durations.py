@@ -1,0 +1,45 @@
+"""Durations as users write them in the catalogue and in commands: 90s, 5m, 1h30m, 2d."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+)([dhms])")
+_WHOLE = re.compile(r"(?:\d+[dhms])+")
+
+
+class DurationError(ValueError):
+    """A duration that cannot be read."""
+
+
+def parse_duration(text: str | int | float) -> int:
+    """Return the number of seconds written in `text` (e.g. "1h30m" -> 5400)."""
+    if isinstance(text, int | float):  # bool is an int too
+        raise DurationError(
+            f"{text!r} is ambiguous: give a unit (s, m, h or d), e.g. {text}s or {text}m"
+        )
+    value = str(text).strip().lower()
+    if not _WHOLE.fullmatch(value):
+        if value.isdigit():
+            raise DurationError(
+                f"{value!r} is ambiguous: give a unit (s, m, h or d), e.g. {value}s or {value}m"
+            )
+        raise DurationError(f"{text!r} is not a duration: use e.g. 90s, 5m, 1h30m or 2d")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    if seconds <= 0:
+        raise DurationError(f"{text!r} must be longer than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Write a number of seconds the way users write durations (5400 -> "1h30m")."""
+    remaining = int(round(seconds))
+    if remaining <= 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS.items():
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,255 @@
+"""The CloudWatch metric a canary is judged on: a template filled in per target and status class.
+
+Pure: it builds boto3 request fragments and never calls AWS.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The only placeholders a template may use, in the order people usually read them.
+PLACEHOLDERS: tuple[str, ...] = ("cluster", "family", "virtual_node", "code_class")
+
+#: The Envoy status classes counted: 1xx..5xx. Requests are their sum; errors are class 5.
+CODE_CLASSES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def _default_dimensions() -> dict[str, str]:
+    return {
+        "ClusterName": "{cluster}",
+        "TaskDefinitionFamily": "{family}",
+        "envoy_http_conn_manager_prefix": "ingress",
+        "envoy_response_code_class": "{code_class}",
+        "appmesh_virtual_node": "{virtual_node}",
+    }
+
+
+def _placeholders_in(
+    text: str, where: str, placeholders: tuple[str, ...] = PLACEHOLDERS
+) -> set[str]:
+    """The placeholder names used in text; ValueError naming `where` if any is not allowed."""
+    allowed = ", ".join("{" + name + "}" for name in placeholders)
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(text)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise ValueError(
+            f"{where} = {text!r} is not a valid template ({exc}); "
+            "write a literal brace as {{ or }}"
+        ) from None
+    found: set[str] = set()
+    for name, spec, conversion in fields:
+        if name not in placeholders:
+            shown = "{" + name + "}" if name else "{}"
+            raise ValueError(
+                f"{where} = {text!r} uses unknown placeholder {shown}; allowed: {allowed}"
+            )
+        if spec or conversion:
+            raise ValueError(
+                f"{where} = {text!r}: write the placeholder plainly as {{{name}}}, "
+                "without a conversion or format spec"
+            )
+        found.add(name)
+    return found
+
+
+class MetricTemplate(BaseModel):
+    """Which CloudWatch metric counts a target's requests per status class.
+
+    Placeholders in the metric name and dimension values are filled in per query. The default
+    is Envoy's ingress request counter as scraped by the CloudWatch agent (Container Insights).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(default="ECS/ContainerInsights/Prometheus", min_length=1)
+    metric_name: str = Field(default="envoy_http_downstream_rq_xx", min_length=1)
+    # Request counters only make sense summed; Average or Maximum would silently undercount.
+    statistic: Literal["Sum"] = "Sum"
+    dimensions: dict[str, str] = Field(default_factory=_default_dimensions)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_literal(cls, value: str) -> str:
+        if _placeholders_in(value, "namespace"):
+            raise ValueError(f"namespace {value!r} cannot contain placeholders")
+        return value
+
+    @field_validator("metric_name")
+    @classmethod
+    def _metric_name_placeholders(cls, value: str) -> str:
+        _placeholders_in(value, "metric_name")
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimension_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, template in value.items():
+            if not name or not template:
+                raise ValueError(
+                    f"dimension {name!r} = {template!r}: names and values cannot be empty"
+                )
+            if _placeholders_in(name, "dimension name"):
+                raise ValueError(f"dimension name {name!r} cannot contain placeholders")
+            _placeholders_in(template, f"dimension {name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _tells_targets_and_classes_apart(self) -> MetricTemplate:
+        used = _placeholders_in(self.metric_name, "metric_name")
+        for name, template in self.dimensions.items():
+            used |= _placeholders_in(template, f"dimension {name!r}")
+        # Without these two, the five classes (or canary and stable) would read the same series.
+        if "code_class" not in used:
+            raise ValueError(
+                "the metric template must use {code_class} in the metric name or a dimension "
+                "value, otherwise the status classes (requests vs 5xx) cannot be told apart"
+            )
+        if "virtual_node" not in used:
+            raise ValueError(
+                "the metric template must use {virtual_node} in the metric name or a dimension "
+                "value, otherwise the canary and the stable cannot be told apart"
+            )
+        return self
+
+    def dimensions_for(
+        self, *, cluster: str, family: str, virtual_node: str, code_class: int
+    ) -> list[dict[str, str]]:
+        """The boto3 `Dimensions` list for one target and status class."""
+        values = self._values(
+            cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
+        )
+        dimensions = []
+        for name, template in self.dimensions.items():
+            value = template.format(**values)
+            if not value:
+                raise ValueError(f"dimension {name!r} would be empty (template {template!r})")
+            dimensions.append({"Name": name, "Value": value})
+        return dimensions
+
+    def metric_for(
+        self, *, cluster: str, family: str, virtual_node: str, code_class: int
+    ) -> dict[str, Any]:
+        """The boto3 `Metric` (namespace, name, dimensions) for one target and status class."""
+        values = self._values(
+            cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
+        )
+        return {
+            "Namespace": self.namespace,
+            "MetricName": self.metric_name.format(**values),
+            "Dimensions": self.dimensions_for(
+                cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
+            ),
+        }
+
+    @staticmethod
+    def _values(*, cluster: str, family: str, virtual_node: str, code_class: int) -> dict[str, str]:
+        if code_class not in CODE_CLASSES:
+            raise ValueError(f"code_class must be one of {CODE_CLASSES}, got {code_class!r}")
+        return {
+            "cluster": cluster,
+            "family": family,
+            "virtual_node": virtual_node,
+            "code_class": str(code_class),
+        }
+
+
+#: The placeholders of an ALB metric template's dimension values.
+ALB_PLACEHOLDERS: tuple[str, ...] = (
+    "load_balancer",
+    "target_group",
+    "target_group_name",
+    "cluster",
+)
+
+
+def _default_alb_dimensions() -> dict[str, str]:
+    return {"LoadBalancer": "{load_balancer}", "TargetGroup": "{target_group}"}
+
+
+def _default_alb_errors() -> list[str]:
+    # 5xx answered by the targets, plus those the load balancer itself answered for the target
+    # group (a target that reset the connection or timed out is the canary's fault too).
+    return ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"]
+
+
+class AlbMetricTemplate(BaseModel):
+    """Which CloudWatch metrics count a target group's requests and 5xx (router alb).
+
+    Requests come from one metric, errors are the sum of several; all of them are read with
+    the same dimensions. The default is the load balancer's own per-target-group counters.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(default="AWS/ApplicationELB", min_length=1)
+    requests_metric: str = Field(default="RequestCount", min_length=1)
+    error_metrics: list[str] = Field(default_factory=_default_alb_errors, min_length=1)
+    statistic: Literal["Sum"] = "Sum"
+    dimensions: dict[str, str] = Field(default_factory=_default_alb_dimensions)
+
+    @field_validator("namespace", "requests_metric")
+    @classmethod
+    def _literal(cls, value: str) -> str:
+        if _placeholders_in(value, "ALB metric name", ALB_PLACEHOLDERS):
+            raise ValueError(f"{value!r} cannot contain placeholders")
+        return value
+
+    @field_validator("error_metrics")
+    @classmethod
+    def _error_metrics(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or _placeholders_in(name, "error metric", ALB_PLACEHOLDERS):
+                raise ValueError(f"error metric {name!r} must be a plain metric name")
+        if len(set(value)) != len(value):
+            raise ValueError("error_metrics lists a metric twice; it would be counted twice")
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions(cls, value: dict[str, str]) -> dict[str, str]:
+        used: set[str] = set()
+        for name, template in value.items():
+            if not name or not template:
+                raise ValueError(
+                    f"dimension {name!r} = {template!r}: names and values cannot be empty"
+                )
+            if _placeholders_in(name, "dimension name", ALB_PLACEHOLDERS):
+                raise ValueError(f"dimension name {name!r} cannot contain placeholders")
+            used |= _placeholders_in(template, f"dimension {name!r}", ALB_PLACEHOLDERS)
+        if not used & {"target_group", "target_group_name"}:
+            raise ValueError(
+                "the ALB metric dimensions must use {target_group} or {target_group_name}, "
+                "otherwise the canary and the stable cannot be told apart"
+            )
+        return value
+
+    def metric_for(
+        self,
+        metric_name: str,
+        *,
+        load_balancer: str,
+        target_group: str,
+        target_group_name: str,
+        cluster: str,
+    ) -> dict[str, Any]:
+        """The boto3 `Metric` of one of the template's metrics for one target group."""
+        values = {
+            "load_balancer": load_balancer,
+            "target_group": target_group,
+            "target_group_name": target_group_name,
+            "cluster": cluster,
+        }
+        dimensions = []
+        for name, template in self.dimensions.items():
+            value = template.format(**values)
+            if not value:
+                raise ValueError(f"dimension {name!r} would be empty (template {template!r})")
+            dimensions.append({"Name": name, "Value": value})
+        return {"Namespace": self.namespace, "MetricName": metric_name, "Dimensions": dimensions}

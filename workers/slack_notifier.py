@@ -1,0 +1,300 @@
+"""The Slack side of the outbox: the card, one thread reply per event, buttons closed when decided.
+
+Every message's ts is written to the deployment's notes right after it is posted and checked
+before posting, so a delivery retried after an error never posts the same message twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from workers.deployment import Deployment, Event
+from workers.slack_card import render_card
+from workers.slack_format import Message, mention, when
+from workers.slack_render import ended_by, gate_closed, render_event, shifted_closed
+from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+#: Kinds after which a still-open gate message loses its buttons.
+_CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
+#: Kinds after which the Roll back button of the 100 % message is gone.
+_CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
+
+
+def slack_api_url() -> str:
+    """SLACK_API_URL (with or without a trailing "/"), else Slack's own, always ending in "/"."""
+    url = os.environ.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+    return url if url.endswith("/") else url + "/"
+
+
+class _ShortRateLimitRetry(RateLimitErrorRetryHandler):
+    """Waits out a short Retry-After in place; a longer one is left to the outbox's retry."""
+
+    def __init__(self, max_retry_count: int = 1, max_wait: float = 5.0) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        for name, values in response.headers.items():
+            if name.lower() == "retry-after" and values:
+                try:
+                    return float(values[0]) <= self.max_wait
+                except ValueError:
+                    return False
+        return True
+
+
+def retry_handlers(interval: float = 0.5, max_rate_limit_wait: float = 5.0) -> list[RetryHandler]:
+    """Small, bounded retries: the outbox retries anything longer later without blocking."""
+    return [
+        ConnectionErrorRetryHandler(max_retry_count=1),
+        _ShortRateLimitRetry(max_retry_count=1, max_wait=max_rate_limit_wait),
+        ServerErrorRetryHandler(
+            max_retry_count=1, interval_calculator=FixedValueRetryIntervalCalculator(interval)
+        ),
+    ]
+
+
+def make_client(
+    token: str,
+    base_url: str | None = None,
+    *,
+    retry_interval: float = 0.5,
+    max_rate_limit_wait: float = 5.0,
+) -> WebClient:
+    """A WebClient on SLACK_API_URL with the retry handlers above."""
+    url = base_url or slack_api_url()
+    return WebClient(
+        token=token,
+        base_url=url if url.endswith("/") else url + "/",
+        timeout=10,
+        retry_handlers=retry_handlers(retry_interval, max_rate_limit_wait),
+    )
+
+
+def thread_url(store: Store, dep_id: str) -> str | None:
+    """The permalink of the deployment's thread, once its card was posted."""
+    return store.notes(dep_id).get("thread_url") or None
+
+
+#: Slack message-metadata type marking the bot's own messages (and which event each shows).
+METADATA_EVENT = "canary_event"
+
+
+class SlackNotifier:
+    """Implements workers.outbox.Notifier with Slack messages."""
+
+    def __init__(self, client: WebClient, *, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.clock = clock
+
+    @classmethod
+    def from_env(cls) -> SlackNotifier:
+        return cls(make_client(os.environ["SLACK_BOT_TOKEN"]))
+
+    # Notifier protocol -----------------------------------------------------------------------
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
+        """Post the event (the card for `requested`, a thread reply otherwise), at most once."""
+        if event.kind == "requested":
+            self._post_card(store, deployment)
+            return
+        notes = store.notes(deployment.id)
+        card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
+        if not card_ts or not channel:
+            return  # no card (the deployment names no channel): nothing to reply under
+        message = render_event(deployment, event)
+        key = f"msg:{event.seq}"
+        if message is not None and key not in notes:
+            ts = self._post_once(
+                store, deployment.id, f"{event.seq}", channel, message, thread_ts=card_ts
+            )
+            posted = {key: ts}
+            if event.kind == "gate_opened":
+                step = str(event.data.get("next_step") or (event.step or 0) + 1)
+                posted |= {
+                    "gate_open": step,
+                    f"gate:{step}": ts,
+                    f"gate_seq:{step}": str(event.seq),
+                }
+            elif event.kind == "shifted" and (event.weight or 0) >= 100:
+                posted |= {"rollback_ts": ts, "rollback_seq": str(event.seq)}
+            store.set_notes(deployment.id, posted)
+            notes |= posted
+        if event.kind in _CLOSES_GATE and notes.get("gate_open"):
+            self._close_gate(store, deployment, event, notes)
+        if event.kind in _CLOSES_ROLLBACK and notes.get("rollback_ts"):
+            self._close_rollback(store, deployment, event, notes)
+
+    def refresh(self, store: Store, deployment: Deployment) -> None:
+        """Update the card when what it shows has changed since the last post or update."""
+        notes = store.notes(deployment.id)
+        card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
+        if not card_ts or not channel:
+            return
+        url = notes.get("thread_url")
+        digest = _digest(render_card(deployment, thread_url=url))
+        if digest == notes.get("card_hash"):
+            return
+        message = render_card(deployment, now=self.clock(), thread_url=url)
+        self.client.chat_update(channel=channel, ts=card_ts, **message.payload())
+        store.set_notes(deployment.id, {"card_hash": digest})
+
+    # the card --------------------------------------------------------------------------------
+    def _post_card(self, store: Store, dep: Deployment) -> None:
+        notes = store.notes(dep.id)
+        channel = notes.get("card_channel") or dep.channel or dep.settings.channel
+        if not channel:
+            log.warning("deployment %s names no channel: no card posted", dep.id)
+            return
+        card_ts = notes.get("card_ts")
+        if not card_ts:
+            card = render_card(dep, now=self.clock())
+            card_ts = self._post_once(store, dep.id, "card", channel, card)
+            store.set_notes(
+                dep.id,
+                {
+                    "card_ts": card_ts,
+                    "card_channel": channel,
+                    "card_hash": _digest(render_card(dep)),
+                },
+            )
+        if not notes.get("thread_url"):
+            answer = self.client.chat_getPermalink(channel=channel, message_ts=card_ts)
+            store.set_notes(dep.id, {"thread_url": str(answer["permalink"])})
+
+    # closing buttons -------------------------------------------------------------------------
+    def _close_gate(
+        self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]
+    ) -> None:
+        step = int(notes["gate_open"])
+        ts = notes.get(f"gate:{step}")
+        if event.kind == "approved" and event.step not in (None, step):
+            return  # an approval of another gate (cannot happen in order, but be safe)
+        if ts:
+            at = when(event.at)
+            if event.kind == "approved":
+                outcome = f"approved by {mention(event.actor or '?')} at {at}."
+            elif event.kind == "rollback_started":
+                by = ended_by(dep, event.data.get("by"), event.actor)
+                outcome = f"not approved: {by} at {at}."
+            elif event.kind == "promoted":
+                outcome = "no longer needed: promoted."
+            else:
+                outcome = f"closed: the deployment {event.kind.replace('_', ' ')} at {at}."
+            weight = _gate_weight(dep, step)
+            self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome))
+        store.set_notes(dep.id, {"gate_open": ""})
+
+    def _close_rollback(
+        self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]
+    ) -> None:
+        seq = int(notes.get("rollback_seq", "-1"))
+        shifted = store.events(dep.id, seq)[:1] if seq >= 0 else []
+        if shifted:
+            at = when(event.at)
+            if event.kind == "rollback_started":
+                by = event.actor and event.data.get("by") == "abort"
+                outcome = (
+                    f"Rolled back by {mention(event.actor or '?')} at {at}."
+                    if by
+                    else f"Rolling back at {at}: {event.reason or 'see below'}."
+                )
+            elif event.kind == "promoted":
+                outcome = f"Promoted at {at}; Roll back is no longer offered."
+            else:
+                outcome = f"Roll back is no longer offered ({event.kind.replace('_', ' ')})."
+            message = shifted_closed(dep, shifted[0], outcome)
+            self._update(notes["card_channel"], notes["rollback_ts"], message)
+        store.set_notes(dep.id, {"rollback_ts": ""})
+
+    # Slack calls -----------------------------------------------------------------------------
+    def _post_once(
+        self,
+        store: Store,
+        dep_id: str,
+        what: str,
+        channel: str,
+        message: Message,
+        *,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Post a message at most once, even if a previous attempt died after Slack took it.
+
+        Each message carries its identity in Slack's message metadata; an attempt that finds a
+        marker of an earlier one looks for that message before posting again.
+        """
+        key = f"{dep_id}:{what}"
+        if not store.set_note_once(dep_id, f"posting:{what}", "1"):
+            found = self._find_posted(channel, key, thread_ts)
+            if found:
+                return found
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+        answer = self.client.chat_postMessage(
+            channel=channel,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+            **extra,
+            **message.payload(),
+        )
+        return str(answer["ts"])
+
+    def _find_posted(self, channel: str, key: str, thread_ts: str | None) -> str | None:
+        """The ts of the message carrying `key` in its metadata, if Slack has it."""
+        if thread_ts:
+            answer = self.client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+            )
+        else:
+            answer = self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=100
+            )
+        for message in answer.get("messages") or []:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("key") == key:
+                return str(message["ts"])
+        return None
+
+    def _update(self, channel: str, ts: str, message: Message) -> None:
+        self.client.chat_update(channel=channel, ts=ts, **message.payload())
+
+
+def _gate_weight(dep: Deployment, step: int) -> int | None:
+    if 1 <= step <= len(dep.settings.steps):
+        return dep.settings.steps[step - 1]
+    return None
+
+
+def _digest(message: Message) -> str:
+    raw = json.dumps(message.payload(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]

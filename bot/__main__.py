@@ -1,0 +1,42 @@
+"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT (default 3000)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from bot.app import create_app
+from bot.server import EVENTS_PATH, HEALTH_PATH, make_server
+
+log = logging.getLogger("bot")
+
+DEFAULT_PORT = 3000
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app()
+    app_token = os.environ.get("SLACK_APP_TOKEN")
+    if app_token:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        log.info("canary bot connecting in Socket Mode")
+        SocketModeHandler(app, app_token).start()
+        return
+    server = make_server(app, "0.0.0.0", int(os.environ.get("PORT") or DEFAULT_PORT))
+    port = server.server_address[1]
+    # Tools that start the bot with PORT=0 read the port from this line.
+    log.info("canary bot listening on port %d (%s, %s)", port, EVENTS_PATH, HEALTH_PATH)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

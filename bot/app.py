@@ -1,0 +1,52 @@
+"""The Bolt app: Slack credentials from the environment, listeners from bot.handlers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.handlers import Handlers
+from bot.permissions import GroupDirectory
+from workers.runtime import Runtime, get_runtime
+from workers.slack_notifier import make_client, slack_api_url
+
+#: Listener threads: an ack waits for a free one, so this bounds how many commands are
+#: acknowledged at once. A listener only parses and acks, then hands its work over.
+LISTENER_THREADS = 64
+#: Threads doing the work after the acks (Redis, the engine's API, answers to Slack). Few, so
+#: that in a burst the acks are not queued behind that work for the interpreter's lock.
+WORK_THREADS = 4
+
+
+def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> App:
+    """The app; `rt` and `client` default to the process's Runtime and a client on SLACK_API_URL."""
+    if client is None:
+        client = make_client(os.environ.get("SLACK_BOT_TOKEN", ""), slack_api_url())
+    app = App(
+        client=client,
+        signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="canary-listener"
+        ),
+        logger=logging.getLogger("bot.bolt"),
+    )
+    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="canary-work")
+    Handlers(
+        runtime=(lambda: rt) if rt is not None else get_runtime,
+        groups=GroupDirectory(client),
+        later=lambda job: work.submit(_logged, job),
+    ).register(app)
+    return app
+
+
+def _logged(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # a future nobody reads would swallow it
+        logging.getLogger("bot").exception("work after an ack failed")

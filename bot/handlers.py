@@ -1,0 +1,222 @@
+"""Listeners: acknowledge at once, then hand over to the engine's API; refusals are ephemeral."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
+
+from bot import views
+from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
+from bot.permissions import Action, GroupsResolver, may
+from workers import api
+from workers.config import ConfigError
+from workers.deployment import Deployment
+from workers.runtime import Runtime
+from workers.slack_format import ABORT, APPROVE, OPEN_THREAD, ROLLBACK
+from workers.slack_notifier import thread_url
+
+log = logging.getLogger(__name__)
+
+RuntimeSource = Callable[[], Runtime]
+#: Runs a listener's work after its ack (a small thread pool in the app; inline when None).
+Later = Callable[[Callable[[], None]], object]
+_ACTIONS: dict[str, Action] = {APPROVE: "approve", ABORT: "abort", ROLLBACK: "rollback"}
+
+
+class Handlers:
+    """The app's listeners over one Runtime source and one group directory."""
+
+    def __init__(
+        self, runtime: RuntimeSource, groups: GroupsResolver, later: Later | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.groups = groups
+        self.later: Later = later or (lambda work: work())
+
+    def register(self, app: App) -> None:
+        app.middleware(skip_slack_retries)
+        app.command(SLASH)(self.on_command)
+        for action_id in (APPROVE, ABORT, ROLLBACK):
+            app.action(action_id)(self.on_button)
+        app.action(OPEN_THREAD)(lambda ack: ack())  # a link button: Slack opens the URL itself
+
+    # /canary ---------------------------------------------------------------------------------
+    def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        try:
+            cmd = parse(command.get("text", ""))
+        except UsageError as exc:
+            ack(text=str(exc), response_type="ephemeral")
+            return
+        if cmd.name == "help":
+            ack(text=help_text(), response_type="ephemeral")
+            return
+        ack()  # Slack's 3 s clock stops here; everything below may take its time.
+        user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        self.later(lambda: self._answer(cmd, user, channel, respond))
+
+    def _answer(self, cmd: Command, user: str, channel: str, respond: Respond) -> None:
+        try:
+            text = self.run(cmd, user, channel)
+        except ConfigError as exc:
+            text = str(exc)
+        except Exception:
+            log.exception("/canary %s failed", cmd.name)
+            text = "Something went wrong on my side; nothing was changed. Details are in the log."
+        respond(text=text, response_type="ephemeral", replace_original=False)
+
+    def run(self, cmd: Command, user: str, channel: str) -> str:
+        """Carry out a parsed command for `user` typed in `channel`; return the answer."""
+        rt = self.runtime()
+        if cmd.name == "deploy":
+            return self.deploy(rt, cmd, user, channel)
+        if cmd.name == "abort":
+            return self.abort(rt, cmd.args[0], user)
+        now = rt.clock()
+        link = self._thread_link(rt)
+        if cmd.name == "status":
+            service = cmd.arg(0)
+            if service is None:
+                return views.status(api.active_deployments(rt=rt), link, now)
+            rt.catalogue().service(service)
+            running = api.active_deployment(service, rt=rt)
+            last = next(iter(api.history(service, 1, rt=rt)), None)
+            return views.service_status(service, running, last, link, now)
+        if cmd.name == "history":
+            service = cmd.args[0]
+            rt.catalogue().service(service)
+            limit = int(cmd.arg(1) or HISTORY_DEFAULT)
+            return views.history(service, api.history(service, limit, rt=rt), link, now)
+        if cmd.name == "services":
+            catalogue = rt.catalogue()
+            running = {d.service: d for d in api.active_deployments(rt=rt)}
+            last = {k: next(iter(api.history(k, 1, rt=rt)), None) for k in catalogue.services}
+            return views.services(catalogue, running, last)
+        return help_text()
+
+    def deploy(self, rt: Runtime, cmd: Command, user: str, channel: str) -> str:
+        service, image = cmd.args
+        settings = rt.catalogue().service(service)
+        permission = may("deploy", user, settings, self.groups, channel=channel)
+        if not permission.allowed:
+            return permission.reason
+        answer = api.start_deployment(
+            service, image, requester=user, channel=channel, overrides=cmd.options, rt=rt
+        )
+        if answer.ok and answer.deployment is not None:
+            return views.starting(answer.deployment)
+        if answer.holder is not None:
+            api.record_refusal(
+                answer.holder.id, actor=user, action="deploy", reason=answer.message, rt=rt
+            )
+            return views.busy(service, answer.holder, thread_url(rt.store, answer.holder.id))
+        return answer.message
+
+    def abort(self, rt: Runtime, service: str, user: str) -> str:
+        rt.catalogue().service(service)
+        dep = api.active_deployment(service, rt=rt)
+        if dep is None:
+            return f"Nothing to abort: no deployment of {service} is running."
+        refusal = self._refusal(rt, "abort", user, dep)
+        if refusal:
+            return refusal
+        answer = api.abort(dep.id, actor=user, rt=rt)
+        if not answer.ok:
+            api.record_refusal(dep.id, actor=user, action="abort", reason=answer.message, rt=rt)
+        return answer.message
+
+    # buttons ---------------------------------------------------------------------------------
+    def on_button(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        self.later(lambda: self._clicked(body, action, client))
+
+    def _clicked(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        user = body.get("user", {}).get("id", "")
+        try:
+            message = self.click(action.get("action_id", ""), action.get("value", ""), user)
+        except Exception:
+            log.exception("button %s failed", action.get("action_id"))
+            message = "Something went wrong on my side; nothing was changed."
+        if message:
+            tell(client, body, user, message)
+
+    def click(self, action_id: str, value: str, user: str) -> str | None:
+        """Carry out a button click; return what to tell the clicker (None: the thread shows it)."""
+        rt = self.runtime()
+        dep_id, _, step_text = value.partition(":")
+        dep = api.get_deployment(dep_id, rt=rt) if dep_id else None
+        if dep is None or not step_text.isdigit():
+            return "That button belongs to a deployment I no longer know."
+        step = int(step_text)
+        kind = _ACTIONS.get(action_id, "rollback")
+        if not dep.active:
+            return self._refuse(
+                rt, dep, user, kind, f"Deployment {dep.id} is already over ({dep.state.label})."
+            )
+        refusal = self._refusal(rt, kind, user, dep)
+        if refusal:
+            return refusal
+        if action_id == APPROVE:
+            answer = api.decide_gate(dep.id, step, approve=True, actor=user, rt=rt)
+        elif action_id == ABORT:
+            answer = api.decide_gate(dep.id, step, approve=False, actor=user, rt=rt)
+            if not answer.ok and answer.deployment is not None and answer.deployment.active:
+                hint = f" To stop it anyway: `{SLASH} abort {dep.service}`."
+                answer = api.Answer(False, answer.message + hint, answer.deployment)
+        else:
+            answer = api.roll_back(dep.id, actor=user, rt=rt)
+        if answer.ok:
+            return None
+        api.record_refusal(dep.id, actor=user, action=kind, reason=answer.message, rt=rt)
+        return answer.message
+
+    # helpers ---------------------------------------------------------------------------------
+    def _refusal(self, rt: Runtime, kind: Action, user: str, dep: Deployment) -> str | None:
+        permission = may(kind, user, dep, self.groups)
+        if permission.allowed:
+            return None
+        return self._refuse(rt, dep, user, kind, permission.reason)
+
+    @staticmethod
+    def _refuse(rt: Runtime, dep: Deployment, user: str, kind: str, reason: str) -> str:
+        api.record_refusal(dep.id, actor=user, action=kind, reason=reason, rt=rt)
+        return reason
+
+    @staticmethod
+    def _thread_link(rt: Runtime) -> views.ThreadLink:
+        return lambda dep_id: thread_url(rt.store, dep_id)
+
+
+def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:
+    """Show `text` to `user` only, in the thread the clicked message is in."""
+    channel = (body.get("channel") or body.get("container") or {}).get("id") or (
+        body.get("container") or {}
+    ).get("channel_id")
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts") or message.get("ts")
+    try:
+        client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+    except (SlackClientError, OSError):
+        # Outside a channel the bot is in, the response_url still reaches the person.
+        url = body.get("response_url")
+        if url:
+            Respond(response_url=url)(text=text, response_type="ephemeral", replace_original=False)
+        else:
+            log.warning("could not tell %s: %s", user, text)
+
+
+def skip_slack_retries(req: BoltRequest, next: Callable[[], None]) -> BoltResponse | None:
+    """Acknowledge Slack's retries without acting: the first delivery is being handled."""
+    retry = req.headers.get("x-slack-retry-num")
+    if retry:
+        reason = (req.headers.get("x-slack-retry-reason") or ["?"])[0]
+        log.info("ignored Slack retry #%s (%s)", retry[0], reason)
+        return BoltResponse(status=200, body="")
+    next()
+    return None

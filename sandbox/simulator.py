@@ -1,0 +1,235 @@
+"""Simulated users: request counters written into CloudWatch following the traffic weights.
+
+App Mesh: Envoy counters per virtual node on the route. ALB: the load balancer's RequestCount
+and HTTPCode_Target_5XX_Count per target group of the rule. Each version's 5xx rate is chosen by
+the image tag its ECS service runs, so a bad image shows up in the canary's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sandbox.metrics_feed import put_alb_counts, put_envoy_counts
+from workers.aws.alb_router import (
+    AlbRouter,
+    load_balancer_dimension,
+    target_group_dimension,
+    target_group_name,
+)
+from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.clients import AwsClients
+from workers.aws.cloudwatch import Target
+from workers.aws.errors import AwsStepError
+from workers.images import short_name
+from workers.metrics import AlbMetricTemplate, MetricTemplate
+
+log = logging.getLogger(__name__)
+
+#: 5xx rate of an image whose tag is not listed.
+DEFAULT_ERROR_RATE = 0.002
+
+T = TypeVar("T")
+
+
+@dataclass
+class NodeInfo:
+    family: str
+    image: str
+
+
+class _WeightedTraffic:
+    """What both simulators do alike: share a tick's requests among the targets by weight, pick
+    each version's 5xx rate by its image tag, and find the ECS service behind a target."""
+
+    clients: AwsClients
+    cluster: str
+    requests_per_second: float
+    error_rates: Mapping[str, float]
+
+    def error_rate(self, image: str) -> float:
+        tag = short_name(image).rsplit(":", 1)[-1]
+        return self.error_rates.get(tag, DEFAULT_ERROR_RATE)
+
+    def _spread(
+        self,
+        weights: Mapping[str, int],
+        *,
+        total: int,
+        seconds: float,
+        version: Callable[[str], T | None],
+        image: Callable[[T], str],
+        publish: Callable[[str, T, int, int], str],
+    ) -> dict[str, tuple[int, int]]:
+        """`seconds` of traffic split by weight (out of `total`) among the targets whose
+        `version` is found; each share is published, then returned by its published name."""
+        written: dict[str, tuple[int, int]] = {}
+        for target, weight in weights.items():
+            if weight <= 0:
+                continue
+            found = version(target)
+            if found is None:
+                continue
+            requests = int(round(self.requests_per_second * seconds * weight / total))
+            errors = int(round(requests * self.error_rate(image(found))))
+            written[publish(target, found, requests, errors)] = (requests, errors)
+        return written
+
+    def _active_services(self) -> Iterator[dict[str, Any]]:
+        """The cluster's ACTIVE ECS services, described ten at a time as they are asked for."""
+        ecs = self.clients.ecs
+        arns = ecs.list_services(cluster=self.cluster)["serviceArns"]
+        for i in range(0, len(arns), 10):
+            for svc in ecs.describe_services(cluster=self.cluster, services=arns[i : i + 10])[
+                "services"
+            ]:
+                if svc.get("status") == "ACTIVE":
+                    yield svc
+
+
+def _cached(cache: dict[str, T], key: str, lookup: Callable[[str], T | None]) -> T | None:
+    """cache[key], looked up (and kept) the first time it is found."""
+    if key not in cache:
+        found = lookup(key)
+        if found is None:
+            return None
+        cache[key] = found
+    return cache[key]
+
+
+@dataclass
+class TrafficSimulator(_WeightedTraffic):
+    """Writes one service's per-node request counts for each tick of simulated time."""
+
+    clients: AwsClients
+    cluster: str
+    mesh: str
+    virtual_router: str
+    route: str
+    requests_per_second: float = 50.0
+    #: 5xx rate by image tag (e.g. {"v3": 0.2}).
+    error_rates: Mapping[str, float] = field(default_factory=dict)
+    template: MetricTemplate = field(default_factory=MetricTemplate)
+    _nodes: dict[str, NodeInfo] = field(default_factory=dict)
+
+    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Publish `seconds` worth of traffic at time `at`; return {node: (requests, errors)}."""
+        when = at or datetime.now(UTC)
+        router = AppMeshRouter(self.clients.appmesh, self.mesh, self.virtual_router, self.route)
+
+        def publish(node: str, info: NodeInfo, requests: int, errors: int) -> str:
+            put_envoy_counts(
+                self.clients.cloudwatch,
+                self.template,
+                Target(self.cluster, info.family, node),
+                requests=requests,
+                errors=errors,
+                timestamp=when,
+            )
+            return node
+
+        return self._spread(
+            router.read_weights(),
+            total=100,
+            seconds=seconds,
+            version=lambda node: _cached(self._nodes, node, self._lookup),
+            image=lambda info: info.image,
+            publish=publish,
+        )
+
+    def _lookup(self, node: str) -> NodeInfo | None:
+        """virtual node -> Cloud Map service name -> ECS service registered to it -> image."""
+        try:
+            spec = self.clients.appmesh.describe_virtual_node(
+                meshName=self.mesh, virtualNodeName=node
+            )["virtualNode"]["spec"]
+        except Exception:  # deleted meanwhile: no traffic for it
+            return None
+        cloudmap_name = spec["serviceDiscovery"]["awsCloudMap"]["serviceName"]
+        for svc in self._active_services():
+            for registry in svc.get("serviceRegistries", []):
+                if self._cloudmap_name(registry["registryArn"]) == cloudmap_name:
+                    return self._from_task_definition(svc["taskDefinition"])
+        log.debug("no ECS service found for virtual node %s", node)
+        return None
+
+    def _cloudmap_name(self, arn: str) -> str | None:
+        service_id = arn.rsplit("/", 1)[-1]
+        try:
+            return self.clients.servicediscovery.get_service(Id=service_id)["Service"]["Name"]
+        except Exception:
+            return None
+
+    def _from_task_definition(self, arn: str) -> NodeInfo:
+        td: dict[str, Any] = self.clients.ecs.describe_task_definition(taskDefinition=arn)[
+            "taskDefinition"
+        ]
+        for container in td["containerDefinitions"]:
+            if "envoy" not in container["image"] and container.get("name") != "envoy":
+                return NodeInfo(family=td["family"], image=container["image"])
+        raise AwsStepError(f"task definition {arn} has no application container")
+
+
+@dataclass
+class AlbTrafficSimulator(_WeightedTraffic):
+    """Writes one ALB rule's per-target-group request and 5xx counts for each tick."""
+
+    clients: AwsClients
+    cluster: str
+    listener_rule: str | None = None
+    listener: str | None = None
+    requests_per_second: float = 50.0
+    #: 5xx rate by image tag (e.g. {"v3": 0.2}).
+    error_rates: Mapping[str, float] = field(default_factory=dict)
+    template: AlbMetricTemplate = field(default_factory=AlbMetricTemplate)
+    _images: dict[str, str] = field(default_factory=dict)
+
+    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
+        when = at or datetime.now(UTC)
+        router = AlbRouter(
+            self.clients.elbv2, listener_rule=self.listener_rule, listener=self.listener
+        )
+        raw = router.read_target_groups()
+        load_balancer = load_balancer_dimension(self.listener_rule or self.listener or "")
+
+        def publish(arn: str, image: str, requests: int, errors: int) -> str:
+            name = target_group_name(arn)
+            put_alb_counts(
+                self.clients.cloudwatch,
+                self.template,
+                load_balancer=load_balancer,
+                target_group=target_group_dimension(arn),
+                target_group_name=name,
+                cluster=self.cluster,
+                requests=requests,
+                errors=errors,
+                timestamp=when,
+            )
+            return name
+
+        return self._spread(
+            raw,
+            total=sum(raw.values()),
+            seconds=seconds,
+            version=lambda arn: _cached(self._images, arn, self._lookup),
+            image=lambda image: image,
+            publish=publish,
+        )
+
+    def _lookup(self, target_group_arn: str) -> str | None:
+        """target group -> ECS service registered to it -> its load-balanced container's image."""
+        for svc in self._active_services():
+            for lb in svc.get("loadBalancers", []):
+                if lb.get("targetGroupArn") == target_group_arn:
+                    td = self.clients.ecs.describe_task_definition(
+                        taskDefinition=svc["taskDefinition"]
+                    )
+                    for container in td["taskDefinition"]["containerDefinitions"]:
+                        if container["name"] == lb.get("containerName"):
+                            return str(container["image"])
+        log.debug("no ECS service found for target group %s", target_group_arn)
+        return None

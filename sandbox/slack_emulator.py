@@ -1,0 +1,361 @@
+"""A local Slack Web API: keeps channels, threads and ephemeral answers as people would see them.
+
+Bound to 127.0.0.1 on a free port; `base_url` goes into WebClient(base_url=...) or SLACK_API_URL.
+Used by the sandbox and by the tests (tests/slack_mock.py re-exports it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+
+@dataclass
+class Call:
+    """One request the mock received."""
+
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+
+
+@dataclass
+class Posted:
+    """A message as the channel shows it now (updates applied)."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    thread_ts: str | None = None
+    updates: int = 0
+    #: Wall-clock time the message was posted (Slack shows it beside the message).
+    posted_at: float = field(default_factory=time.time)
+    #: Slack message metadata (event_type, event_payload), returned with include_all_metadata.
+    metadata: dict[str, Any] | None = None
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """Every button in the message's actions blocks."""
+        return [
+            element
+            for block in self.blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+            if element.get("type") == "button"
+        ]
+
+    def button(self, action_id: str) -> dict[str, Any] | None:
+        return next((b for b in self.buttons() if b.get("action_id") == action_id), None)
+
+    def shown(self) -> str:
+        """The text a reader sees: every text of every block, else the fallback text."""
+        parts: list[str] = []
+        for block in self.blocks:
+            text = block.get("text")
+            if isinstance(text, dict):
+                parts.append(text.get("text", ""))
+            for element in block.get("elements", []):
+                if element.get("type") in ("mrkdwn", "plain_text"):
+                    parts.append(element.get("text", ""))
+                elif element.get("type") == "button":
+                    parts.append(f"[{element['text']['text']}]")
+        return "\n".join(parts) if parts else self.text
+
+
+@dataclass
+class Fault:
+    status: int
+    until: float
+    remaining: int
+    retry_after: int | None
+
+
+class SlackEmulator:
+    """The emulator's server; use as a context manager or call start()/stop()."""
+
+    def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
+        self.groups: dict[str, list[str]] = dict(groups or {})
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[str, str], Posted] = {}
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
+        #: response_url posts by the url's number, so an answer is matched to its command.
+        self.responses_by_url: dict[str, list[dict[str, Any]]] = {}
+        #: What single people were shown, in order: chat.postEphemeral and response_url posts.
+        self.private: list[dict[str, Any]] = []
+        self.tokens_seen: set[str] = set()
+        self._fault: Fault | None = None
+        self._ts = itertools.count(1)
+        self._response_urls = itertools.count(1)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    # lifecycle -------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def start(self) -> SlackEmulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> SlackEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # fault injection -------------------------------------------------------------------------
+    def fail(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1_000_000,
+        seconds: float = 3600.0,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next `times` API calls (for at most `seconds`) with `status`."""
+        with self._lock:
+            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._fault = None
+
+    def response_url(self) -> str:
+        """A fresh response_url whose POSTs land in `responses`."""
+        return f"{self.url}/respond/{next(self._response_urls)}"
+
+    # reading what people see -----------------------------------------------------------------
+    def api_calls(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method and c.status == 200]
+
+    def channel(self, channel: str) -> list[Posted]:
+        """Top-level messages of the channel, oldest first, as they read now."""
+        with self._lock:
+            found = [m for m in self.messages.values() if m.channel == channel and not m.thread_ts]
+        return sorted(found, key=lambda m: float(m.ts))
+
+    def thread(self, channel: str, thread_ts: str) -> list[Posted]:
+        """Replies in the thread, oldest first, as they read now."""
+        with self._lock:
+            found = [m for m in self.messages.values() if m.thread_ts == thread_ts]
+        return sorted((m for m in found if m.channel == channel), key=lambda m: float(m.ts))
+
+    def answers_to(self, response_url: str) -> list[dict[str, Any]]:
+        """What was posted to one response_url, oldest first."""
+        with self._lock:
+            return list(self.responses_by_url.get(response_url.rsplit("/", 1)[-1], []))
+
+    def ephemeral_texts(self, user: str | None = None) -> list[str]:
+        """Everything shown to one person only: chat.postEphemeral and response_url posts."""
+        with self._lock:
+            return [p.get("text", "") for p in self.private if user in (None, p.get("user"))]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Wait until `predicate()` is truthy (listeners answer from Bolt's worker threads)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for the mock Slack")
+            with self._changed:
+                self._changed.wait(min(remaining, 0.05))
+
+    # the server ------------------------------------------------------------------------------
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        mock = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                self._reply(path, dict(parse_qsl(query)))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                kind = self.headers.get("Content-Type", "")
+                params = json.loads(raw or "{}") if "json" in kind else dict(parse_qsl(raw))
+                path, _, query = self.path.partition("?")
+                params = {**dict(parse_qsl(query)), **params}
+                self._reply(path, params)
+
+            def _reply(self, path: str, params: dict[str, Any]) -> None:
+                for key in ("blocks", "attachments"):
+                    if isinstance(params.get(key), str):
+                        params[key] = json.loads(params[key])
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Bearer "):
+                    params.setdefault("token", auth[7:])
+                status, body, headers = mock._answer(path, params)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _answer(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any], dict]:
+        with self._changed:
+            try:
+                return self._route(path, params)
+            finally:
+                self._changed.notify_all()
+
+    def _route(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any], dict]:
+        if path.startswith("/respond/"):
+            self.responses.append(params)
+            self.responses_by_url.setdefault(path.removeprefix("/respond/"), []).append(params)
+            self.private.append(params)
+            self.calls.append(Call("response_url", params))
+            return 200, {"ok": True}, {}
+        method = path.removeprefix("/api/").split("?")[0]
+        token = params.pop("token", None)
+        if token:
+            self.tokens_seen.add(token)
+        fault = self._fault
+        if fault and fault.remaining > 0 and time.monotonic() < fault.until:
+            fault.remaining -= 1
+            self.calls.append(Call(method, params, fault.status))
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            error = "ratelimited" if fault.status == 429 else "internal_error"
+            return fault.status, {"ok": False, "error": error}, headers
+        self.calls.append(Call(method, params))
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        return 200, handler(params), {}
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://example.slack.com/",
+            "team": "Example",
+            "team_id": "T0001",
+            "user": "canary",
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+        }
+
+    def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params["channel"], self._next_ts()
+        message = Posted(
+            channel=channel,
+            ts=ts,
+            text=params.get("text", ""),
+            blocks=params.get("blocks") or [],
+            thread_ts=params.get("thread_ts") or None,
+            metadata=_metadata(params.get("metadata")),
+        )
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text}}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (params["channel"], params["ts"])
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text = params.get("text", message.text)
+        if "blocks" in params:
+            message.blocks = params.get("blocks") or []
+        message.updates += 1
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.ephemerals.append(params)
+        self.private.append(params)
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_getPermalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params["channel"], params["message_ts"]
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://example.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = params.get("usergroup", "")
+        if group not in self.groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.groups[group])}
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel", ""), params.get("ts", "")
+        root = self.messages.get((channel, ts))
+        if root is None:
+            return {"ok": False, "error": "thread_not_found"}
+        replies = sorted(
+            (m for m in self.messages.values() if m.channel == channel and m.thread_ts == ts),
+            key=lambda m: float(m.ts),
+        )
+        return {"ok": True, "messages": [_as_api(m) for m in [root, *replies]]}
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        found = sorted(
+            (m for m in self.messages.values() if m.channel == channel and not m.thread_ts),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )
+        return {"ok": True, "messages": [_as_api(m) for m in found]}
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        return {"ok": True, "channel": {"id": channel, "name": f"chan-{channel.lower()}"}}
+
+
+def _as_api(message: Posted) -> dict[str, Any]:
+    """A stored message in the shape the Web API returns it."""
+    found: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+    if message.blocks:
+        found["blocks"] = message.blocks
+    if message.thread_ts:
+        found["thread_ts"] = message.thread_ts
+    if message.metadata:
+        found["metadata"] = message.metadata
+    return found
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """Metadata arrives as an object in JSON bodies and as a JSON string in form bodies."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    return raw if isinstance(raw, dict) else None

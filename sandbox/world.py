@@ -1,0 +1,395 @@
+"""The sandbox's world: Redis, moto, the Slack emulator, the bot and the workers, plus traffic.
+
+Both `python -m sandbox` and the end-to-end tests build one. The product runs as in production
+(`python -m bot` over HTTP, `python -m workers`); only AWS, Redis and Slack are stand-ins, and
+time is compressed to seconds through the catalogue and a few CANARY_* variables.
+
+Each service picks its traffic backend in its entry: App Mesh by default (sandbox.seed), or
+`{"router": "alb"}` for an ECS service behind an ALB listener rule (sandbox.seed_alb).
+
+The engine's end-to-end and fault tests use one without the bot (`bot=False`, see tests.stack):
+they call the API in-process through `rt`, kill the workers and `start_worker()` new ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from redis import Redis
+
+from sandbox.processes import Process, start_bot, start_moto, start_redis, start_workers
+from sandbox.seed import seed_appmesh_service
+from sandbox.seed_alb import seed_alb_service
+from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
+from sandbox.slack_emulator import Posted, SlackEmulator
+from sandbox.slack_user import SlackUser
+from workers.aws.alb_router import AlbRouter
+from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.clients import AwsClients, sandbox_clients
+from workers.config import load_catalogue
+from workers.deployment import Deployment
+from workers.queues import RqScheduler
+from workers.runtime import Runtime
+from workers.slack_format import APPROVE
+from workers.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Catalogue defaults with time compressed to seconds (a step bakes 3 s, checks every second).
+FAST_DEFAULTS: dict[str, Any] = {
+    "bake": "3s",
+    "analysis_interval": "1s",
+    "metric_period": "1s",
+    "min_requests": 30,
+    "post_promotion_bake": "3s",
+    "ready_timeout": "30s",
+    "gate_timeout": "5m",
+}
+#: Engine timings of the same scale (watchdog, readiness polling, the run lock of a dead job).
+FAST_ENV = {
+    "CANARY_WATCHDOG_GRACE": "2",
+    "CANARY_WATCHDOG_INTERVAL": "0.5",
+    "CANARY_READY_POLL": "0.5",
+    "CANARY_RUN_LOCK_SECONDS": "5",
+}
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/{key}:{tag}"
+CLUSTER, MESH = "prod", "prod-mesh"
+CHANNEL = "C0DEPLOYS"
+#: The people of the sandbox's workspace: id -> display name.
+PEOPLE = {"U0DANA": "dana", "U0SAM": "sam", "U0LEE": "lee"}
+DANA, SAM, LEE = "U0DANA", "U0SAM", "U0LEE"
+#: Five-xx rate of each image tag the simulated users hit (other tags: 0.2 %).
+ERROR_RATES = {"v3": 0.2}
+TOKEN = "xoxb-sandbox-token"
+SECRET = "sandbox-signing-secret"
+#: Words in the card's status once the deployment is over (see workers.slack_render).
+FINAL_STATUSES = ("Done ✅", "Rolled back ❌", "Failed ⚠")
+
+
+def aws_clients(endpoint: str) -> AwsClients:
+    """boto3 clients pointed at the moto server, with throwaway credentials."""
+    return sandbox_clients(endpoint)
+
+
+def service_entry(key: str, **overrides: Any) -> dict[str, Any]:
+    """A catalogue entry for a service seeded by sandbox.seed."""
+    return {
+        "cluster": CLUSTER,
+        "mesh": MESH,
+        "virtual_router": f"{key}-vr",
+        "route": f"{key}-route",
+        **overrides,
+    }
+
+
+def alb_service_entry(key: str, listener_rule: str, **overrides: Any) -> dict[str, Any]:
+    """A catalogue entry for a service seeded by sandbox.seed_alb (its rule's ARN is only known
+    once seeded, hence the argument)."""
+    return {"router": "alb", "cluster": CLUSTER, "listener_rule": listener_rule, **overrides}
+
+
+def is_alb(entry: Mapping[str, Any]) -> bool:
+    """True when a World's service entry asks for the ALB backend."""
+    return entry.get("router") == "alb"
+
+
+@dataclass
+class World:
+    """Everything the bot needs, on 127.0.0.1; `start()` it, or use it as a context manager."""
+
+    workdir: Path
+    #: Catalogue entries by service key, each seeded with image tag v1: on App Mesh
+    #: (sandbox.seed), or behind an ALB listener rule when the entry says `router: alb`.
+    services: Mapping[str, Mapping[str, Any]]
+    #: An existing Redis to share (with a key prefix of this world's own); None starts one.
+    redis_url: str | None = None
+    #: Requests per second each service's simulated users send (default 200).
+    rps: Mapping[str, float] = field(default_factory=dict)
+    error_rates: Mapping[str, float] = field(default_factory=lambda: dict(ERROR_RATES))
+    people: Mapping[str, str] = field(default_factory=lambda: dict(PEOPLE))
+    #: Start `python -m bot` (False: the workers alone, still posting into the emulator).
+    bot: bool = True
+    prefix: str = field(default_factory=lambda: f"sandbox{uuid.uuid4().hex[:8]}")
+    processes: list[Process] = field(default_factory=list)
+    slack: SlackEmulator = field(default_factory=SlackEmulator)
+    bot_url: str = ""
+    endpoint: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    #: Listener rule ARN of each ALB-backed service, once seeded.
+    rules: dict[str, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ticker: threading.Thread | None = None
+    _started_slack: bool = False
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> World:
+        """Start every process, seed AWS and the catalogue, and let the simulated users in."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # This process seeds moto and writes metrics into it: throwaway credentials only.
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "sandbox",
+                "AWS_SECRET_ACCESS_KEY": "sandbox",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        if self.redis_url is None:
+            redis_proc, self.redis_url = start_redis(self.workdir)
+            if redis_proc is not None:
+                self.processes.append(redis_proc)
+        moto, self.endpoint = start_moto(self.workdir)
+        self.processes.append(moto)
+        self.clients = aws_clients(self.endpoint)
+        catalogue: dict[str, Any] = {"defaults": FAST_DEFAULTS, "services": {}}
+        for key, entry in self.services.items():
+            image = IMAGE.format(key=key, tag="v1")
+            if is_alb(entry):
+                seeded = seed_alb_service(self.clients, key=key, cluster=CLUSTER, image=image)
+                self.rules[key] = seeded["listener_rule"]
+                catalogue["services"][key] = alb_service_entry(key, self.rules[key], **entry)
+            else:
+                seed_appmesh_service(self.clients, key=key, cluster=CLUSTER, mesh=MESH, image=image)
+                catalogue["services"][key] = service_entry(key, **entry)
+        self.catalogue_path = self.workdir / "canary.yaml"
+        self.catalogue_path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
+        self.slack.start()
+        self._started_slack = True
+        self.env = {
+            "REDIS_URL": self.redis_url,
+            "CANARY_REDIS_PREFIX": self.prefix,
+            "CANARY_CONFIG": str(self.catalogue_path),
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": self.slack.base_url,
+            "LOG_LEVEL": "INFO",
+            **FAST_ENV,
+        }
+        redis = Redis.from_url(self.redis_url)
+        self.rt = Runtime(
+            redis=redis,
+            store=Store(redis, self.prefix),
+            scheduler=RqScheduler(redis, self.prefix),
+            aws=lambda: self.clients,
+            catalogue_loader=lambda: load_catalogue(self.catalogue_path),
+        )
+        self.start_worker()
+        if self.bot:
+            bot, self.bot_url = start_bot(self.env, self.workdir)
+            self.processes.append(bot)
+        self._ticker = threading.Thread(target=self._traffic, name="traffic", daemon=True)
+        self._ticker.start()
+
+    def start_worker(self) -> Process:
+        """Start one more `python -m workers` (e.g. after killing the others with SIGKILL)."""
+        n = len(self.workers)
+        worker = start_workers(self.env, self.workdir, name=f"workers{n}" if n else "workers")
+        self.processes.append(worker)
+        return worker
+
+    @property
+    def workers(self) -> list[Process]:
+        """Every `python -m workers` started so far, killed ones included."""
+        return [p for p in self.processes if p.name.startswith("workers")]
+
+    def stop(self) -> None:
+        """Stop the traffic, every child process and the emulator; forget this world's keys."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        # The product first (it talks to the others), Redis and moto last.
+        for proc in reversed(self.processes):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        if self._started_slack:
+            with contextlib.suppress(Exception):
+                self.slack.stop()
+            self._started_slack = False
+        rt = getattr(self, "rt", None)
+        if rt is not None and self.shares_redis:
+            with contextlib.suppress(Exception):
+                keys = list(rt.redis.scan_iter(f"*{self.prefix}*"))
+                if keys:
+                    rt.redis.delete(*keys)
+
+    @property
+    def shares_redis(self) -> bool:
+        """True when the world shares someone else's Redis (its keys are then removed on stop)."""
+        return not any(p.name == "redis" for p in self.processes)
+
+    def __enter__(self) -> World:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def is_alb(self, key: str) -> bool:
+        """True when the service `key` is behind an ALB listener rule rather than App Mesh."""
+        return is_alb(self.services[key])
+
+    def _simulator(self, key: str) -> TrafficSimulator | AlbTrafficSimulator:
+        rps = self.rps.get(key, 200.0)
+        if self.is_alb(key):
+            return AlbTrafficSimulator(
+                self.clients,
+                cluster=CLUSTER,
+                listener_rule=self.rules[key],
+                requests_per_second=rps,
+                error_rates=self.error_rates,
+            )
+        return TrafficSimulator(
+            self.clients,
+            cluster=CLUSTER,
+            mesh=MESH,
+            virtual_router=f"{key}-vr",
+            route=f"{key}-route",
+            requests_per_second=rps,
+            error_rates=self.error_rates,
+        )
+
+    def _traffic(self) -> None:
+        sims = {key: self._simulator(key) for key in self.services}
+        last = time.time()
+        while not self._stop.wait(0.5):
+            now = time.time()
+            for key, sim in sims.items():
+                try:
+                    sim.tick(now - last)
+                except Exception as exc:  # a route or node being rewritten: the next tick
+                    log.debug("traffic for %s skipped a tick: %s", key, exc)
+            last = now
+
+    # people ----------------------------------------------------------------------------------
+    def person(self, user: str, channel: str = CHANNEL) -> SlackUser:
+        """Someone in the workspace who types commands in `channel` and clicks buttons."""
+        return SlackUser(user, self.bot_url, SECRET, self.slack, channel)
+
+    # what the channel shows ------------------------------------------------------------------
+    def card(self, dep_id: str, channel: str = CHANNEL) -> Posted | None:
+        """The deployment's card (its thread's root message), once posted."""
+        tag = f"#{dep_id}:"
+        return next((m for m in self.slack.channel(channel) if tag in m.text), None)
+
+    def wait_card(self, dep_id: str, timeout: float = 15.0) -> Posted:
+        return self.slack.wait_for(lambda: self.card(dep_id), timeout)
+
+    def thread(self, card: Posted) -> list[Posted]:
+        return self.slack.thread(card.channel, card.ts)
+
+    def wait_reply(
+        self, card: Posted, predicate: Callable[[Posted], bool], timeout: float = 30.0
+    ) -> Posted:
+        """The first reply of the thread for which `predicate` holds, waiting for it."""
+
+        def found() -> Posted | None:
+            return next((m for m in self.thread(card) if predicate(m)), None)
+
+        return self.slack.wait_for(found, timeout)
+
+    def wait_gate(self, card: Posted, after: str | None = None, timeout: float = 30.0) -> Posted:
+        """The thread's open gate posted after the message `after`: a reply with an Approve."""
+
+        def is_gate(m: Posted) -> bool:
+            newer = after is None or float(m.ts) > float(after)
+            return newer and m.button(APPROVE) is not None
+
+        return self.wait_reply(card, is_gate, timeout)
+
+    def wait_over(self, dep_id: str, timeout: float = 60.0) -> Posted:
+        """Wait until the card shows the deployment's end; return the card."""
+
+        def over() -> Posted | None:
+            card = self.card(dep_id)
+            return card if card and any(s in card.text for s in FINAL_STATUSES) else None
+
+        try:
+            return self.slack.wait_for(over, timeout)
+        except AssertionError:
+            dep = self.deployment(dep_id)
+            state = f"{dep.state.value} ({dep.reason})" if dep else "unknown"
+            raise AssertionError(
+                f"deployment {dep_id} not over after {timeout}s: {state}; logs in {self.workdir}"
+            ) from None
+
+    # what AWS and Redis hold -----------------------------------------------------------------
+    def weights(self, key: str) -> dict[str, int]:
+        """The service's weights as (moto's) AWS holds them now: the App Mesh route's by virtual
+        node, or the ALB listener rule's by target-group name."""
+        if self.is_alb(key):
+            return AlbRouter(self.clients.elbv2, listener_rule=self.rules[key]).read_weights()
+        return AppMeshRouter(self.clients.appmesh, MESH, f"{key}-vr", f"{key}-route").read_weights()
+
+    def traffic_targets(self) -> set[str]:
+        """What traffic can be sent to, on every backend in use: virtual nodes, target groups."""
+        backends = {self.is_alb(key) for key in self.services}
+        names: set[str] = set()
+        if True in backends:
+            names |= self.target_groups()
+        if False in backends:
+            names |= self.virtual_nodes()
+        return names
+
+    def virtual_nodes(self) -> set[str]:
+        nodes = self.clients.appmesh.list_virtual_nodes(meshName=MESH)["virtualNodes"]
+        return {n["virtualNodeName"] for n in nodes}
+
+    def target_groups(self) -> set[str]:
+        """The names of every target group the load balancers' account holds."""
+        groups = self.clients.elbv2.describe_target_groups()["TargetGroups"]
+        return {g["TargetGroupName"] for g in groups}
+
+    def ecs_services(self) -> set[str]:
+        """The names of the cluster's ACTIVE ECS services (a deleted one may linger INACTIVE)."""
+        ecs = self.clients.ecs
+        names: set[str] = set()
+        arns = ecs.list_services(cluster=CLUSTER)["serviceArns"]
+        for i in range(0, len(arns), 10):  # DescribeServices takes ten at a time
+            described = ecs.describe_services(cluster=CLUSTER, services=arns[i : i + 10])
+            names |= {s["serviceName"] for s in described["services"] if s["status"] == "ACTIVE"}
+        return names
+
+    def deployment(self, dep_id: str) -> Deployment | None:
+        return self.rt.store.get(dep_id)
+
+    def dep(self, dep_id: str) -> Deployment:
+        """The deployment, which must exist."""
+        found = self.deployment(dep_id)
+        assert found is not None, f"no deployment {dep_id}"
+        return found
+
+    def wait(
+        self, dep_id: str, until: Callable[[Deployment], bool], timeout: float = 60.0
+    ) -> Deployment:
+        """Poll the deployment in Redis until `until` holds; return it."""
+        deadline = time.monotonic() + timeout
+        while not until(dep := self.dep(dep_id)):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"deployment {dep_id} still {dep.state} ({dep.reason}) after {timeout}s\n"
+                    f"{self.logs(4000)}"
+                )
+            time.sleep(0.1)
+        return dep
+
+    def logs(self, tail: int = 3000) -> str:
+        """The last lines of every child's log, for a failure message."""
+        return "\n".join(f"--- {p.name}\n{p.output()[-tail:]}" for p in self.processes)

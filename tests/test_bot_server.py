@@ -1,0 +1,123 @@
+"""The HTTP transport: /slack/events and /healthz, in-process and as `python -m bot`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from slack_bolt import App
+
+from bot.commands import help_text
+from bot.server import make_server
+from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, signed_headers
+from tests.slack_mock import MockSlack
+from workers import api
+from workers.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def post(url: str, body: str, headers: dict[str, list[str]]) -> tuple[int, str]:
+    flat = {k: v[0] for k, v in headers.items()}
+    request = urllib.request.Request(url, data=body.encode(), headers=flat, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def server(app: App) -> Iterator[str]:
+    httpd = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_healthz_and_unknown_paths(server: str) -> None:
+    assert get(f"{server}/healthz") == (200, "ok")
+    assert get(f"{server}/nope")[0] == 404
+    assert post(f"{server}/elsewhere", "x", {})[0] == 404
+
+
+def test_a_signed_command_over_http(
+    server: str, slack: Slack, rt: Runtime, mock: MockSlack
+) -> None:
+    body = slack.command_body(f"deploy search {IMAGE}", "U0ANY", "C0ANY")
+    status, text = post(f"{server}/slack/events", body, signed_headers(body))
+    assert (status, text) == (200, "")
+    answer = mock.wait_for(lambda: mock.responses)[0]
+    assert answer["text"].startswith("Starting deployment")
+    assert api.active_deployment("search", rt=rt) is not None
+
+
+def test_forged_and_stale_requests_get_401_over_http(
+    server: str, slack: Slack, rt: Runtime
+) -> None:
+    body = slack.command_body(f"deploy search {IMAGE}", "U0ANY", "C0ANY")
+    assert post(f"{server}/slack/events", body, signed_headers(body, secret="nope"))[0] == 401
+    stale = signed_headers(body, timestamp=int(time.time()) - 3600)
+    assert post(f"{server}/slack/events", body, stale)[0] == 401
+    assert post(f"{server}/slack/events", body, {})[0] == 401
+    assert api.active_deployments(rt=rt) == []
+
+
+def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": mock.base_url.rstrip("/"),  # without the slash on purpose
+        "PORT": "0",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # unused by help and /healthz
+        "CANARY_CONFIG": str(tmp_path / "missing.yaml"),
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 20
+        seen = []
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen.append(line)
+            found = re.search(r"listening on port (\d+)", line)
+            port = int(found.group(1)) if found else None
+        assert port, "".join(seen)
+        base = f"http://127.0.0.1:{port}"
+        assert get(f"{base}/healthz") == (200, "ok")
+        body = Slack.command_body(Slack(None, mock), "help", "U0ANY", "C0ANY")  # type: ignore[arg-type]
+        status, text = post(f"{base}/slack/events", body, signed_headers(body))
+        assert status == 200 and json.loads(text)["text"] == help_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log = proc.stderr.read()
+    assert TOKEN not in log and SECRET not in log

@@ -1,0 +1,152 @@
+"""The README's reference stays true: catalogue keys, environment variables, commands, scopes."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+from bot.commands import COMMANDS, SLASH, help_text
+from workers import defaults
+from workers.config import RolloutSettings, ServiceConfig, load_catalogue
+from workers.durations import parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+#: Fields of the models that are not keys a person writes.
+INTERNAL_FIELDS = {"key"}
+#: The environment of design.md's contract (boto3 reads AWS_ENDPOINT_URL itself).
+CONTRACT_ENV = {
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "REDIS_URL",
+    "CANARY_CONFIG",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+}
+#: The Slack Web API methods the code may call -> the bot scopes each needs.
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat_postMessage": ("chat:write",),
+    "chat_update": ("chat:write",),
+    "chat_postEphemeral": ("chat:write",),
+    "chat_getPermalink": (),
+    "usergroups_users_list": ("usergroups:read",),
+    # Public and private channels alike: the bot works in whichever it is invited to.
+    "conversations_history": ("channels:history", "groups:history"),
+    "conversations_replies": ("channels:history", "groups:history"),
+}
+#: The code's own helpers that read a variable given by name (workers/runtime.py).
+_ENV_HELPERS = {"_float_env"}
+
+
+def section(title: str) -> str:
+    """The README text under the heading `title`, up to the next heading of any level."""
+    found = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ |\Z)", README, re.M | re.S)
+    assert found, f"README has no section {title!r}"
+    return found.group(1)
+
+
+def table(text: str) -> dict[str, list[str]]:
+    """First column (the `name` in backticks) -> the other cells, for every row of the tables."""
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _env_name(node: ast.AST) -> ast.expr | None:
+    """The name argument if `node` reads the environment: os.environ[...], os.environ.get(...),
+    os.getenv(...), or one of the code's own helpers that take the variable's name."""
+    if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+        return node.slice
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    func = ast.unparse(node.func)
+    if func in ("os.environ.get", "os.environ.pop", "os.getenv") or func in _ENV_HELPERS:
+        return node.args[0]
+    return None
+
+
+def env_vars_read(*packages: str) -> dict[str, str]:
+    """Every environment variable the code reads by name -> where."""
+    found: dict[str, str] = {}
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                name = _env_name(node)
+                if isinstance(name, ast.Constant) and isinstance(name.value, str):
+                    found.setdefault(name.value, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def catalogue_keys() -> set[str]:
+    fields = set(RolloutSettings.model_fields) | set(ServiceConfig.model_fields)
+    return fields - INTERNAL_FIELDS
+
+
+def test_catalogue_reference_lists_exactly_the_models_keys() -> None:
+    documented = set(table(section("Service catalogue (`CANARY_CONFIG`)")))
+    assert documented == catalogue_keys(), (
+        f"undocumented: {sorted(catalogue_keys() - documented)}; "
+        f"not a key: {sorted(documented - catalogue_keys())}"
+    )
+
+
+def test_catalogue_reference_gives_the_real_defaults() -> None:
+    rows = table(section("Service catalogue (`CANARY_CONFIG`)"))
+    for name, field in RolloutSettings.model_fields.items():
+        written = rows[name][0].strip("`")
+        default = getattr(defaults, name.upper())
+        if isinstance(default, bool):
+            assert written == str(default).lower(), name
+        elif isinstance(default, tuple):
+            assert written == str(list(default)), name
+        elif isinstance(default, str) and field.annotation is int:  # a duration
+            assert parse_duration(written) == parse_duration(default), name
+        else:
+            assert written == str(default), name
+
+
+def test_environment_reference_lists_every_variable_the_code_reads() -> None:
+    documented = set(table(section("Environment")))
+    read = env_vars_read("bot", "workers")
+    assert "CANARY_WATCHDOG_GRACE" in read  # the scanner sees through _float_env
+    missing = {name: where for name, where in read.items() if name not in documented}
+    assert not missing, f"read by the code but not in the README: {missing}"
+    assert documented >= CONTRACT_ENV
+    assert documented <= set(read) | CONTRACT_ENV, sorted(documented - set(read) - CONTRACT_ENV)
+
+
+def test_command_list_is_the_help_of_the_command_table() -> None:
+    commands = section("Commands")
+    assert help_text() in commands
+    listed = re.findall(rf"^• `{re.escape(SLASH)} (\w+)", commands, re.M)
+    assert listed == [c.name for c in COMMANDS]
+
+
+def test_manifest_asks_for_exactly_the_scopes_the_code_uses() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
+    code = "\n".join(
+        p.read_text() for pkg in ("bot", "workers") for p in sorted((ROOT / pkg).rglob("*.py"))
+    )
+    called = set(
+        re.findall(r"\.((?:chat|usergroups|users|conversations|files|reactions)_\w+)\(", code)
+    )
+    unknown = called - set(METHOD_SCOPES)
+    assert not unknown, f"Slack methods without a known scope here: {unknown}"
+    needed = {scope for m in called for scope in METHOD_SCOPES[m]} | {"commands"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == [SLASH]
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["settings"]["socket_mode_enabled"] is True
+
+
+def test_example_catalogue_is_valid() -> None:
+    catalogue = load_catalogue(ROOT / "canary.example.yaml")
+    assert "payments" in catalogue.services

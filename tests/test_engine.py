@@ -1,0 +1,267 @@
+"""The engine end to end in one process: moto for AWS, fakeredis, simulated time and traffic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from sandbox.seed import seed_appmesh_service
+from sandbox.seed_alb import seed_alb_service
+from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
+from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
+from tests.fakes import FakeClock, catalogue, fake_runtime
+from workers import api
+from workers.aws.clients import make_clients
+from workers.config import parse_catalogue
+from workers.engine import Engine
+from workers.state import State
+
+V2 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
+V3 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v3"
+ERROR_RATES = {"v3": 0.2, "v2": 0.002}
+
+
+def make_world(
+    monkeypatch: pytest.MonkeyPatch, backend: str, rps: float = 20.0, **settings: object
+) -> World:
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
+    clients = make_clients()
+    clock = FakeClock(time.time())
+    sim: Simulator
+    if backend == "alb":
+        seeded = seed_alb_service(clients, key="payments")
+        cat = parse_catalogue(
+            {
+                "defaults": {"bake": "5m", "analysis_interval": "1m", "metric_period": "60s"}
+                | settings,
+                "services": {
+                    "payments": {
+                        "router": "alb",
+                        "cluster": "prod",
+                        "listener_rule": seeded["listener_rule"],
+                    }
+                },
+            }
+        )
+        sim = AlbTrafficSimulator(
+            clients,
+            cluster="prod",
+            listener_rule=seeded["listener_rule"],
+            requests_per_second=rps,
+            error_rates=ERROR_RATES,
+        )
+    else:
+        seeded = seed_appmesh_service(clients)
+        cat = catalogue(**settings)
+        sim = TrafficSimulator(
+            clients,
+            cluster="prod",
+            mesh="prod-mesh",
+            virtual_router="payments-vr",
+            route="payments-route",
+            requests_per_second=rps,
+            error_rates=ERROR_RATES,
+        )
+    rt = fake_runtime(cat, clock)
+    rt.aws = lambda: clients
+    return World(rt, clients, clock, sim, backend=backend, seeded=seeded)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def world(aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[World]:
+    with mock_aws():
+        yield make_world(monkeypatch, backend)
+
+
+def start(world: World, image: str = V2, requester: str = "UDANA", **overrides: str) -> str:
+    answer = api.start_deployment(
+        "payments", image, requester=requester, channel="C1", overrides=overrides, rt=world.rt
+    )
+    assert answer.ok, answer.message
+    assert answer.deployment is not None
+    return answer.deployment.id
+
+
+def kinds(world: World, dep_id: str) -> list[str]:
+    return [e.kind for e in world.rt.store.events(dep_id)]
+
+
+def at_gate(dep) -> bool:  # type: ignore[no-untyped-def]
+    return dep.state in (State.AWAITING_APPROVAL, State.PROMOTED, State.ROLLED_BACK, State.FAILED)
+
+
+def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
+    dep_id = start(world)
+    for step in (2, 3, 4):
+        dep = world.drive(dep_id, at_gate)
+        assert dep.state == State.AWAITING_APPROVAL, dep.reason
+        assert world.weights() == {
+            "payments-v1": 100 - dep.weight,
+            f"payments-{dep_id}": dep.weight,
+        }
+        answer = api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=world.rt)
+        assert answer.ok, answer.message
+    dep = world.drive(dep_id, lambda d: not d.active)
+    assert dep.state == State.PROMOTED, dep.reason
+    assert world.weights() == {f"payments-{dep_id}": 100}
+    assert [a.step for a in dep.approvals] == [2, 3, 4]
+    # the old version is gone: virtual node and Cloud Map service (or target group), ECS service
+    assert world.traffic_targets() == {f"payments-{dep_id}"}
+    old = world.clients.ecs.describe_services(cluster="prod", services=["payments"])["services"]
+    assert not old or old[0]["status"] != "ACTIVE"
+    assert world.rt.store.lock_holder("payments") is None
+    log = kinds(world, dep_id)
+    assert log[:4] == ["requested", "provisioned", "ready", "shifted"]
+    assert log.count("gate_opened") == 3 and log.count("approved") == 3
+    assert log.count("shifted") == 4 and log[-1] == "promoted"
+
+
+def test_the_next_deployment_discovers_the_promoted_canary_as_stable(world: World) -> None:
+    first = start(world, gates="auto")
+    assert world.drive(first, lambda d: not d.active).state == State.PROMOTED
+    second = start(world, V3, gates="auto")
+    dep = world.drive(second, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK
+    assert dep.stable is not None
+    assert (
+        dep.stable.get("virtual_node", dep.stable.get("target_group_name")) == f"payments-{first}"
+    )
+    assert world.weights() == {f"payments-{first}": 100}
+
+
+def test_canary_with_errors_is_rolled_back_by_itself(world: World) -> None:
+    dep_id = start(world, V3)
+    dep = world.drive(dep_id, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK
+    assert dep.ended_by == "canary check" and "5xx" in (dep.reason or "")
+    assert dep.last_verdict is not None and dep.last_verdict["outcome"] == "fail"
+    assert world.weights() == {"payments-v1": 100}
+    assert world.traffic_targets() == {"payments-v1"}
+    canary = world.clients.ecs.describe_services(cluster="prod", services=[f"payments-{dep_id}"])
+    assert all(s["status"] != "ACTIVE" for s in canary["services"])
+    log = kinds(world, dep_id)
+    assert log[-4:] == ["step_failed", "rollback_started", "route_restored", "rolled_back"]
+    assert dep.step_number == 1  # caught at the first step
+
+
+def test_abort_at_a_gate_restores_stable_first(world: World) -> None:
+    dep_id = start(world)
+    assert world.drive(dep_id, at_gate).state == State.AWAITING_APPROVAL
+    answer = api.decide_gate(dep_id, 2, approve=False, actor="USAM", rt=world.rt)
+    assert answer.ok, answer.message
+    job = world.scheduler.pop_due("run")
+    assert job is not None and job.urgent  # the fast path: high-priority queue
+    Engine(world.rt).run(job.dep_id, job.version)  # type: ignore[arg-type]
+    assert world.weights() == {"payments-v1": 100}  # one job later, stable has all traffic
+    dep = world.drive(dep_id, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK and dep.reason == "aborted by <@USAM>"
+
+
+def test_canary_without_traffic_is_held_never_promoted(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    with mock_aws():
+        world = make_world(monkeypatch, backend, rps=0.0, gate_timeout="1h")
+        dep_id = start(world)
+        dep = world.drive(
+            dep_id,
+            lambda d: d.state != State.PROVISIONING and (d.state == State.HOLDING or not d.active),
+        )
+        assert dep.state == State.HOLDING and dep.weight == 10
+        assert "0 canary requests" in (dep.last_verdict or {}).get("reason", "")
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.ROLLED_BACK and dep.ended_by == "hold_timeout"
+        assert "holding" in kinds(world, dep_id) and "step_passed" not in kinds(world, dep_id)
+
+
+def test_gate_timeout_rolls_back_after_a_reminder(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    with mock_aws():
+        world = make_world(monkeypatch, backend, gate_timeout="30m")
+        dep_id = start(world)
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.ROLLED_BACK and dep.ended_by == "gate_timeout"
+        log = kinds(world, dep_id)
+        assert log.count("gate_reminder") == 1
+        assert log.index("gate_reminder") < log.index("rollback_started")
+
+
+def test_a_redelivered_job_changes_nothing(world: World) -> None:
+    dep_id = start(world)
+    job = world.scheduler.pop_due("run")
+    assert job is not None and job.version is not None
+    engine = Engine(world.rt)
+    assert engine.run(dep_id, job.version) != "stale"
+    before = world.dep(dep_id)
+    assert engine.run(dep_id, job.version) == "stale"
+    assert world.dep(dep_id) == before
+
+
+def test_approve_refusals(world: World) -> None:
+    dep_id = start(world)
+    world.drive(dep_id, at_gate)
+    own = api.decide_gate(dep_id, 2, approve=True, actor="UDANA", rt=world.rt)
+    assert not own.ok and "four-eyes" in own.message
+    stale = api.decide_gate(dep_id, 3, approve=True, actor="USAM", rt=world.rt)
+    assert not stale.ok and "waiting for step 2" in stale.message
+    assert api.decide_gate(dep_id, 2, approve=True, actor="USAM", rt=world.rt).ok
+    again = api.decide_gate(dep_id, 2, approve=True, actor="ULEE", rt=world.rt)
+    assert not again.ok and "already approved by <@USAM>" in again.message
+
+
+def test_second_deploy_of_a_busy_service_names_the_running_one(world: World) -> None:
+    dep_id = start(world)
+    answer = api.start_deployment("payments", V3, requester="ULEE", rt=world.rt)
+    assert not answer.ok and dep_id in answer.message and "Abort it first" in answer.message
+
+
+def test_bad_input_changes_nothing(world: World) -> None:
+    for service, image, overrides, needle in [
+        ("paymnts", V2, {}, "Did you mean payments?"),
+        ("payments", "not an image", {}, "is not an image reference"),
+        ("payments", V2, {"steps": "10,5,100"}, "steps must increase"),
+    ]:
+        answer = api.start_deployment(
+            service, image, requester="U1", overrides=overrides, rt=world.rt
+        )
+        assert not answer.ok and needle in answer.message
+    assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
+
+
+def test_aws_calls_per_weight_step(world: World) -> None:
+    """A shift is one read and one write of the route (or rule).
+
+    A check is one GetMetricData, plus one DescribeServices and one DescribeVirtualNode (or
+    DescribeTargetGroups) to see the canary is still there.
+    """
+    calls: list[str] = []
+
+    def count(model, **_: object) -> None:  # type: ignore[no-untyped-def]
+        if world.in_engine:  # not the simulated users' own calls
+            calls.append(model.name)
+
+    clients = world.clients
+    for client in (clients.appmesh, clients.cloudwatch, clients.elbv2, clients.ecs):
+        client.meta.events.register("before-call.*.*", count)
+    dep_id = start(world, gates="auto")
+    world.drive(dep_id, lambda d: d.state == State.BAKING)
+    calls.clear()
+    world.drive(dep_id, lambda d: d.state == State.BAKING and d.step_index == 1)
+    per_check = calls.count("GetMetricData")
+    read, write = SHIFT_CALLS[world.backend]
+    assert calls.count(write) == 1 and calls.count(read) == 1
+    still_there = {"appmesh": "DescribeVirtualNode", "alb": "DescribeTargetGroups"}[world.backend]
+    assert set(calls) == {"GetMetricData", "DescribeServices", still_there, read, write}
+    assert per_check == 5  # one per analysis interval over a 5m bake
+    assert calls.count("DescribeServices") == calls.count(still_there) == per_check
+    world.drive(dep_id, lambda d: not d.active)
+    assert world.dep(dep_id).state == State.PROMOTED

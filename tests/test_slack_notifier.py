@@ -1,0 +1,347 @@
+"""The Slack notifier: the card in every state, the thread as people read it, Slack outages."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from tests.bot_harness import (
+    DANA,
+    IMAGE,
+    OLD_IMAGE,
+    PAYMENTS_CHANNEL,
+    SAM,
+    SECRET,
+    TOKEN,
+    Slack,
+    advance,
+    event,
+    make_runtime,
+    notifier,
+    to_gate,
+    verdict,
+)
+from tests.slack_mock import MockSlack
+from workers import api
+from workers.deployment import Deployment
+from workers.outbox import deliver_pending
+from workers.runtime import Runtime
+from workers.slack_card import card_status, render_card
+from workers.slack_format import MAX_BLOCKS, MAX_TEXT
+from workers.slack_notifier import slack_api_url
+from workers.slack_render import render_event
+from workers.state import State
+
+NOW = 1_800_000_000.0
+
+
+def deployment(state: State, **fields: object) -> Deployment:
+    rt = make_runtime()
+    settings = rt.catalogue().service("payments")
+    base = dict(
+        id="4f2a9c1e",
+        service="payments",
+        image=IMAGE,
+        requester=DANA,
+        channel=PAYMENTS_CHANNEL,
+        settings=settings,
+        created_at=NOW - 600,
+        updated_at=NOW,
+        state_since=NOW - 60,
+        old_image=OLD_IMAGE,
+    )
+    return Deployment(**{**base, "state": state, **fields})
+
+
+# the card, one state at a time ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("state", "fields", "expected"),
+    [
+        (State.PROVISIONING, {"old_image": None}, "Provisioning"),
+        (State.WAITING_READY, {}, "Waiting for tasks"),
+        (State.SHIFTING, {"step_index": 1}, "Shifting to 25 %"),
+        (State.BAKING, {"step_index": 0, "step_started_at": NOW - 60}, "Baking 10 % (4:00 left"),
+        (State.HOLDING, {"step_index": 0}, "Holding: not enough traffic"),
+        (State.AWAITING_APPROVAL, {"step_index": 1}, "Waiting for approval"),
+        (State.POST_PROMOTION, {"step_index": 3}, "Promoted, old version kept 15m"),
+        (State.PROMOTED, {"step_index": 3}, "Done ✅"),
+        (State.ROLLING_BACK, {"step_index": 1}, "Rolling back"),
+        (State.CLEANING_UP, {"step_index": 1}, "Rolling back"),
+        (
+            State.ROLLED_BACK,
+            {"step_index": 1, "reason": "canary 812 req, 97 × 5xx (11.9 %) > 1.0 %"},
+            "Rolled back ❌ (canary 812 req, 97 × 5xx (11.9 %) > 1.0 %)",
+        ),
+        (
+            State.FAILED,
+            {"problems": ["delete ECS service payments-4f2a9c1e in prod by hand"]},
+            "Failed ⚠ (needs a human: delete ECS service payments-4f2a9c1e in prod by hand)",
+        ),
+    ],
+)
+def test_card_shows_each_state(state: State, fields: dict, expected: str) -> None:
+    dep = deployment(state, **fields)
+    assert card_status(dep, NOW).startswith(expected)
+    card = render_card(dep, now=NOW, thread_url="https://example.slack.com/archives/C/p1")
+    shown = "\n".join(
+        b.get("text", {}).get("text", "") or " ".join(e.get("text", "") for e in b["elements"])
+        for b in card.blocks
+        if b["type"] != "actions"
+    )
+    assert expected in shown
+    assert "🐤 Canary · payments · #4f2a9c1e" in shown
+    assert "Steps 10 · 25 · 50 · 100 · bake 5m · gates manual · max 5xx 1.0 %" in shown.replace(
+        "*", ""
+    )
+    assert len(card.blocks) <= MAX_BLOCKS
+    if fields.get("old_image", OLD_IMAGE):
+        assert "`payments:v41 → payments:v42`" in shown
+
+
+def test_card_progress_bar_follows_the_weight() -> None:
+    shown = render_card(deployment(State.AWAITING_APPROVAL, step_index=1)).blocks[1]["text"]["text"]
+    assert "`■■■■■□□□□□□□□□□□□□□□`  25 % → canary · step 2 of 4" in shown
+
+
+def test_long_texts_stay_within_block_kit_limits() -> None:
+    dep = deployment(State.FAILED, problems=["x" * 5000] * 30)
+    for message in (
+        render_card(dep),
+        render_event(dep, event("failed", reason="y" * 5000, data={"problems": dep.problems})),
+    ):
+        assert message is not None and len(message.blocks) <= MAX_BLOCKS
+        for block in message.blocks:
+            text = block.get("text", {}).get("text", "")
+            assert len(text) <= MAX_TEXT
+
+
+def test_step_passed_reads_like_the_mockup() -> None:
+    dep = deployment(State.AWAITING_APPROVAL, step_index=0)
+    message = render_event(
+        dep,
+        event("step_passed", step=1, weight=10, data={"verdict": verdict((1204, 3), (10877, 31))}),
+    )
+    assert message.text == (
+        "✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable 10,877 req, 31 × 5xx "
+        "(0.29 %) · threshold 1.0 % · alarms OK"
+    )
+    assert render_event(dep, event("refused", actor=SAM, reason="no")) is None
+
+
+def test_slack_api_url_works_with_or_without_a_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api")
+    assert slack_api_url() == "http://127.0.0.1:9/api/"
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api/")
+    assert slack_api_url() == "http://127.0.0.1:9/api/"
+    monkeypatch.delenv("SLACK_API_URL")
+    assert slack_api_url() == "https://slack.com/api/"
+
+
+# the thread ------------------------------------------------------------------------------------
+def started(rt: Runtime) -> str:
+    answer = api.start_deployment(
+        "payments", IMAGE, requester=DANA, channel=PAYMENTS_CHANNEL, rt=rt
+    )
+    assert answer.ok
+    return answer.deployment.id
+
+
+def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    deliver_pending(rt, notifier(mock), dep_id)
+    assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
+
+    def full(d: Deployment) -> None:
+        d.step_index = 3
+
+    advance(
+        rt,
+        dep_id,
+        State.POST_PROMOTION,
+        [
+            event(
+                "shifted", weight=100, data={"route": "payments-route", "post_promotion_bake": 900}
+            )
+        ],
+        mutate=full,
+    )
+    advance(
+        rt,
+        dep_id,
+        State.PROMOTED,
+        [
+            event(
+                "promoted",
+                weight=100,
+                data={
+                    "problems": [],
+                    "took": 44 * 60,
+                    "approvers": [SAM],
+                    "checks": 3,
+                    "old_virtual_node": "payments-v41",
+                    "old_service": "payments-v41",
+                },
+            )
+        ],
+        mutate=lambda d: setattr(d, "finished_at", time.time()),
+    )
+    deliver_pending(rt, notifier(mock), dep_id)
+
+    [card] = mock.channel(PAYMENTS_CHANNEL)
+    assert "Done ✅" in card.shown() and "[Open thread]" in card.shown()
+    thread = [m.shown() for m in mock.thread(PAYMENTS_CHANNEL, card.ts)]
+    assert thread[0] == (
+        f"Canary provisioned: task definition payments:58, virtual node payments-{dep_id}, "
+        f"ECS service payments-{dep_id} (2 tasks)."
+    )
+    assert thread[1] == "Canary ready: 2/2 tasks running."
+    assert thread[2] == "Traffic 10 % → canary (route payments-route)."
+    assert thread[3].startswith("✅ Step 1 passed · canary 1,204 req")
+    assert thread[4].startswith(f"✋ Step 2 (25 %) approved by <@{SAM}> at <!date^")
+    assert thread[5].startswith("Traffic 100 % → canary (route payments-route). Old version kept")
+    assert "Promoted at" in thread[5] and "[Roll back]" not in thread[5]
+    assert thread[6] == (
+        "Promoted ✅ payments:v42 is stable. Removed payments-v41 (service, virtual node). "
+        f"Took 44m · approved by <@{SAM}> · 3 checks passed"
+    )
+    assert len(thread) == 7
+
+
+def test_every_message_is_threaded_under_the_card(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    deliver_pending(rt, notifier(mock), dep_id)
+    [card] = mock.channel(PAYMENTS_CHANNEL)
+    posts = mock.api_calls("chat.postMessage")
+    assert posts[0].params.get("thread_ts") is None
+    assert all(p.params["thread_ts"] == card.ts for p in posts[1:])
+    notes = rt.store.notes(dep_id)
+    assert notes["card_ts"] == card.ts and notes["thread_url"].endswith(card.ts.replace(".", ""))
+
+
+def test_refresh_updates_the_card_only_when_it_changed(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)
+    updates = len(mock.api_calls("chat.update"))
+    deliver_pending(rt, note, dep_id)
+    api.record_refusal(dep_id, actor=SAM, action="approve", reason="not yet", rt=rt)
+    deliver_pending(rt, note, dep_id)
+    assert len(mock.api_calls("chat.update")) == updates
+    assert len(mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])) == 0
+    advance(rt, dep_id, State.WAITING_READY, [event("provisioned", data={"desired": 2})])
+    deliver_pending(rt, note, dep_id)
+    assert len(mock.api_calls("chat.update")) == updates + 1
+    assert "Waiting for tasks" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
+
+
+def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    failed = verdict((812, 97), (10877, 29), outcome="fail")
+    api.abort(dep_id, actor=DANA, rt=rt)
+    advance(
+        rt,
+        dep_id,
+        State.CLEANING_UP,
+        [event("route_restored", weight=0, data={"seconds": 0.4, "stable": "payments-v41"})],
+        mutate=lambda d: setattr(d, "last_verdict", failed),
+    )
+    advance(
+        rt,
+        dep_id,
+        State.ROLLED_BACK,
+        [event("rolled_back", reason=f"aborted by <@{DANA}>", data={"by": "abort", "took": 720})],
+        mutate=lambda d: setattr(d, "finished_at", time.time()),
+    )
+    deliver_pending(rt, notifier(mock), dep_id)
+    [card] = mock.channel(PAYMENTS_CHANNEL)
+    assert f"Rolled back ❌ (aborted by <@{DANA}>)" in card.shown()
+    thread = [m.shown() for m in mock.thread(PAYMENTS_CHANNEL, card.ts)]
+    assert thread[-3] == f"↩️ Rolling back: aborted by <@{DANA}>. Restoring 100 % stable first."
+    assert thread[-2] == "Traffic 100 % → payments-v41 in 0.4 s."
+    assert thread[-1].startswith(
+        f"Rolled back ❌ Canary scaled to 0 and removed. Requested by <@{DANA}> · "
+        f"aborted by <@{DANA}> · took 12m"
+    )
+
+
+# Slack outages ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [500, 429])
+def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
+    mock: MockSlack, status: int
+) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)  # card and thread so far
+    posted = len(mock.api_calls("chat.postMessage"))
+    assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
+    advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, data={"route": "r"})])
+
+    # The gate update goes through, then Slack fails: the shifted reply cannot be posted.
+    mock.fail(status, times=4, retry_after=30 if status == 429 else None)
+    rt.scheduler.notifies.clear()
+    delivered = deliver_pending(rt, note, dep_id)
+    assert delivered < 2
+    assert rt.scheduler.notifies and rt.scheduler.notifies[-1][1] > 0  # tried again later
+    assert rt.store.notes(dep_id)["delivery_failures"] == "1"
+
+    mock.heal()
+    deliver_pending(rt, note, dep_id)
+    deliver_pending(rt, note, dep_id)
+    card_ts = rt.store.notes(dep_id)["card_ts"]
+    texts = [m.text for m in mock.thread(PAYMENTS_CHANNEL, card_ts)]
+    assert len(texts) == len(set(texts))
+    assert texts[-1] == "Traffic 25 % → canary (route r)."
+    assert len(mock.api_calls("chat.postMessage")) == posted + 1
+
+
+def test_a_post_that_succeeded_is_not_repeated_when_a_later_call_fails(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    note = notifier(mock)
+    # The card is posted, then chat.getPermalink fails: the retry must not post a second card.
+    original = note.client.chat_getPermalink
+    calls = {"n": 0}
+
+    def flaky(**kwargs: object):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("network went away")
+        return original(**kwargs)
+
+    note.client.chat_getPermalink = flaky  # type: ignore[method-assign]
+    assert deliver_pending(rt, note, dep_id) == 0
+    assert deliver_pending(rt, note, dep_id) == 1
+    assert len(mock.channel(PAYMENTS_CHANNEL)) == 1
+    assert rt.store.notes(dep_id)["thread_url"]
+
+
+# secrets ---------------------------------------------------------------------------------------
+def test_secrets_never_reach_the_logs(
+    caplog: pytest.LogCaptureFixture, slack: Slack, rt: Runtime, mock: MockSlack
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    slack.answer(f"deploy payments {IMAGE}")
+    dep = api.active_deployment("payments", rt=rt)
+    slack.command("deploy payments x", secret="forged")  # a 401, logged by Bolt
+    mock.fail(500, times=2)
+    deliver_pending(rt, notifier(mock), dep.id)  # a failure, logged with its exception
+    mock.heal()
+    deliver_pending(rt, notifier(mock), dep.id)
+    to_gate(rt, dep.id)
+    deliver_pending(rt, notifier(mock), dep.id)
+    slack.click_and_wait("canary_approve", f"{dep.id}:2", user=DANA)
+    assert TOKEN in mock.tokens_seen  # the token was used...
+    assert caplog.records
+    for secret in (TOKEN, SECRET):
+        assert secret not in caplog.text  # ...and never logged

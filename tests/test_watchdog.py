@@ -1,0 +1,51 @@
+"""The watchdog reschedules deployments whose next job went missing, and only those."""
+
+from __future__ import annotations
+
+from tests.fakes import fake_runtime
+from workers import api
+from workers.state import State
+from workers.watchdog import sweep
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
+
+
+def test_overdue_deployment_is_rescheduled_at_its_version() -> None:
+    rt = fake_runtime()
+    rt.watchdog_grace = 30
+    dep = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment
+    assert dep is not None
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]  # the job is "lost"
+    assert sweep(rt) == []  # not overdue yet
+    rt.clock.advance(31)  # type: ignore[attr-defined]
+    assert sweep(rt) == [dep.id]
+    runs = [j for j in rt.scheduler.jobs if j.kind == "run"]  # type: ignore[attr-defined]
+    assert [(j.dep_id, j.version) for j in runs] == [(dep.id, dep.version)]
+
+
+def test_finished_deployments_are_left_alone() -> None:
+    rt = fake_runtime()
+    dep = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment
+    assert dep is not None
+    assert api.abort(dep.id, actor="U2", rt=rt).ok
+    rt.store.transition(
+        dep.id,
+        rt.store.get(dep.id).version,  # type: ignore[union-attr]
+        lambda d: [setattr(d, "state", State.ROLLED_BACK)][:0],
+    )
+    rt.clock.advance(3600)  # type: ignore[attr-defined]
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
+    assert sweep(rt) == []
+
+
+def test_undelivered_outbox_is_nudged_once_per_grace() -> None:
+    rt = fake_runtime()
+    rt.watchdog_grace = 30
+    dep = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment
+    assert dep is not None
+    rt.clock.advance(5)  # type: ignore[attr-defined]
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
+    sweep(rt)
+    sweep(rt)
+    notifies = [j for j in rt.scheduler.jobs if j.kind == "notify"]  # type: ignore[attr-defined]
+    assert len(notifies) == 1

@@ -1,0 +1,83 @@
+"""`python -m bench` (`make bench`): every benchmark of docs/BENCHMARKS.md in one run, one table.
+
+Each benchmark starts and stops its own processes (moto_server, `python -m workers`,
+`python -m bot`) and uses the real Redis under a key prefix of its own, removed afterwards.
+
+    .venv/bin/python -m bench [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+from bench import ack_latency, breach, calls_per_step, clicks, in_flight
+from bench.common import Row, print_table
+
+
+def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
+    """(name, run) of each benchmark; `quick` scales the samples down for a smoke run."""
+
+    def ack() -> list[Row]:
+        figures, answered = ack_latency.measure(rounds=2 if quick else 5, concurrency=50)
+        print(f"  all ephemeral answers delivered {answered:.2f} s after the first command")
+        return ack_latency.rows(figures, 50)
+
+    def click() -> list[Row]:
+        approve, abort, _ = clicks.measure(3 if quick else 10, 4 if quick else 20)
+        return clicks.rows(approve, abort)
+
+    def breached() -> list[Row]:
+        result, _ = breach.measure(4 if quick else 12, interval=2)
+        breach.report(result)
+        return breach.rows(result, 2)
+
+    def calls() -> list[Row]:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            counts = calls_per_step.run_deployment(Path(tmp))
+        calls_per_step.report(counts)
+        return calls_per_step.rows(counts)
+
+    def flight() -> list[Row]:
+        result = in_flight.measure(
+            deployments=50 if quick else 500, interval=10, window=20 if quick else 60
+        )
+        in_flight.report(result)
+        return in_flight.rows(result)
+
+    return [
+        ("ack_latency", ack),
+        ("clicks", click),
+        ("breach", breached),
+        ("calls_per_step", calls),
+        ("in_flight", flight),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for name, run in suite(args.quick):
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        rows += run()
+        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print()
+    print(
+        f"{platform.node()}: {platform.python_implementation()} {platform.python_version()}, "
+        f"{__import__('os').cpu_count()} CPUs (shared with other work: figures are noisy)"
+    )
+    print_table(rows)
+    print(f"\nwhole suite: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Benchmark: a breach written to CloudWatch, until the route sends 100 % to the stable again.
+
+Deployments bake at their first step (10 %) with simulated traffic, checked every
+`analysis_interval` by `python -m workers` against moto_server. At a random moment a burst of
+5xx for the canary is written to CloudWatch (PutMetricData, as the CloudWatch agent would); the
+time runs from that write until moto's DescribeRoute shows the stable alone (polled every
+20 ms). Nobody clicks: the check finds the breach and rolls back by itself.
+
+    .venv/bin/python -m bench.breach [--services 12] [--interval 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import Figures, Row, World, figures, print_table, weights_changed
+from sandbox.metrics_feed import put_envoy_counts
+from workers import lateness
+from workers.aws.cloudwatch import Target
+from workers.backends import backend_for
+from workers.metrics import MetricTemplate
+from workers.state import State
+
+POLL = 0.02
+RESTORE_TIMEOUT = 30.0
+
+
+def defaults(interval: int) -> dict[str, object]:
+    return {
+        "steps": [10, 25, 50, 100],
+        "bake": "10m",  # stays at its first step, checked every interval
+        "analysis_interval": f"{interval}s",
+        "metric_period": "1s",
+        "min_requests": 30,
+        "ready_timeout": "30s",
+        "gate_timeout": "10m",
+    }
+
+
+@dataclass(frozen=True)
+class Breach:
+    restored: Figures  # breach written -> route at 100 % stable
+    detected: Figures  # breach written -> the check that failed the step
+    bare_query: Figures  # one GetMetricData of a check, alone, at the end of the run
+    lateness: Figures  # every engine job of the run: how late it started
+
+
+def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breach, float]:
+    """(the figures, seconds the run took)."""
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    keys = [f"br{i:02d}" for i in range(services)]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        World(
+            "breach",
+            {k: "prod" for k in keys},
+            defaults(interval),
+            workdir=Path(tmp),
+            traffic=keys,
+        ) as world,
+    ):
+        for key in keys:
+            world.deploy(key)
+        baking = world.wait_all(
+            keys, lambda d: d.state == State.BAKING and d.checks >= 1, timeout=120
+        )
+        samples: list[float] = []
+        detected: list[float] = []
+        for key in keys:
+            # A random phase against the checks' own rhythm.
+            time.sleep(rng.uniform(0, interval))
+            dep = baking[key]
+            assert dep.stable is not None and dep.canary is not None
+            router = world.router(key)
+            stable = {str(dep.stable["virtual_node"]): 100}
+            target = Target(world.services[key], dep.stable["family"], dep.canary["virtual_node"])
+            t0, wall = time.perf_counter(), time.time()
+            put_envoy_counts(
+                world.clients.cloudwatch, MetricTemplate(), target, requests=2000, errors=1000
+            )
+            deadline = t0 + RESTORE_TIMEOUT
+            while time.perf_counter() < deadline:
+                if not weights_changed(router.read_weights, stable):
+                    samples.append(time.perf_counter() - t0)
+                    break
+                time.sleep(POLL)
+            else:
+                raise TimeoutError(f"{key}: not back on the stable after {RESTORE_TIMEOUT}s")
+            failed = [e for e in world.rt.store.events(dep.id) if e.kind == "step_failed"]
+            if failed:
+                detected.append(failed[0].at - wall)
+        # moto's own speed for the check's query, now that CloudWatch holds the run's traffic.
+        backend = backend_for(dep.settings, world.clients)
+        start = datetime.fromtimestamp(dep.step_started_at or dep.state_since, UTC)
+        bare = []
+        for _ in range(10):
+            t = time.perf_counter()
+            backend.counts(dep.stable, dep.canary, start=start, end=datetime.now(UTC))
+            bare.append(time.perf_counter() - t)
+        late = lateness.samples(world.redis, world.prefix)
+    return Breach(figures(samples), figures(detected), figures(bare), figures(late)), (
+        time.perf_counter() - started
+    )
+
+
+def report(b: Breach) -> None:
+    print(f"  breach written → the check that failed the step: {b.detected.text('s', 1, 2)}")
+    print(f"  one check's GetMetricData on moto, alone, at the end: {b.bare_query.text()}")
+    print(f"  lateness of the run's engine jobs: {b.lateness.text()}")
+
+
+def rows(b: Breach, interval: int) -> list[Row]:
+    result = b.restored
+    return [
+        Row(
+            f"breach in CloudWatch → 100 % stable (analysis_interval {interval} s)",
+            "60 s analysis loops",
+            f"≤ interval + 1 s = {interval + 1} s",
+            result.text("s", 1, 2),
+            result.max <= interval + 1,
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=12)
+    parser.add_argument("--interval", type=int, default=2, help="analysis_interval in seconds")
+    args = parser.parse_args()
+    result, took = measure(args.services, args.interval)
+    report(result)
+    print_table(rows(result, args.interval))
+    print(f"({took:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

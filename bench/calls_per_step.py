@@ -1,0 +1,280 @@
+"""Benchmark: AWS and Slack calls per weight step of one whole deployment.
+
+The engine runs in this process (its jobs run in order by a small in-memory scheduler, at the
+time RQ would run them) so a botocore `before-call` hook on its clients sees every AWS call of
+every job; Slack calls are counted by the Slack emulator around each delivery of the outbox.
+AWS is moto_server with simulated traffic (written by clients of its own, not counted); Redis is
+the real one under a prefix of its own. Gates are approved through the engine's API.
+
+    .venv/bin/python -m bench.calls_per_step
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import itertools
+import statistics
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from redis import Redis
+
+from bench.common import (
+    CHANNEL,
+    DEV,
+    IMAGE,
+    MESH,
+    OPS,
+    REDIS_URL,
+    TOKEN,
+    Row,
+    aws_clients,
+    clean_redis,
+    new_prefix,
+    print_table,
+    seed,
+)
+from sandbox.processes import start_moto
+from sandbox.simulator import TrafficSimulator
+from sandbox.slack_emulator import SlackEmulator
+from workers import api
+from workers.aws.clients import AwsClients
+from workers.config import load_catalogue
+from workers.engine import Engine
+from workers.outbox import deliver_pending
+from workers.runtime import Runtime
+from workers.slack_notifier import SlackNotifier, make_client
+from workers.state import State
+from workers.store import Store
+
+KEY = "payments"
+DEFAULTS = {
+    "steps": [10, 25, 50, 100],
+    "bake": "2s",
+    "analysis_interval": "1s",
+    "metric_period": "1s",
+    "min_requests": 30,
+    "post_promotion_bake": "2s",
+    "ready_timeout": "30s",
+    "gates": "manual",
+}
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    kind: str = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False)
+
+
+class InlineScheduler:
+    """workers.queues.Scheduler keeping jobs in a heap; one run job per (id, version), like RQ."""
+
+    def __init__(self) -> None:
+        self.jobs: list[_Job] = []
+        self._seq = itertools.count()
+        self._runs: set[tuple[str, int]] = set()
+
+    def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
+        if (dep_id, version) in self._runs:
+            return
+        self._runs.add((dep_id, version))
+        heapq.heappush(
+            self.jobs, _Job(time.time() + delay, next(self._seq), "run", (dep_id, version))
+        )
+
+    def notify(self, dep_id: str, *, delay: float = 0) -> None:
+        heapq.heappush(self.jobs, _Job(time.time() + delay, next(self._seq), "notify", (dep_id,)))
+
+    def pop_due(self, limit: float) -> _Job | None:
+        """The next job once it is due (sleeping until then), None when none is due by `limit`."""
+        if not self.jobs:
+            return None
+        wait = self.jobs[0].due - time.time()
+        if time.time() + max(wait, 0) > limit:
+            return None
+        if wait > 0:
+            time.sleep(wait)
+        return heapq.heappop(self.jobs)
+
+
+class CallCounter:
+    """Counts the AWS operations made through some clients (botocore `before-call` hook)."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.calls: list[str] = []
+        for client in (clients.ecs, clients.appmesh, clients.servicediscovery, clients.cloudwatch):
+            client.meta.events.register("before-call.*.*", self._seen)
+
+    def _seen(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+    def take(self) -> list[str]:
+        taken, self.calls = self.calls, []
+        return taken
+
+
+@dataclass
+class Counts:
+    """What one deployment cost, by engine state and by event kind."""
+
+    aws_by_state: dict[str, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
+    slack_by_kind: Counter[str] = field(default_factory=Counter)
+    slack_methods: Counter[str] = field(default_factory=Counter)
+    slack_total: int = 0
+    steps: int = 0
+    final: str = ""
+
+
+def run_deployment(workdir: Path) -> Counts:
+    """One deployment of KEY from request to promotion; count its calls."""
+    redis = Redis.from_url(REDIS_URL)
+    prefix = new_prefix("calls")
+    moto, endpoint = start_moto(workdir)
+    slack = SlackEmulator().start()
+    try:
+        seeding = aws_clients(endpoint)
+        seed(seeding, {KEY: "prod"})
+        traffic = TrafficSimulator(
+            seeding,
+            cluster="prod",
+            mesh=MESH,
+            virtual_router=f"{KEY}-vr",
+            route=f"{KEY}-route",
+            requests_per_second=200,
+        )
+        path = workdir / "canary.yaml"
+        service = {
+            "cluster": "prod",
+            "mesh": MESH,
+            "virtual_router": f"{KEY}-vr",
+            "route": f"{KEY}-route",
+        }
+        path.write_text(yaml.safe_dump({"defaults": DEFAULTS, "services": {KEY: service}}))
+        clients = aws_clients(endpoint)
+        counter = CallCounter(clients)
+        scheduler = InlineScheduler()
+        rt = Runtime(
+            redis=redis,
+            store=Store(redis, prefix),
+            scheduler=scheduler,
+            aws=lambda: clients,
+            catalogue_loader=lambda: load_catalogue(path),
+            ready_poll=0.5,
+        )
+        notifier = SlackNotifier(make_client(TOKEN, slack.base_url))
+        answer = api.start_deployment(
+            KEY, IMAGE.format(key=KEY, tag="v2"), requester=DEV, channel=CHANNEL, rt=rt
+        )
+        assert answer.ok and answer.deployment is not None, answer.message
+        dep_id = answer.deployment.id
+        counts = Counts()
+        last_tick = time.time()
+        deadline = time.time() + 120
+        while True:
+            dep = rt.store.get(dep_id)
+            assert dep is not None
+            if dep.state == State.AWAITING_APPROVAL:
+                decided = api.decide_gate(
+                    dep_id, dep.step_number + 1, approve=True, actor=OPS, rt=rt
+                )
+                assert decided.ok, decided.message
+                counter.take()  # the click's own reads are the bot's, not a step's
+            job = scheduler.pop_due(deadline)
+            if job is None:
+                break
+            now = time.time()
+            with contextlib.suppress(Exception):
+                traffic.tick(now - last_tick)
+            last_tick = now
+            if job.kind == "run":
+                before = rt.store.get(dep_id)
+                assert before is not None
+                Engine(rt).run(*job.args)
+                counts.aws_by_state[before.state.value].append(counter.take())
+                if before.state == State.SHIFTING:
+                    counts.steps += 1
+            else:
+                seen = len(slack.calls)
+                first = rt.store.delivered_upto(dep_id) + 1
+                deliver_pending(rt, notifier, *job.args)
+                kinds = [e.kind for e in rt.store.events(dep_id, first)]
+                new_calls = slack.calls[seen:]
+                counts.slack_total += len(new_calls)
+                counts.slack_methods.update(c.method for c in new_calls)
+                label = "+".join(dict.fromkeys(kinds)) or "(card refresh)"
+                counts.slack_by_kind[label] += len(new_calls)
+        final = rt.store.get(dep_id)
+        counts.final = final.state.value if final else "gone"
+        return counts
+    finally:
+        slack.stop()
+        moto.stop()
+        clean_redis(redis, prefix)
+
+
+def rows(counts: Counts) -> list[Row]:
+    shifts = [len(c) for c in counts.aws_by_state.get("shifting", [])]
+    # A job whose deployment moved on meanwhile (a gate's check after the click) makes no call.
+    checks = [
+        len(c)
+        for state in ("baking", "awaiting_approval", "post_promotion", "holding")
+        for c in counts.aws_by_state.get(state, [])
+        if c
+    ]
+    steps = max(counts.steps, 1)
+    per_step = counts.slack_total / steps
+    return [
+        Row(
+            "AWS calls per weight step (botocore hook)",
+            "3 in AWS's own sample pipeline",
+            "≤ 3",
+            f"shift: p50 {statistics.median(shifts):.0f}, max {max(shifts)} (N={len(shifts)}); "
+            f"each check: p50 {statistics.median(checks):.0f}, max {max(checks)} "
+            f"(N={len(checks)})",
+            max(shifts) <= 3,
+        ),
+        Row(
+            "Slack calls per step",
+            "-",
+            "≤ 2",
+            f"{per_step:.1f} ({counts.slack_total} calls over {counts.steps} steps, card and "
+            "requested/promoted messages included)",
+            per_step <= 2,
+        ),
+    ]
+
+
+def report(counts: Counts) -> None:
+    print(f"deployment ended {counts.final}; {counts.steps} weight steps")
+    print("AWS calls by engine state (calls per job):")
+    for state, jobs in counts.aws_by_state.items():
+        ops = Counter(op for job in jobs for op in job)
+        per = ", ".join(f"{op} {n}" for op, n in ops.most_common())
+        print(f"  {state:<18} {len(jobs):>3} jobs, {[len(j) for j in jobs]}  ({per})")
+    print("Slack calls by delivered events:")
+    for kinds, n in counts.slack_by_kind.items():
+        print(f"  {n:>3}  {kinds}")
+    print(
+        "Slack calls by method: " + ", ".join(f"{m} {n}" for m, n in counts.slack_methods.items())
+    )
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = run_deployment(Path(tmp))
+    report(counts)
+    print_table(rows(counts))
+
+
+if __name__ == "__main__":
+    main()

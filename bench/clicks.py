@@ -1,0 +1,143 @@
+"""Benchmark: a click on Approve or Abort, until the route's weights have changed in AWS.
+
+Deployments run on `python -m workers` against moto_server, with simulated traffic so their
+steps pass. A person clicks Approve at each gate (or Abort at the first one): a signed
+block_actions request to `python -m bot` over HTTP. The time runs from sending the click until
+moto's DescribeRoute shows the new weights (polled every 20 ms), i.e. what Envoy would be told.
+
+    .venv/bin/python -m bench.clicks [--approve 8] [--abort 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import OPS, Figures, Row, World, figures, print_table, weights_changed
+from workers.slack_format import ABORT, APPROVE
+from workers.state import State
+
+#: Time compressed: seconds where production has minutes.
+DEFAULTS = {
+    "steps": [10, 25, 50, 100],
+    "bake": "2s",
+    "analysis_interval": "1s",
+    "metric_period": "1s",
+    "min_requests": 30,
+    "post_promotion_bake": "2s",
+    "ready_timeout": "30s",
+    "gate_timeout": "10m",
+}
+POLL = 0.02
+#: Longest wait for one click's effect before the sample counts as lost.
+CLICK_TIMEOUT = 15.0
+
+
+def at_gate(dep: object) -> bool:
+    return getattr(dep, "state", None) == State.AWAITING_APPROVAL
+
+
+def click_until(world: World, key: str, action_id: str, want: dict[str, int] | None) -> float:
+    """Click `action_id` on the service's open gate; seconds until its route changed."""
+    dep = world.deployment_of(key)
+    assert dep is not None and at_gate(dep), f"{key} is not at a gate"
+    router = world.router(key)
+    before = router.read_weights()
+    value = f"{dep.id}:{dep.step_number + 1}"
+    started = time.perf_counter()
+    status, _, _ = world.click(action_id, value, user=OPS)
+    if status != 200:
+        raise RuntimeError(f"click {action_id} on {key}: HTTP {status}")
+    deadline = started + CLICK_TIMEOUT
+    while time.perf_counter() < deadline:
+        if want is None and weights_changed(router.read_weights, before):
+            return time.perf_counter() - started
+        if want is not None and not weights_changed(router.read_weights, want):
+            return time.perf_counter() - started
+        time.sleep(POLL)
+    raise TimeoutError(f"{key}: route unchanged {CLICK_TIMEOUT}s after {action_id}\n")
+
+
+def measure(approvers: int = 8, aborters: int = 12) -> tuple[Figures, Figures, float]:
+    """(approve figures, abort figures, seconds the run took)."""
+    started = time.perf_counter()
+    approve_keys = [f"ap{i:02d}" for i in range(approvers)]
+    abort_keys = [f"ab{i:02d}" for i in range(aborters)]
+    keys = approve_keys + abort_keys
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        World(
+            "clicks",
+            {k: "prod" for k in keys},
+            DEFAULTS,
+            workdir=Path(tmp),
+            traffic=keys,
+            worker_env={"CANARY_WATCHDOG_GRACE": "5", "CANARY_WATCHDOG_INTERVAL": "1"},
+        ) as world,
+    ):
+        for key in keys:
+            world.deploy(key)
+        approvals: list[float] = []
+        aborts: list[float] = []
+        # Approve every gate of the approve services, as the gates open; abort the others at
+        # their first gate. One click at a time, while the other deployments keep running.
+        pending_gates = {k: 3 for k in approve_keys}
+        pending_aborts = set(abort_keys)
+        deadline = time.monotonic() + 240
+        while (pending_gates or pending_aborts) and time.monotonic() < deadline:
+            acted = False
+            for key in list(pending_gates):
+                dep = world.deployment_of(key)
+                if dep is not None and at_gate(dep):
+                    approvals.append(click_until(world, key, APPROVE, None))
+                    pending_gates[key] -= 1
+                    if not pending_gates[key]:
+                        del pending_gates[key]
+                    acted = True
+            for key in list(pending_aborts):
+                dep = world.deployment_of(key)
+                if dep is not None and at_gate(dep) and dep.stable:
+                    stable = {str(dep.stable["virtual_node"]): 100}
+                    aborts.append(click_until(world, key, ABORT, stable))
+                    pending_aborts.discard(key)
+                    acted = True
+            if not acted:
+                time.sleep(0.1)
+        if pending_gates or pending_aborts:
+            print(f"warning: gates never reached: {sorted(pending_gates) + sorted(pending_aborts)}")
+    return figures(approvals), figures(aborts), time.perf_counter() - started
+
+
+def rows(approve: Figures, abort: Figures) -> list[Row]:
+    return [
+        Row(
+            "Approve click → route weights changed",
+            "a gate polled every 60 s",
+            "p99 ≤ 1 s",
+            approve.text(),
+            approve.p99 <= 1.0,
+        ),
+        Row(
+            "Abort click → 100 % stable",
+            "a gate polled every 60 s",
+            "p50 ≤ 500 ms",
+            abort.text(),
+            abort.p50 <= 0.5,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--approve", type=int, default=8, help="services approved at 3 gates")
+    parser.add_argument("--abort", type=int, default=12, help="services aborted at the first gate")
+    args = parser.parse_args()
+    approve, abort, took = measure(args.approve, args.abort)
+    print_table(rows(approve, abort))
+    print(f"({took:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,10 +6,12 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
+from bot.ack_first import AckFirst
 from bot.handlers import Handlers
 from bot.permissions import GroupDirectory
 from workers.runtime import Runtime, get_runtime
@@ -23,14 +25,28 @@ LISTENER_THREADS = 64
 WORK_THREADS = 4
 
 
+class CanaryApp(App):
+    """Bolt's App, counting the requests being dispatched so that work lets their acks go first."""
+
+    def __init__(self, *, acks: AckFirst, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.acks = acks
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        with self.acks.acking():
+            return super().dispatch(req)
+
+
 def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> App:
     """The app; `rt` and `client` default to the process's Runtime and a client on SLACK_API_URL."""
     if client is None:
         client = make_client(os.environ.get("SLACK_BOT_TOKEN", ""), slack_api_url())
-    app = App(
+    acks = AckFirst()
+    app = CanaryApp(
+        acks=acks,
         client=client,
         signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
-        process_before_response=False,
+        process_before_response=True,  # listeners only ack and hand over: no 10 ms ack polling
         listener_executor=ThreadPoolExecutor(
             max_workers=LISTENER_THREADS, thread_name_prefix="canary-listener"
         ),
@@ -40,12 +56,13 @@ def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> Ap
     Handlers(
         runtime=(lambda: rt) if rt is not None else get_runtime,
         groups=GroupDirectory(client),
-        later=lambda job: work.submit(_logged, job),
+        later=lambda job: work.submit(_after_acks, acks, job),
     ).register(app)
     return app
 
 
-def _logged(job: Callable[[], None]) -> None:
+def _after_acks(acks: AckFirst, job: Callable[[], None]) -> None:
+    acks.wait_for_acks()
     try:
         job()
     except Exception:  # a future nobody reads would swallow it

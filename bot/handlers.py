@@ -18,7 +18,7 @@ from workers.config import ConfigError
 from workers.deployment import Deployment
 from workers.runtime import Runtime
 from workers.slack_format import ABORT, APPROVE, OPEN_THREAD, ROLLBACK
-from workers.slack_notifier import thread_url
+from workers.slack_notifier import thread_url, thread_urls
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +77,28 @@ class Handlers:
         if cmd.name == "abort":
             return self.abort(rt, cmd.args[0], user)
         now = rt.clock()
-        link = self._thread_link(rt)
         if cmd.name == "status":
             service = cmd.arg(0)
             if service is None:
-                return views.status(api.active_deployments(rt=rt), link, now)
+                running = api.active_deployments(rt=rt)
+                return views.status(running, self._thread_links(rt, running), now)
             rt.catalogue().service(service)
-            running = api.active_deployment(service, rt=rt)
+            running_one = api.active_deployment(service, rt=rt)
             last = next(iter(api.history(service, 1, rt=rt)), None)
-            return views.service_status(service, running, last, link, now)
+            link = self._thread_links(rt, [d for d in (running_one, last) if d is not None])
+            return views.service_status(service, running_one, last, link, now)
         if cmd.name == "history":
             service = cmd.args[0]
             rt.catalogue().service(service)
             limit = int(cmd.arg(1) or HISTORY_DEFAULT)
-            return views.history(service, api.history(service, limit, rt=rt), link, now)
+            deps = api.history(service, limit, rt=rt)
+            return views.history(service, deps, self._thread_links(rt, deps), now)
         if cmd.name == "services":
             catalogue = rt.catalogue()
             running = {d.service: d for d in api.active_deployments(rt=rt)}
-            last = {k: next(iter(api.history(k, 1, rt=rt)), None) for k in catalogue.services}
-            return views.services(catalogue, running, last)
+            newest = api.last_deployments(list(catalogue.services), rt=rt)
+            last_of = {k: newest.get(k) for k in catalogue.services}
+            return views.services(catalogue, running, last_of)
         return help_text()
 
     def deploy(self, rt: Runtime, cmd: Command, user: str, channel: str) -> str:
@@ -189,8 +192,9 @@ class Handlers:
         return reason
 
     @staticmethod
-    def _thread_link(rt: Runtime) -> views.ThreadLink:
-        return lambda dep_id: thread_url(rt.store, dep_id)
+    def _thread_links(rt: Runtime, deps: list[Deployment]) -> views.ThreadLink:
+        """The thread links of `deps`, read at once: one round trip however many there are."""
+        return thread_urls(rt.store, [d.id for d in deps]).get
 
 
 def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:

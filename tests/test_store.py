@@ -128,3 +128,21 @@ def test_racing_transitions_on_real_redis_apply_exactly_once(real_redis) -> None
     kinds = [e.kind for e in store.events("abcd1234")]
     assert kinds == ["requested", f"approved-{winners[0]}"]
     assert store.get("abcd1234").version == 1  # type: ignore[union-attr]
+
+
+def test_reads_of_many_deployments_at_once(store: Store) -> None:
+    store.create(make("aaaa0000", at=1.0), ev("requested"))
+    store.create(make("bbbb0000", service="search", at=2.0), ev("requested"))
+    store.set_notes("bbbb0000", {"thread_url": "https://slack.example/t/b"})
+    assert [d.id for d in store.get_many(["bbbb0000", "gone0000", "aaaa0000"])] == [
+        "bbbb0000",
+        "aaaa0000",
+    ]
+    assert store.get_many([]) == []
+    assert store.note_of_many(["aaaa0000", "bbbb0000"], "thread_url") == {
+        "bbbb0000": "https://slack.example/t/b"
+    }
+    assert store.last_ids(["payments", "search", "web"]) == {
+        "payments": "aaaa0000",
+        "search": "bbbb0000",
+    }

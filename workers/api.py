@@ -222,12 +222,17 @@ def active_deployment(service: str, rt: Runtime | None = None) -> Deployment | N
 def active_deployments(rt: Runtime | None = None) -> list[Deployment]:
     """Every deployment not yet finished, oldest first."""
     rt = _rt(rt)
-    found = [rt.store.get(i) for i in rt.store.active_ids()]
-    return sorted((d for d in found if d is not None), key=lambda d: d.created_at)
+    return sorted(rt.store.get_many(rt.store.active_ids()), key=lambda d: d.created_at)
 
 
 def history(service: str, limit: int = 10, rt: Runtime | None = None) -> list[Deployment]:
     """The service's last `limit` deployments, newest first."""
     rt = _rt(rt)
-    found = [rt.store.get(i) for i in rt.store.history_ids(service, limit)]
-    return [d for d in found if d is not None]
+    return rt.store.get_many(rt.store.history_ids(service, limit))
+
+
+def last_deployments(services: list[str], rt: Runtime | None = None) -> dict[str, Deployment]:
+    """Each service's newest deployment, for those that have one."""
+    rt = _rt(rt)
+    newest = rt.store.last_ids(services)
+    return {d.service: d for d in rt.store.get_many(list(newest.values()))}

@@ -107,6 +107,11 @@ def thread_url(store: Store, dep_id: str) -> str | None:
     return store.notes(dep_id).get("thread_url") or None
 
 
+def thread_urls(store: Store, dep_ids: list[str]) -> dict[str, str]:
+    """The permalinks of many deployments' threads, in one round trip."""
+    return store.note_of_many(dep_ids, "thread_url")
+
+
 #: Slack message-metadata type marking the bot's own messages (and which event each shows).
 METADATA_EVENT = "canary_event"
 

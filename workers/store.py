@@ -60,6 +60,13 @@ class Store:
         raw = self.redis.get(self._dep(dep_id))
         return Deployment.model_validate_json(raw) if raw else None
 
+    def get_many(self, dep_ids: list[str]) -> list[Deployment]:
+        """The deployments of `dep_ids` that exist, in that order, in one round trip."""
+        if not dep_ids:
+            return []
+        raws = self.redis.mget([self._dep(i) for i in dep_ids])
+        return [Deployment.model_validate_json(raw) for raw in raws if raw]
+
     def events(self, dep_id: str, start: int = 0) -> list[Event]:
         """The deployment's events from `start` (0-based) on, in order."""
         raws = self.redis.lrange(self._events(dep_id), start, -1)
@@ -80,6 +87,14 @@ class Store:
         """Ids of the service's deployments, newest first."""
         ids = self.redis.zrevrange(self._history(service), 0, max(limit, 1) - 1)
         return [_text(i) for i in ids]
+
+    def last_ids(self, services: list[str]) -> dict[str, str]:
+        """The newest deployment id of each service that has one, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for service in services:
+                pipe.zrevrange(self._history(service), 0, 0)
+            newest = pipe.execute()
+        return {s: _text(ids[0]) for s, ids in zip(services, newest, strict=True) if ids}
 
     # writes ----------------------------------------------------------------------------------
     def create(self, deployment: Deployment, first: Event) -> str | None:
@@ -204,6 +219,14 @@ class Store:
         """All notes of a deployment."""
         raw = self.redis.hgetall(self._notes(dep_id))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def note_of_many(self, dep_ids: list[str], name: str) -> dict[str, str]:
+        """One note of many deployments, in one round trip: {id: value} where it is set."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for dep_id in dep_ids:
+                pipe.hget(self._notes(dep_id), name)
+            values = pipe.execute()
+        return {i: _text(v) for i, v in zip(dep_ids, values, strict=True) if v}
 
     def set_notes(self, dep_id: str, values: dict[str, str]) -> None:
         """Set some notes of a deployment."""

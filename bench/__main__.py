@@ -35,13 +35,7 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         return breach.rows(result, 2)
 
     def calls() -> list[Row]:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as tmp:
-            counts = calls_per_step.run_deployment(Path(tmp))
-        calls_per_step.report(counts)
-        return calls_per_step.rows(counts)
+        return calls_per_step.measure()
 
     def flight() -> list[Row]:
         result = in_flight.measure(

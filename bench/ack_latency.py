@@ -86,9 +86,7 @@ def fire_threads(url: str, bodies: list[str]) -> list[float]:
         return list(pool.map(one, bodies))
 
 
-def measure(
-    rounds: int = 5, concurrency: int = 50, client: str = "burst"
-) -> tuple[Figures, float]:
+def measure(rounds: int = 5, concurrency: int = 50, client: str = "burst") -> tuple[Figures, float]:
     """(ack figures, seconds until every ephemeral answer reached its response_url)."""
     redis = Redis.from_url(REDIS_URL)
     redis.ping()

@@ -149,8 +149,10 @@ class Handlers:
         if message:
             tell(client, body, user, message)
 
-    def click(self, action_id: str, value: str, user: str) -> str | None:
+    def click(self, action_id: str, value: object, user: str) -> str | None:
         """Carry out a button click; return what to tell the clicker (None: the thread shows it)."""
+        if not isinstance(value, str):  # not a button of ours: Slack sends the value we set
+            return "That button belongs to a deployment I no longer know."
         rt = self.runtime()
         dep_id, _, step_text = value.partition(":")
         dep = api.get_deployment(dep_id, rt=rt) if dep_id else None

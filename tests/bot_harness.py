@@ -263,11 +263,22 @@ def to_gate(rt: Runtime, dep_id: str) -> Deployment:
         dep_id,
         State.AWAITING_APPROVAL,
         [
-            event("step_passed", weight=10, reason=v["reason"], data={"verdict": v}),
+            event(
+                "step_passed",
+                weight=10,
+                reason=v["reason"],
+                data={"verdict": v, "shown_with": "gate_opened"},
+            ),
             event(
                 "gate_opened",
                 weight=25,
-                data={"next_step": 2, "next_weight": 25, "timeout_at": time.time() + 86400},
+                data={
+                    "next_step": 2,
+                    "next_weight": 25,
+                    "timeout_at": time.time() + 86400,
+                    "verdict": v,
+                    "passed_weight": 10,
+                },
             ),
         ],
         mutate=gate,

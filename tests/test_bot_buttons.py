@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.bot_harness import (
     DANA,
     IMAGE,
@@ -174,3 +176,13 @@ def test_roll_back_button_after_promotion(slack: Slack, rt: Runtime, mock: MockS
     deliver_pending(rt, notifier(mock), dep_id)
     [full] = [m for m in mock.thread(PAYMENTS_CHANNEL, card.ts) if "Old version kept" in m.text]
     assert full.buttons() == [] and f"Rolled back by <@{LEE}>" in full.shown()
+
+
+@pytest.mark.parametrize("value", [["x"], {"a": 1}, None, 7])
+def test_a_button_value_that_is_not_ours_gets_a_clear_answer(
+    slack: Slack, rt: Runtime, mock: MockSlack, value: object
+) -> None:
+    dep_id = start_at_gate(slack, rt, mock)
+    told = slack.click_and_wait("canary_approve", value, user=SAM)  # type: ignore[arg-type]
+    assert told == "That button belongs to a deployment I no longer know."
+    assert api.get_deployment(dep_id, rt=rt).state == State.AWAITING_APPROVAL

@@ -130,7 +130,8 @@ def test_healthy_canary_is_promoted_through_gates_approved_in_the_thread(
     previous = None
     for weight in (25, 50, 100):
         gate = world.wait_gate(card, after=previous)
-        assert gate.text.startswith(f"✋ Approve {weight} %?")
+        # One message: the verdict of the step just passed, then the question.
+        assert re.match(rf"✅ Step \d passed · .*\n✋ Approve {weight} %\?", gate.text)
         assert gate.button(APPROVE)["text"]["text"] == f"Approve {weight} %"  # type: ignore[index]
         assert sam.click_and_hear(gate, APPROVE, timeout=0.3) is None  # the thread shows it
         previous = gate.ts
@@ -148,19 +149,16 @@ def test_healthy_canary_is_promoted_through_gates_approved_in_the_thread(
             rf"ECS service {node} \(2 tasks\)\.",
             r"Canary ready: 2/2 tasks running\.",
             rf"Traffic 10 % → canary {route}\.",
-            passed.format(1),
-            approved.format(2, 25),
+            passed.format(1) + r".*\n" + approved.format(2, 25),
             rf"Traffic 25 % → canary {route}\.",
-            passed.format(2),
-            approved.format(3, 50),
+            passed.format(2) + r".*\n" + approved.format(3, 50),
             rf"Traffic 50 % → canary {route}\.",
-            passed.format(3),
-            approved.format(4, 100),
+            passed.format(3) + r".*\n" + approved.format(4, 100),
             rf"Traffic 100 % → canary {route}\. Old version kept running for 3s\. Promoted at ",
-            r"✅ Post-promotion bake passed · canary [\d,]+ req",
             r"Promoted ✅ payments:v2 is stable\. "
             r"Removed service payments, virtual node payments-v1\. "
-            r"Took \d+s · approved by <@U0SAM> · \d+ checks passed",
+            r"Took \d+s · approved by <@U0SAM> · \d+ checks passed\n"
+            r"✅ Post-promotion bake passed · canary [\d,]+ req",
         ],
     )
     assert world.weights("payments") == {node: 100}
@@ -204,9 +202,11 @@ def test_abort_at_a_gate_restores_stable_within_a_second(world: World, ids: dict
     card = world.wait_over(dep_id)
     assert "Rolled back ❌" in card.text
     shown = texts(world.thread(card))
-    assert re.match(r"✋ Step 2 \(25 %\) not approved: aborted by <@U0SAM> at ", shown[4])
-    assert shown[5].startswith("↩️ Rolling back: aborted by <@U0SAM>.")
-    assert shown[6].startswith("Traffic 100 % → web-v1 in ")
+    passed, _, gate_now = shown[3].partition("\n")  # the gate shows the verdict before it
+    assert passed.startswith("✅ Step 1 passed · ")
+    assert re.match(r"✋ Step 2 \(25 %\) not approved: aborted by <@U0SAM> at ", gate_now)
+    assert shown[4].startswith("↩️ Rolling back: aborted by <@U0SAM>.")
+    assert shown[5].startswith("Traffic 100 % → web-v1 in ")
     assert "aborted by <@U0SAM>" in shown[-1] and shown[-1].startswith("Rolled back ❌")
     assert world.weights("web") == {"web-v1": 100}
 
@@ -276,7 +276,9 @@ def test_two_approvals_at_once_move_exactly_one_step(
     shown = texts(world.thread(card))
     assert sum(t.startswith("Traffic 25 %") for t in shown) == 1
     assert not any(t.startswith("Traffic 50 %") for t in shown)
-    assert sum(re.match(r"✋ Step 2 \(25 %\) approved by ", t) is not None for t in shown) == 1
+    assert (
+        sum(re.search(r"^✋ Step 2 \(25 %\) approved by ", t, re.M) is not None for t in shown) == 1
+    )
     assert world.weights("orders") == {"orders-v1": 75, f"orders-{dep_id}": 25}
 
     assert dana.ask("abort orders") == f"Rolling back deployment {dep_id}."

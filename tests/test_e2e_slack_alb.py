@@ -8,6 +8,7 @@ by target-group name. Both deployments start at once and run side by side.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def test_healthy_canary_is_promoted_on_the_alb_through_gates_clicked_in_the_thre
     previous = None
     for weight, before in ((25, 10), (50, 25), (100, 50)):
         gate = world.wait_gate(card, after=previous)
-        assert gate.text.startswith(f"✋ Approve {weight} %?")
+        # One message: the verdict of the step just passed, then the question.
+        assert re.match(rf"✅ Step \d passed · .*\n✋ Approve {weight} %\?", gate.text)
         # While the gate waits, the rule holds the previous step's split.
         assert world.weights("checkout") == {"checkout-v1": 100 - before, canary: before}
         assert sam.click_and_hear(gate, APPROVE, timeout=0.3) is None
@@ -84,19 +86,16 @@ def test_healthy_canary_is_promoted_on_the_alb_through_gates_clicked_in_the_thre
             r"ECS service checkout-\w+ \(2 tasks\)\.",
             r"Canary ready: 2/2 tasks running\.",
             rf"Traffic 10 % → canary {RULE}\.",
-            passed.format(1),
-            approved.format(2, 25),
+            passed.format(1) + r".*\n" + approved.format(2, 25),
             rf"Traffic 25 % → canary {RULE}\.",
-            passed.format(2),
-            approved.format(3, 50),
+            passed.format(2) + r".*\n" + approved.format(3, 50),
             rf"Traffic 50 % → canary {RULE}\.",
-            passed.format(3),
-            approved.format(4, 100),
+            passed.format(3) + r".*\n" + approved.format(4, 100),
             rf"Traffic 100 % → canary {RULE}\. Old version kept running for 3s\. Promoted at ",
-            r"✅ Post-promotion bake passed · canary [\d,]+ req",
             r"Promoted ✅ checkout:v2 is stable\. "
             r"Removed service checkout, target group checkout-v1\. "
-            r"Took \d+s · approved by <@U0SAM> · \d+ checks passed",
+            r"Took \d+s · approved by <@U0SAM> · \d+ checks passed\n"
+            r"✅ Post-promotion bake passed · canary [\d,]+ req",
         ],
     )
     assert world.weights("checkout") == {canary: 100}

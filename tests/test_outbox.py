@@ -25,8 +25,9 @@ class FlakyNotifier:
             raise ConnectionError("slack is down")
         self.delivered.append((event.kind, event.seq))
 
-    def refresh(self, store: Store, deployment: Deployment) -> None:
+    def refresh(self, store: Store, deployment: Deployment) -> float | None:
         self.refreshes += 1
+        return None
 
 
 def add(rt, dep_id: str, kind: str) -> None:  # type: ignore[no-untyped-def]

@@ -130,6 +130,37 @@ def test_step_passed_reads_like_the_mockup() -> None:
     assert render_event(dep, event("refused", actor=SAM, reason="no")) is None
 
 
+def test_a_gate_and_the_verdict_before_it_are_one_message() -> None:
+    dep = deployment(State.AWAITING_APPROVAL, step_index=0)
+    v = verdict((1204, 3), (10877, 31))
+    assert (
+        render_event(
+            dep,
+            event(
+                "step_passed", step=1, weight=10, data={"verdict": v, "shown_with": "gate_opened"}
+            ),
+        )
+        is None
+    )
+    gate = render_event(
+        dep,
+        event(
+            "gate_opened",
+            step=1,
+            weight=25,
+            data={"next_step": 2, "next_weight": 25, "verdict": v, "passed_weight": 10},
+        ),
+    )
+    assert gate is not None
+    passed, question = gate.text.split("\n")
+    assert passed.startswith("✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable")
+    assert question.startswith("✋ Approve 25 %?")
+    assert [b["type"] for b in gate.blocks] == ["section", "section", "context", "actions"]
+    # A gate recorded before the verdict was part of it (an upgrade mid-deployment) still reads.
+    older = render_event(dep, event("gate_opened", step=1, weight=25, data={"next_step": 2}))
+    assert older is not None and older.text.startswith("✋ Approve 25 %?")
+
+
 def test_slack_api_url_works_with_or_without_a_slash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api")
     assert slack_api_url() == "http://127.0.0.1:9/api/"
@@ -200,15 +231,18 @@ def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
     )
     assert thread[1] == "Canary ready: 2/2 tasks running."
     assert thread[2] == "Traffic 10 % → canary (route payments-route)."
-    assert thread[3].startswith("✅ Step 1 passed · canary 1,204 req")
-    assert thread[4].startswith(f"✋ Step 2 (25 %) approved by <@{SAM}> at <!date^")
-    assert thread[5].startswith("Traffic 100 % → canary (route payments-route). Old version kept")
-    assert "Promoted at" in thread[5] and "[Roll back]" not in thread[5]
-    assert thread[6] == (
+    # The step's verdict and its gate are one message: after the click it says who approved.
+    passed, _, gate = thread[3].partition("\n")
+    assert passed.startswith("✅ Step 1 passed · canary 1,204 req")
+    assert gate.startswith(f"✋ Step 2 (25 %) approved by <@{SAM}> at <!date^")
+    assert "[Approve" not in thread[3]
+    assert thread[4].startswith("Traffic 100 % → canary (route payments-route). Old version kept")
+    assert "Promoted at" in thread[4] and "[Roll back]" not in thread[4]
+    assert thread[5] == (
         "Promoted ✅ payments:v42 is stable. Removed payments-v41 (service, virtual node). "
         f"Took 44m · approved by <@{SAM}> · 3 checks passed"
     )
-    assert len(thread) == 7
+    assert len(thread) == 6
 
 
 def test_every_message_is_threaded_under_the_card(mock: MockSlack) -> None:

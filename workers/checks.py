@@ -16,6 +16,9 @@ from workers.durations import format_duration
 from workers.engine import Engine, Mutate
 from workers.state import State, Trigger
 
+#: (post-promotion, gated) -> the event whose message shows a passed step's verdict.
+_NEXT = {(True, False): "promoted", (False, True): "gate_opened", (False, False): "shifted"}
+
 
 def check(engine: Engine, dep: Deployment) -> None:
     """One periodic check of a monitored deployment, and the move it leads to."""
@@ -93,15 +96,19 @@ def check(engine: Engine, dep: Deployment) -> None:
             engine.move(dep, Trigger.CHECKED, mutate=hold, delay=s.analysis_interval)
         return
     # PASS
+    full = dep.state == State.POST_PROMOTION
+    gated = not full and s.gate_after(dep.step_index)
     passed = engine.event(
         "step_passed",
         weight=dep.weight,
         reason=verdict.reason,
-        data={"verdict": verdict.to_dict()},
+        # The message of what comes next (the gate, the next shift, the promotion) shows this
+        # verdict as well: Slack gets one reply instead of two.
+        data={"verdict": verdict.to_dict(), "shown_with": _NEXT[(full, gated)]},
     )
     if dep.state == State.POST_PROMOTION:
         engine.move(dep, Trigger.BAKE_DONE, mutate=seen, events=[passed])
-    elif s.gate_after(dep.step_index):
+    elif gated:
 
         def open_gate(d: Deployment) -> None:
             seen(d)
@@ -114,6 +121,8 @@ def check(engine: Engine, dep: Deployment) -> None:
                 "next_step": dep.step_number + 1,
                 "next_weight": dep.next_weight,
                 "timeout_at": now + s.gate_timeout,
+                "verdict": verdict.to_dict(),
+                "passed_weight": dep.weight,
             },
         )
         engine.move(

@@ -22,8 +22,12 @@ class Notifier(Protocol):
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
         """Show one event. Called again for the same event only if a previous call failed."""
 
-    def refresh(self, store: Store, deployment: Deployment) -> None:
-        """Bring any summary (the Slack card) up to date after a batch of events."""
+    def refresh(self, store: Store, deployment: Deployment) -> float | None:
+        """Bring any summary (the Slack card) up to date after a batch of events.
+
+        Returns None, or the seconds after which to call again: the card may wait out a state
+        the deployment is about to leave rather than show it for a moment.
+        """
 
 
 class LoggingNotifier:
@@ -39,7 +43,7 @@ class LoggingNotifier:
             f": {event.reason}" if event.reason else "",
         )
 
-    def refresh(self, store: Store, deployment: Deployment) -> None:
+    def refresh(self, store: Store, deployment: Deployment) -> float | None:
         return None
 
 
@@ -64,10 +68,12 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
             store.mark_delivered(dep_id, event.seq)
             delivered += 1
         try:
-            notifier.refresh(store, store.get(dep_id) or deployment)
+            again_in = notifier.refresh(store, store.get(dep_id) or deployment)
         except Exception as exc:
             _retry_later(rt, dep_id, exc)
             return delivered
+        if again_in is not None:
+            rt.scheduler.notify(dep_id, delay=again_in)
         store.set_notes(dep_id, {"delivery_failures": "0"})
         return delivered
     finally:

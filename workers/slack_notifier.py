@@ -29,7 +29,14 @@ from slack_sdk.http_retry.state import RetryState
 from workers.deployment import Deployment, Event
 from workers.slack_card import render_card
 from workers.slack_format import Message, mention, when
-from workers.slack_render import ended_by, gate_closed, render_event, shifted_closed
+from workers.slack_render import (
+    ended_by,
+    gate_closed,
+    gate_verdict,
+    render_event,
+    shifted_closed,
+)
+from workers.state import State
 from workers.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,9 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
 #: Kinds after which a still-open gate message loses its buttons.
 _CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
+#: States the card skips unless they last SETTLE seconds: the engine leaves them within a job.
+_PASSING = frozenset({State.SHIFTING, State.ROLLING_BACK, State.CLEANING_UP})
+SETTLE = 2.0
 #: Kinds after which the Roll back button of the 100 % message is gone.
 _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
 
@@ -160,19 +170,29 @@ class SlackNotifier:
         if event.kind in _CLOSES_ROLLBACK and notes.get("rollback_ts"):
             self._close_rollback(store, deployment, event, notes)
 
-    def refresh(self, store: Store, deployment: Deployment) -> None:
-        """Update the card when what it shows has changed since the last post or update."""
+    def refresh(self, store: Store, deployment: Deployment) -> float | None:
+        """Update the card when what it shows has changed since the last post or update.
+
+        A state the engine leaves within a job or two (shifting, rolling back) is shown only
+        once it has lasted `SETTLE` seconds: most often the card goes straight to the next one,
+        which saves a chat.update per step. Returns the seconds to wait before looking again.
+        """
         notes = store.notes(deployment.id)
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel:
-            return
+            return None
+        if deployment.state in _PASSING:
+            wait = SETTLE - (self.clock() - deployment.state_since)
+            if wait > 0:
+                return min(wait, SETTLE)
         url = notes.get("thread_url")
         digest = _digest(render_card(deployment, thread_url=url))
         if digest == notes.get("card_hash"):
-            return
+            return None
         message = render_card(deployment, now=self.clock(), thread_url=url)
         self.client.chat_update(channel=channel, ts=card_ts, **message.payload())
         store.set_notes(deployment.id, {"card_hash": digest})
+        return None
 
     # the card --------------------------------------------------------------------------------
     def _post_card(self, store: Store, dep: Deployment) -> None:
@@ -217,7 +237,10 @@ class SlackNotifier:
             else:
                 outcome = f"closed: the deployment {event.kind.replace('_', ' ')} at {at}."
             weight = _gate_weight(dep, step)
-            self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome))
+            seq = int(notes.get(f"gate_seq:{step}") or -1)
+            opened = store.events(dep.id, seq)[:1] if seq >= 0 else []
+            verdict = gate_verdict(opened[0]) if opened else None
+            self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome, verdict))
         store.set_notes(dep.id, {"gate_open": ""})
 
     def _close_rollback(

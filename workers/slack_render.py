@@ -78,14 +78,25 @@ def traffic_label(dep: Deployment, e: Event) -> str:
 def _shifted(dep: Deployment, e: Event) -> Message:
     weight = e.weight if e.weight is not None else dep.weight
     where = traffic_label(dep, e)
+    before = _passed_before(e)
+    lead = [section(clip(before))] if before else []
     if weight >= 100:
         bake = e.data.get("post_promotion_bake", dep.settings.post_promotion_bake)
         text = (
             f"Traffic 100 % → canary ({where}). "
             f"Old version kept running for {format_duration(bake)}."
         )
-        return Message(text, [section(text), rollback_actions(dep.id, e.step or dep.step_number)])
-    return text_message(f"Traffic {weight} % → canary ({where}).")
+        blocks = lead + [section(text), rollback_actions(dep.id, e.step or dep.step_number)]
+        return Message(f"{before}\n{text}" if before else text, blocks)
+    text = f"Traffic {weight} % → canary ({where})."
+    return Message(f"{before}\n{text}" if before else text, lead + [section(clip(text))])
+
+
+def _passed_before(e: Event) -> str | None:
+    passed = e.data.get("passed")
+    if not passed:
+        return None
+    return passed_line(passed.get("step"), passed.get("weight"), passed.get("verdict"))
 
 
 def rollback_actions(dep_id: str, step: int) -> Block:
@@ -117,12 +128,25 @@ def _step_name(dep: Deployment, e: Event) -> str:
     return f"Step {e.step}" if e.step else "Step"
 
 
-def _step_passed(dep: Deployment, e: Event) -> Message:
-    verdict = e.data.get("verdict")
-    full = (e.weight or 0) >= 100
-    return text_message(
-        f"✅ {_step_name(dep, e)} passed · {verdict_figures(verdict, with_stable=not full)}"
-    )
+def _step_passed(dep: Deployment, e: Event) -> Message | None:
+    if e.data.get("shown_with"):
+        return None  # the message of what came next shows this verdict (one reply, not two)
+    return text_message(passed_line(e.step, e.weight, e.data.get("verdict")))
+
+
+def passed_line(step: int | None, weight: int | None, verdict: dict[str, Any] | None) -> str:
+    """ "✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable … · alarms OK"."""
+    full = (weight or 0) >= 100
+    name = "Post-promotion bake" if full else (f"Step {step}" if step else "Step")
+    return f"✅ {name} passed · {verdict_figures(verdict, with_stable=not full)}"
+
+
+def gate_verdict(gate: Event) -> str | None:
+    """The verdict line of the step a gate follows, when the gate's event carries it."""
+    if not gate.data.get("verdict"):
+        return None
+    passed = int(gate.data.get("next_step") or 2) - 1
+    return passed_line(passed, gate.data.get("passed_weight"), gate.data["verdict"])
 
 
 def _step_failed(dep: Deployment, e: Event) -> Message:
@@ -162,7 +186,9 @@ def _gate_opened(dep: Deployment, e: Event) -> Message:
     if timeout:
         detail += f" Rolls back at {when(timeout)} without a decision; monitoring goes on."
     value = f"{dep.id}:{step}"
-    blocks = [
+    verdict = gate_verdict(e)
+    blocks = [section(clip(verdict))] if verdict else []
+    blocks += [
         section(question),
         context(detail),
         {
@@ -189,13 +215,15 @@ def _gate_opened(dep: Deployment, e: Event) -> Message:
             ],
         },
     ]
-    return Message(question, blocks)
+    return Message(f"{verdict}\n{question}" if verdict else question, blocks)
 
 
-def gate_closed(step: int, weight: int | None, outcome: str) -> Message:
-    """The gate message once decided: no buttons, who or what decided."""
+def gate_closed(step: int, weight: int | None, outcome: str, verdict: str | None = None) -> Message:
+    """The gate message once decided: no buttons, who or what decided (under the verdict)."""
     text = f"✋ Step {step}{f' ({weight} %)' if weight else ''} {outcome}"
-    return Message(text, [section(clip(text))])
+    if verdict is None:
+        return Message(text, [section(clip(text))])
+    return Message(f"{verdict}\n{text}", [section(clip(verdict)), section(clip(text))])
 
 
 def _gate_reminder(dep: Deployment, e: Event) -> Message:
@@ -286,6 +314,10 @@ def _promoted(dep: Deployment, e: Event) -> Message:
         parts.append(tail[0].upper() + tail[1:])
     text = " ".join(parts)
     blocks = [section(clip(text))]
+    if d.get("verdict"):
+        bake = passed_line(None, 100, d["verdict"])
+        text += f"\n{bake}"
+        blocks.append(context(clip(bake)))
     problems = d.get("problems") or []
     if problems:
         blocks.append(

@@ -94,6 +94,14 @@ def shift(engine: Engine, dep: Deployment) -> None:
     data: dict[str, Any] = {"route": backend.traffic_name(), "weights": weights}
     if dep.weight >= 100:
         data["post_promotion_bake"] = dep.settings.post_promotion_bake
+    before = dep.step_index - 1
+    if before >= 0 and dep.last_verdict and not dep.settings.gate_after(before):
+        # The step before passed with no gate: this message shows its verdict (see checks).
+        data["passed"] = {
+            "step": before + 1,
+            "weight": dep.settings.steps[before],
+            "verdict": dep.last_verdict,
+        }
     engine.move(
         dep,
         Trigger.SHIFTED,
@@ -122,6 +130,7 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
             "approvers": [a.actor for a in dep.approvals],
             "checks": dep.checks,
             "old": backend.describe(stable),
+            "verdict": dep.last_verdict,  # of the post-promotion bake, shown in this message
         },
     )
     engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)

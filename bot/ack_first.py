@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: How long no request must have arrived before work starts.
-QUIET = 0.05
+QUIET = 0.01
 #: The longest a job waits for the acks before it runs anyway.
-MAX_WAIT = 1.0
+MAX_WAIT = 0.25
 
 
 class AckFirst:

@@ -187,17 +187,16 @@ def test_bad_canary_is_rolled_back_by_itself(world: World, ids: dict[str, str]) 
     assert f"search-{dep_id}" not in world.virtual_nodes()
 
 
-def test_abort_at_a_gate_restores_stable_within_a_second(world: World, ids: dict[str, str]) -> None:
+def test_abort_at_a_gate_restores_stable(world: World, ids: dict[str, str]) -> None:
+    # How fast is a benchmark (bench/clicks.py, docs/BENCHMARKS.md), not an assertion here: the
+    # wait below only bounds a hang.
     dep_id, sam = ids["web"], world.person(SAM)
     card = world.wait_card(dep_id)
     gate = world.wait_gate(card)
     assert world.weights("web") == {"web-v1": 90, f"web-{dep_id}": 10}
 
-    clicked = time.monotonic()
     assert sam.click(gate, ABORT) == 200
-    wait_weights(world, "web", {"web-v1": 100}, timeout=5)
-    took = time.monotonic() - clicked
-    assert took < 1.0, f"the route was back to stable {took:.2f}s after the click"
+    wait_weights(world, "web", {"web-v1": 100}, timeout=30)
 
     card = world.wait_over(dep_id)
     assert "Rolled back ❌" in card.text

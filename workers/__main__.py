@@ -20,6 +20,7 @@ from workers.queues import queue_names
 from workers.runtime import get_runtime, redis_prefix, redis_url
 from workers.scheduler import run_scheduler
 from workers.watchdog import sweep
+from workers.worker_threads import run_threads
 
 log = logging.getLogger("workers")
 
@@ -35,9 +36,17 @@ def _work(names: Sequence[str]) -> None:
     _configure_logging()
     redis = Redis.from_url(redis_url())
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
-    # a job is a few API calls, so a fork per job would cost more than the job.
+    # a job is a few API calls, so a fork per job would cost more than the job. One worker, one
+    # job at a time: Slack delivery keeps each thread's messages in order.
     worker = SimpleWorker(list(names), connection=redis)
     worker.work(logging_level="WARNING")
+
+
+def _work_threads(names: Sequence[str]) -> None:
+    _die_with_parent()
+    _configure_logging()
+    threads = int(os.environ.get("CANARY_WORKER_THREADS") or defaults.WORKER_THREADS)
+    run_threads(names, lambda: Redis.from_url(redis_url()), threads)
 
 
 def _schedule(names: Sequence[str]) -> None:
@@ -60,7 +69,7 @@ def main() -> int:
     rollout_workers = int(os.environ.get("CANARY_WORKERS", "1"))
     interval = float(os.environ.get("CANARY_WATCHDOG_INTERVAL", defaults.WATCHDOG_INTERVAL_SECONDS))
     specs: list[tuple[Callable[[Sequence[str]], None], tuple[str, ...]]] = [
-        (_work, (high, default)) for _ in range(rollout_workers)
+        (_work_threads, (high, default)) for _ in range(rollout_workers)
     ]
     # Slack delivery has its own process: a Slack outage (retries, 429 waits) never holds up a
     # rollback queued behind it.
@@ -79,7 +88,12 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     rt = get_runtime()
     log.info(
-        "workers: %d rollout, 1 notify; queues %s, %s, %s", rollout_workers, high, default, notify
+        "workers: %d rollout (%s threads each), 1 notify; queues %s, %s, %s",
+        rollout_workers,
+        os.environ.get("CANARY_WORKER_THREADS") or defaults.WORKER_THREADS,
+        high,
+        default,
+        notify,
     )
     while not stop.is_set():
         for i, (target, names) in enumerate(specs):

@@ -42,5 +42,8 @@ WATCHDOG_INTERVAL_SECONDS = 10
 #: How often RQ's scheduler moves due jobs (checks, retries) onto their queue (seconds); RQ's
 #: own 1 s made every scheduled job start up to a second late.
 SCHEDULER_INTERVAL_SECONDS = 0.2
+#: RQ workers (threads) in each rollout worker process: a job mostly waits for AWS and Redis, so
+#: one process overlaps that many jobs (workers/worker_threads.py).
+WORKER_THREADS = 8
 #: A deployment's jobs run one at a time; the run lock of a crashed job expires after this long.
 RUN_LOCK_SECONDS = 60

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,13 +72,16 @@ def runtime_from_env() -> Runtime:
 
 
 _current: Runtime | None = None
+_building = threading.Lock()
 
 
 def get_runtime() -> Runtime:
-    """This process's Runtime (built on first use)."""
+    """This process's Runtime (built on first use; shared by the worker threads)."""
     global _current
     if _current is None:
-        _current = runtime_from_env()
+        with _building:
+            if _current is None:
+                _current = runtime_from_env()
     return _current
 
 

@@ -26,6 +26,7 @@ from botocore.config import Config
 from redis import Redis
 from rq import Queue
 
+from bench.latency_proxy import LatencyProxy
 from sandbox import seed as _seed
 from sandbox.processes import Process, start_bot, start_moto, start_workers
 from sandbox.seed import seed_appmesh_service
@@ -256,6 +257,8 @@ class World:
     #: Services whose users send traffic (request counters written to CloudWatch every 0.5 s).
     traffic: Sequence[str] = ()
     requests_per_second: float = 200.0
+    #: Seconds added to each of the workers' AWS calls (a proxy in front of moto), 0 for none.
+    aws_latency: float = 0.0
     prefix: str = ""
     seed_seconds: float = 0.0
     moto: Process | None = None
@@ -296,7 +299,12 @@ class World:
             "CANARY_READY_POLL": "0.5",
             "LOG_LEVEL": "INFO",
         }
-        self.workers = start_workers({**self.env, **self.worker_env}, self.workdir)
+        worker_env = {**self.env, **self.worker_env}
+        self.proxy: LatencyProxy | None = None
+        if self.aws_latency > 0:
+            self.proxy = LatencyProxy(self.endpoint, self.aws_latency).__enter__()
+            worker_env["AWS_ENDPOINT_URL"] = self.proxy.url
+        self.workers = start_workers(worker_env, self.workdir)
         self.bot, self.bot_url = start_bot(self.env, self.workdir)
         self.rt = Runtime(
             redis=self.redis,
@@ -340,6 +348,8 @@ class World:
                     proc.stop()
         with contextlib.suppress(Exception):
             self.slack.stop()
+        if getattr(self, "proxy", None) is not None:
+            self.proxy.__exit__()
         clean_redis(self.redis, self.prefix)
 
     def __enter__(self) -> World:

@@ -12,6 +12,11 @@ second achieved, lateness p50/p99/max, then the resident memory of every worker 
 the web process.
 
     .venv/bin/python -m bench.in_flight [--deployments 500] [--interval 10] [--window 60]
+        [--threads N] [--aws-latency-ms MS]
+
+`--threads` sets CANARY_WORKER_THREADS of the one rollout worker process (the product's default
+when omitted); `--aws-latency-ms` answers every AWS call of the workers that much later (a proxy
+in front of moto), as AWS's endpoints do, where moto on loopback answers in about a millisecond.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from bench.common import (
     print_table,
 )
 from workers import lateness
+from workers.defaults import WORKER_THREADS
 from workers.state import State
 
 CLUSTER_SIZE = 25
@@ -58,6 +64,8 @@ def defaults(interval: int) -> dict[str, object]:
 class Result:
     deployments: int
     interval: int
+    threads: int
+    aws_latency_ms: float
     seed_seconds: float
     ramp_seconds: float
     window_seconds: float
@@ -80,7 +88,14 @@ class Result:
         return sum(w[3] for w in self.workers) / 1024
 
 
-def measure(deployments: int = 500, interval: int = 10, window: float = 60.0) -> Result:
+def measure(
+    deployments: int = 500,
+    interval: int = 10,
+    window: float = 60.0,
+    *,
+    threads: int | None = None,
+    aws_latency_ms: float = 0.0,
+) -> Result:
     keys = [f"svc{i:03d}" for i in range(deployments)]
     services = {k: f"c{i // CLUSTER_SIZE:02d}" for i, k in enumerate(keys)}
     with (
@@ -90,7 +105,12 @@ def measure(deployments: int = 500, interval: int = 10, window: float = 60.0) ->
             services,
             defaults(interval),
             workdir=Path(tmp),
-            worker_env={"CANARY_WORKERS": "1", "CANARY_READY_POLL": "2"},
+            worker_env={
+                "CANARY_WORKERS": "1",
+                "CANARY_READY_POLL": "2",
+                **({"CANARY_WORKER_THREADS": str(threads)} if threads else {}),
+            },
+            aws_latency=aws_latency_ms / 1000,
         ) as world,
     ):
         print(f"seeded {deployments} services in {world.seed_seconds:.1f} s", flush=True)
@@ -131,6 +151,8 @@ def measure(deployments: int = 500, interval: int = 10, window: float = 60.0) ->
         return Result(
             deployments=deployments,
             interval=interval,
+            threads=threads or WORKER_THREADS,
+            aws_latency_ms=aws_latency_ms,
             seed_seconds=world.seed_seconds,
             ramp_seconds=ramp,
             window_seconds=t1 - t0,
@@ -147,7 +169,9 @@ def rows(r: Result) -> list[Row]:
     return [
         Row(
             f"deployments in flight on one worker process ({r.deployments}, a check every "
-            f"{r.interval} s each)",
+            f"{r.interval} s each; {r.threads} threads"
+            + (f"; AWS calls +{r.aws_latency_ms:.0f} ms" if r.aws_latency_ms else "")
+            + ")",
             "one state machine per deployment",
             "500, each check late by p99 ≤ 2 s",
             f"{r.checks_per_second:.1f} checks/s of {due:.0f} due; lateness "
@@ -184,8 +208,18 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=500)
     parser.add_argument("--interval", type=int, default=10, help="analysis_interval, seconds")
     parser.add_argument("--window", type=float, default=60.0, help="steady-state seconds")
+    parser.add_argument("--threads", type=int, default=None, help="CANARY_WORKER_THREADS")
+    parser.add_argument(
+        "--aws-latency-ms", type=float, default=0.0, help="added to each AWS call of the workers"
+    )
     args = parser.parse_args()
-    result = measure(args.deployments, args.interval, args.window)
+    result = measure(
+        args.deployments,
+        args.interval,
+        args.window,
+        threads=args.threads,
+        aws_latency_ms=args.aws_latency_ms,
+    )
     report(result)
     print_table(rows(result))
 

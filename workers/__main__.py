@@ -45,8 +45,16 @@ def _work(names: Sequence[str]) -> None:
 def _work_threads(names: Sequence[str]) -> None:
     _die_with_parent()
     _configure_logging()
+    _few_malloc_arenas()
     threads = int(os.environ.get("CANARY_WORKER_THREADS") or defaults.WORKER_THREADS)
     run_threads(names, lambda: Redis.from_url(redis_url()), threads)
+
+
+def _few_malloc_arenas() -> None:
+    # glibc gives each thread that allocates its own malloc arena (up to 8 per core); for threads
+    # that mostly wait, two arenas hold the same work in less resident memory.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
 
 def _schedule(names: Sequence[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 from bot.app import create_app
 from bot.server import EVENTS_PATH, HEALTH_PATH, make_server
@@ -19,23 +21,33 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     app = create_app()
+    # SIGTERM (a redeploy of the bot) stops taking requests, then finishes the work of those
+    # already acknowledged: a command Slack was told "ok" about is not dropped on the floor.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     app_token = os.environ.get("SLACK_APP_TOKEN")
     if app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         log.info("canary bot connecting in Socket Mode")
-        SocketModeHandler(app, app_token).start()
-        return
-    server = make_server(app, "0.0.0.0", int(os.environ.get("PORT") or DEFAULT_PORT))
-    port = server.server_address[1]
-    # Tools that start the bot with PORT=0 read the port from this line.
-    log.info("canary bot listening on port %d (%s, %s)", port, EVENTS_PATH, HEALTH_PATH)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
+        handler = SocketModeHandler(app, app_token)
+        handler.connect()
+        stop.wait()
+        handler.close()
+    else:
+        server = make_server(app, "0.0.0.0", int(os.environ.get("PORT") or DEFAULT_PORT))
+        port = server.server_address[1]
+        # Tools that start the bot with PORT=0 read the port from this line.
+        log.info("canary bot listening on port %d (%s, %s)", port, EVENTS_PATH, HEALTH_PATH)
+        serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+        serving.start()
+        stop.wait()
+        server.shutdown()
         server.server_close()
+    log.info("canary bot stopping: finishing the work of acknowledged requests")
+    app.close()
+    log.info("canary bot stopped")
 
 
 if __name__ == "__main__":

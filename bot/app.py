@@ -28,22 +28,30 @@ WORK_THREADS = 4
 class CanaryApp(App):
     """Bolt's App, counting the requests being dispatched so that work lets their acks go first."""
 
-    def __init__(self, *, acks: AckFirst, **kwargs: Any) -> None:
+    def __init__(self, *, acks: AckFirst, work: ThreadPoolExecutor, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.acks = acks
+        #: Where the work after the acks runs; `close` waits for it.
+        self.work = work
+
+    def close(self) -> None:
+        """Finish the work already handed over (answers to Slack), then take no more."""
+        self.work.shutdown(wait=True)
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         with self.acks.acking():
             return super().dispatch(req)
 
 
-def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> App:
+def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> CanaryApp:
     """The app; `rt` and `client` default to the process's Runtime and a client on SLACK_API_URL."""
     if client is None:
         client = make_client(os.environ.get("SLACK_BOT_TOKEN", ""), slack_api_url())
     acks = AckFirst()
+    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="canary-work")
     app = CanaryApp(
         acks=acks,
+        work=work,
         client=client,
         signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
         process_before_response=True,  # listeners only ack and hand over: no 10 ms ack polling
@@ -52,7 +60,6 @@ def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> Ap
         ),
         logger=logging.getLogger("bot.bolt"),
     )
-    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="canary-work")
     Handlers(
         runtime=(lambda: rt) if rt is not None else get_runtime,
         groups=GroupDirectory(client),

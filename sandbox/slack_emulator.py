@@ -92,6 +92,8 @@ class SlackEmulator:
         self.private: list[dict[str, Any]] = []
         self.tokens_seen: set[str] = set()
         self._fault: Fault | None = None
+        #: Seconds every answer waits before it is given (a slow Slack).
+        self.delay = 0.0
         self._ts = itertools.count(1)
         self._response_urls = itertools.count(1)
         self._lock = threading.Lock()
@@ -211,6 +213,8 @@ class SlackEmulator:
                 for key in ("blocks", "attachments"):
                     if isinstance(params.get(key), str):
                         params[key] = json.loads(params[key])
+                if mock.delay:
+                    time.sleep(mock.delay)  # ok: the slow Slack a test asked for
                 auth = self.headers.get("Authorization", "")
                 if auth.startswith("Bearer "):
                     params.setdefault("token", auth[7:])

@@ -26,9 +26,12 @@ def rt() -> Runtime:
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, mock: MockSlack, rt: Runtime) -> App:
+def app(monkeypatch: pytest.MonkeyPatch, mock: MockSlack, rt: Runtime) -> Iterator[App]:
     monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
-    return create_app(rt=rt, client=make_client(TOKEN, mock.base_url, retry_interval=0.01))
+    app = create_app(rt=rt, client=make_client(TOKEN, mock.base_url, retry_interval=0.01))
+    yield app
+    # Answers still being sent reach the mock before it stops (no late "could not tell" lines).
+    app.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slack_bolt import App
@@ -20,6 +22,7 @@ from slack_bolt import App
 from bot.commands import help_text
 from bot.server import make_server
 from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, signed_headers
+from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
 from workers import api
 from workers.runtime import Runtime
@@ -83,35 +86,45 @@ def test_forged_and_stale_requests_get_401_over_http(
     assert api.active_deployments(rt=rt) == []
 
 
-def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
-    env = {
+def start_bot(mock: MockSlack, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """`python -m bot` on a free port, talking to `mock`; the process and its base URL."""
+    full = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_API_URL": mock.base_url.rstrip("/"),  # without the slash on purpose
         "PORT": "0",
-        "REDIS_URL": "redis://127.0.0.1:1/0",  # unused by help and /healthz
-        "CANARY_CONFIG": str(tmp_path / "missing.yaml"),
+        **env,
     }
-    env.pop("SLACK_APP_TOKEN", None)
+    full.pop("SLACK_APP_TOKEN", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot"],
         cwd=ROOT,
-        env=env,
+        env=full,
         stderr=subprocess.PIPE,
         text=True,
     )
+    port = None
+    deadline = time.monotonic() + 20
+    seen = []
+    while port is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        seen.append(line)
+        found = re.search(r"listening on port (\d+)", line)
+        port = int(found.group(1)) if found else None
+    if port is None:
+        proc.kill()
+        raise AssertionError("".join(seen))
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
+    proc, base = start_bot(
+        mock,
+        REDIS_URL="redis://127.0.0.1:1/0",  # unused by help and /healthz
+        CANARY_CONFIG=str(tmp_path / "missing.yaml"),
+    )
     try:
-        port = None
-        deadline = time.monotonic() + 20
-        seen = []
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            seen.append(line)
-            found = re.search(r"listening on port (\d+)", line)
-            port = int(found.group(1)) if found else None
-        assert port, "".join(seen)
-        base = f"http://127.0.0.1:{port}"
         assert get(f"{base}/healthz") == (200, "ok")
         body = Slack.command_body(Slack(None, mock), "help", "U0ANY", "C0ANY")  # type: ignore[arg-type]
         status, text = post(f"{base}/slack/events", body, signed_headers(body))
@@ -119,5 +132,28 @@ def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        log = proc.stderr.read()
+        log = proc.stderr.read()  # type: ignore[union-attr]
     assert TOKEN not in log and SECRET not in log
+
+
+def test_sigterm_still_answers_the_commands_already_acknowledged(
+    mock: MockSlack, tmp_path: Path, real_redis: tuple[Any, str]
+) -> None:
+    proc, base = start_bot(
+        mock,
+        REDIS_URL=REAL_REDIS_URL,
+        CANARY_REDIS_PREFIX=real_redis[1],
+        CANARY_CONFIG=str(tmp_path / "missing.yaml"),
+    )
+    try:
+        mock.delay = 1.0  # Slack is slow: the answer is still on its way when the stop comes
+        body = Slack.command_body(Slack(None, mock), "status", "U0ANY", "C0ANY")  # type: ignore[arg-type]
+        assert post(f"{base}/slack/events", body, signed_headers(body))[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log = proc.stderr.read()  # type: ignore[union-attr]
+    assert len(mock.responses) == 1, log
+    assert "stopped" in log

@@ -169,7 +169,7 @@ def rows(r: Result) -> list[Row]:
     return [
         Row(
             f"deployments in flight on one worker process ({r.deployments}, a check every "
-            f"{r.interval} s each; {r.threads} threads"
+            f"{r.interval} s each; {r.threads} thread{'s' if r.threads > 1 else ''}"
             + (f"; AWS calls +{r.aws_latency_ms:.0f} ms" if r.aws_latency_ms else "")
             + ")",
             "one state machine per deployment",

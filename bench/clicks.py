@@ -5,7 +5,7 @@ steps pass. A person clicks Approve at each gate (or Abort at the first one): a 
 block_actions request to `python -m bot` over HTTP. The time runs from sending the click until
 moto's DescribeRoute shows the new weights (polled every 20 ms), i.e. what Envoy would be told.
 
-    .venv/bin/python -m bench.clicks [--approve 8] [--abort 12]
+    .venv/bin/python -m bench.clicks [--approve 8] [--abort 12] [--threads N]
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def click_until(world: World, key: str, action_id: str, want: dict[str, int] | N
     raise TimeoutError(f"{key}: route unchanged {CLICK_TIMEOUT}s after {action_id}\n")
 
 
-def measure(approvers: int = 8, aborters: int = 12) -> tuple[Figures, Figures, float]:
+def measure(
+    approvers: int = 8, aborters: int = 12, threads: int | None = None
+) -> tuple[Figures, Figures, float]:
     """(approve figures, abort figures, seconds the run took)."""
     started = time.perf_counter()
     approve_keys = [f"ap{i:02d}" for i in range(approvers)]
@@ -74,7 +76,11 @@ def measure(approvers: int = 8, aborters: int = 12) -> tuple[Figures, Figures, f
             DEFAULTS,
             workdir=Path(tmp),
             traffic=keys,
-            worker_env={"CANARY_WATCHDOG_GRACE": "5", "CANARY_WATCHDOG_INTERVAL": "1"},
+            worker_env={
+                "CANARY_WATCHDOG_GRACE": "5",
+                "CANARY_WATCHDOG_INTERVAL": "1",
+                **({"CANARY_WORKER_THREADS": str(threads)} if threads else {}),
+            },
         ) as world,
     ):
         for key in keys:
@@ -133,8 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--approve", type=int, default=8, help="services approved at 3 gates")
     parser.add_argument("--abort", type=int, default=12, help="services aborted at the first gate")
+    parser.add_argument("--threads", type=int, default=None, help="CANARY_WORKER_THREADS")
     args = parser.parse_args()
-    approve, abort, took = measure(args.approve, args.abort)
+    approve, abort, took = measure(args.approve, args.abort, args.threads)
     print_table(rows(approve, abort))
     print(f"({took:.0f} s)")
 

@@ -40,7 +40,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_replies": ("channels:history", "groups:history"),
 }
 #: The code's own helpers that read a variable given by name (workers/runtime.py).
-_ENV_HELPERS = {"_float_env"}
+_ENV_HELPERS = {"_float_env", "_count_env"}
 
 
 def section(title: str) -> str:

@@ -3,9 +3,13 @@ Redis: jobs overlap, a timeout still ends a job, and a stop lets the job in prog
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -120,3 +124,21 @@ def test_a_stop_lets_the_job_in_progress_finish_and_unregisters_every_worker(
     while Worker.all(queue=queue) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert Worker.all(queue=queue) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CANARY_WORKER_THREADS", "eight"), ("CANARY_WORKER_THREADS", "0"), ("CANARY_WORKERS", "-1")],
+)
+def test_a_bad_worker_count_is_refused_at_start_saying_why(name: str, value: str) -> None:
+    env = {**os.environ, name: value, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "workers"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"{name} must be a whole number of at least 1, got {value!r}" in done.stderr

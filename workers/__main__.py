@@ -46,8 +46,17 @@ def _work_threads(names: Sequence[str]) -> None:
     _die_with_parent()
     _configure_logging()
     _few_malloc_arenas()
-    threads = int(os.environ.get("CANARY_WORKER_THREADS") or defaults.WORKER_THREADS)
+    threads = _count_env("CANARY_WORKER_THREADS", defaults.WORKER_THREADS)
     run_threads(names, lambda: Redis.from_url(redis_url()), threads)
+
+
+def _count_env(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment; SystemExit saying what is wrong."""
+    raw = os.environ.get(name) or str(default)
+    value = int(raw) if raw.strip().isdigit() else 0
+    if value < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return value
 
 
 def _few_malloc_arenas() -> None:
@@ -74,7 +83,8 @@ def main() -> int:
     """Start the rollout and notification workers, then watch over them and the deployments."""
     _configure_logging()
     high, default, notify = queue_names(redis_prefix())
-    rollout_workers = int(os.environ.get("CANARY_WORKERS", "1"))
+    rollout_workers = _count_env("CANARY_WORKERS", 1)
+    threads = _count_env("CANARY_WORKER_THREADS", defaults.WORKER_THREADS)
     interval = float(os.environ.get("CANARY_WATCHDOG_INTERVAL", defaults.WATCHDOG_INTERVAL_SECONDS))
     specs: list[tuple[Callable[[Sequence[str]], None], tuple[str, ...]]] = [
         (_work_threads, (high, default)) for _ in range(rollout_workers)
@@ -96,9 +106,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     rt = get_runtime()
     log.info(
-        "workers: %d rollout (%s threads each), 1 notify; queues %s, %s, %s",
+        "workers: %d rollout (%d threads each), 1 notify; queues %s, %s, %s",
         rollout_workers,
-        os.environ.get("CANARY_WORKER_THREADS") or defaults.WORKER_THREADS,
+        threads,
         high,
         default,
         notify,

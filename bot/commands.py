@@ -37,7 +37,10 @@ COMMANDS: tuple[Subcommand, ...] = (
         option_hints={"steps": "10,25,50,100", "bake": "5m", "gates": "manual|auto|final"},
     ),
     Subcommand(
-        "status", (), "what is deploying now (everywhere, or for one service)", ("service",)
+        "status",
+        (),
+        "what is deploying now (everywhere, or for one service with its last check's figures)",
+        ("service",),
     ),
     Subcommand("abort", ("service",), "roll the service's running deployment back now"),
     Subcommand(

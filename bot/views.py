@@ -62,7 +62,10 @@ def service_status(
     now: float,
 ) -> str:
     if running is not None:
-        return deployment_line(running, thread(running.id), now)
+        line = deployment_line(running, thread(running.id), now)
+        reason = (running.last_verdict or {}).get("reason")
+        # The card leaves a check's numbers out (they change every check): here they are.
+        return f"{line}\nLast check: {reason}" if reason else line
     if last is None:
         return f"No deployment of {service} is running, and none has run through this bot."
     last_line = history_line(last, thread(last.id), now)

@@ -15,13 +15,16 @@ from tests.bot_harness import (
     SAM,
     STRANGER,
     Slack,
+    advance,
     notifier,
     signed_headers,
 )
 from tests.slack_mock import MockSlack
 from workers import api
+from workers.deployment import Deployment
 from workers.outbox import deliver_pending
 from workers.runtime import Runtime
+from workers.state import State
 
 
 # the command table -----------------------------------------------------------------------------
@@ -173,6 +176,20 @@ def test_status_lists_running_deployments(slack: Slack, rt: Runtime) -> None:
     assert f"*payments* #{dep.id}" in shown and "Provisioning" in shown
     assert f"#{dep.id}" in slack.answer("status payments")
     assert "none has run" in slack.answer("status search")
+
+
+def test_status_of_a_service_shows_its_last_check(slack: Slack, rt: Runtime) -> None:
+    """The card leaves out a check's numbers (they change every check); status has them."""
+    slack.answer(f"deploy payments {IMAGE}")
+    dep = api.active_deployment("payments", rt=rt)
+    assert "Last check" not in slack.answer("status payments")
+    reason = "baking, no breach so far: canary 0.25 % (3 × 5xx of 1,204 req): within 1 %"
+
+    def checked(d: Deployment) -> None:
+        d.last_verdict = {"outcome": "baking", "reason": reason}
+
+    advance(rt, dep.id, State.BAKING, mutate=checked)
+    assert slack.answer("status payments").endswith(f"\nLast check: {reason}")
 
 
 def test_abort_by_command(slack: Slack, rt: Runtime) -> None:

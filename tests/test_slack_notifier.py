@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -273,6 +274,34 @@ def test_refresh_updates_the_card_only_when_it_changed(mock: MockSlack) -> None:
     deliver_pending(rt, note, dep_id)
     assert len(mock.api_calls("chat.update")) == updates + 1
     assert "Waiting for tasks" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
+
+
+def test_checks_alone_never_update_the_card(mock: MockSlack) -> None:
+    """A 5-minute bake checked every minute, or a gate waiting for hours, costs no card update
+    per check: the card changes with the state, step or weight only (chat.update is tier 3)."""
+    rt = make_runtime()
+    dep_id = started(rt)
+    note = notifier(mock)
+
+    def checked(n: int) -> Callable[[Deployment], None]:
+        def mutate(d: Deployment) -> None:
+            d.checks += 1
+            d.last_verdict = {"outcome": "baking", "reason": f"baking, no breach so far: {n} req"}
+
+        return mutate
+
+    advance(rt, dep_id, State.BAKING, [event("shifted", weight=10)])
+    deliver_pending(rt, note, dep_id)
+    updates = len(mock.api_calls("chat.update"))
+    for state in (State.BAKING, State.AWAITING_APPROVAL):
+        advance(rt, dep_id, state, mutate=checked(0))
+        deliver_pending(rt, note, dep_id)
+        updates = len(mock.api_calls("chat.update"))
+        for n in range(1, 6):
+            advance(rt, dep_id, state, mutate=checked(n * 100))
+            deliver_pending(rt, note, dep_id)
+        assert len(mock.api_calls("chat.update")) == updates, state
+    assert "Waiting for approval" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
 
 
 def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:

@@ -89,7 +89,12 @@ def steps_line(dep: Deployment) -> str:
 def render_card(
     dep: Deployment, *, now: float | None = None, thread_url: str | None = None
 ) -> Message:
-    """The deployment card at the top of the thread."""
+    """The deployment card at the top of the thread.
+
+    It changes only when the deployment's state, step or weight does: a check's numbers are not
+    on it (they change every check; `/canary status <service>` shows them), so a step costs one
+    card update however long its bake or gate lasts.
+    """
     status = card_status(dep, now)
     title = f"🐤 Canary · {dep.service} · {short_id(dep.id)}"
     change = version_change(dep.old_image, dep.image)
@@ -98,8 +103,6 @@ def render_card(
         section(clip(f"{progress_bar(dep)} · *{status}*")),
         context(steps_line(dep)),
     ]
-    if dep.last_verdict and dep.active:
-        blocks.append(context(clip(f"Last check: {dep.last_verdict.get('reason', '')}")))
     if thread_url:
         blocks.append(
             {

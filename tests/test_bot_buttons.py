@@ -24,6 +24,7 @@ from workers import api
 from workers.deployment import Deployment
 from workers.outbox import deliver_pending
 from workers.runtime import Runtime
+from workers.slack_notifier import SETTLE
 from workers.state import State
 
 
@@ -65,7 +66,8 @@ def test_approve_moves_one_step_and_the_gate_message_says_who(
     assert slack.click_and_wait("canary_approve", f"{dep_id}:2", user=SAM) is None
     dep = mock.wait_for(lambda: settled(rt, dep_id, State.SHIFTING))
     assert dep.step_number == 2
-    deliver_pending(rt, notifier(mock), dep_id)
+    # No shift is told within SETTLE seconds (no worker runs here): the gate closes without it.
+    deliver_pending(rt, notifier(mock, clock=lambda: time.time() + SETTLE), dep_id)
     gate = gate_message(mock, rt, dep_id)
     assert gate.buttons() == []
     assert f"Step 2 (25 %) approved by <@{SAM}> at" in gate.shown()

@@ -18,12 +18,17 @@ class FlakyNotifier:
     def __init__(self) -> None:
         self.delivered: list[tuple[str, int]] = []
         self.fail_on: set[str] = set()
+        #: Kinds whose delivery answers "not yet, look again in 1.5 s" while set.
+        self.wait_on: set[str] = set()
         self.refreshes = 0
 
-    def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         if event.kind in self.fail_on:
             raise ConnectionError("slack is down")
+        if event.kind in self.wait_on:
+            return 1.5
         self.delivered.append((event.kind, event.seq))
+        return None
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
         self.refreshes += 1
@@ -75,3 +80,23 @@ def test_back_off_grows_with_each_failure() -> None:
         (job,) = rt.scheduler.jobs  # type: ignore[attr-defined]
         delays.append(job.due - rt.clock())
     assert delays == sorted(delays) and delays[0] < delays[-1]
+
+
+def test_an_event_that_waits_holds_the_later_ones_back_without_a_failure() -> None:
+    rt = fake_runtime()
+    dep_id = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment.id  # type: ignore[union-attr]
+    for kind in ("approved", "shifted"):
+        add(rt, dep_id, kind)
+    notifier = FlakyNotifier()
+    notifier.wait_on = {"approved"}
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
+    assert deliver_pending(rt, notifier, dep_id) == 1
+    assert notifier.delivered == [("requested", 0)]  # the shift waits behind the approval
+    (again,) = rt.scheduler.jobs  # type: ignore[attr-defined]
+    assert again.kind == "notify" and again.due == rt.clock() + 1.5
+    assert notifier.refreshes == 1  # the card is still brought up to date
+    assert rt.store.notes(dep_id).get("delivery_failures", "0") == "0"  # not a failure
+
+    notifier.wait_on.clear()
+    assert deliver_pending(rt, notifier, dep_id) == 2
+    assert [kind for kind, _ in notifier.delivered] == ["requested", "approved", "shifted"]

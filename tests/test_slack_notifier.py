@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -31,7 +32,7 @@ from workers.outbox import deliver_pending
 from workers.runtime import Runtime
 from workers.slack_card import card_status, render_card
 from workers.slack_format import MAX_BLOCKS, MAX_TEXT
-from workers.slack_notifier import slack_api_url
+from workers.slack_notifier import SETTLE, slack_api_url
 from workers.slack_render import render_event
 from workers.state import State
 
@@ -246,6 +247,82 @@ def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
     assert len(thread) == 6
 
 
+def test_an_approval_and_the_shift_it_starts_are_one_edit_of_the_gate(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)
+    card_ts = rt.store.notes(dep_id)["card_ts"]
+    posts, updates = len(mock.api_calls("chat.postMessage")), len(mock.api_calls("chat.update"))
+    assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
+
+    # The shift is another job, a moment later: the approval waits for it (at most SETTLE).
+    rt.scheduler.notifies.clear()
+    deliver_pending(rt, note, dep_id)
+    assert rt.scheduler.notifies and 0 < rt.scheduler.notifies[-1][1] <= SETTLE
+    assert mock.thread(PAYMENTS_CHANNEL, card_ts)[-1].buttons()  # not closed yet
+    assert len(mock.api_calls("chat.update")) == updates
+
+    def second(d: Deployment) -> None:
+        d.step_index = 1
+
+    advance(
+        rt,
+        dep_id,
+        State.BAKING,
+        [event("shifted", weight=25, data={"route": "payments-route"})],
+        mutate=second,
+    )
+    deliver_pending(rt, note, dep_id)
+    thread = mock.thread(PAYMENTS_CHANNEL, card_ts)
+    gate = thread[-1]
+    assert gate.buttons() == []
+    assert re.search(
+        rf"^✋ Step 2 \(25 %\) approved by <@{SAM}> at <!date\^[^>]+>\. "
+        r"Traffic 25 % → canary \(route payments-route\)\.$",
+        gate.shown(),
+        re.M,
+    ), gate.shown()
+    assert len(mock.api_calls("chat.postMessage")) == posts  # no "Traffic 25 %" reply
+    # One edit of the gate and one of the card (now baking 25 %).
+    assert len(mock.api_calls("chat.update")) == updates + 2
+    assert "Baking 25 %" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
+    assert rt.store.undelivered_ids() == []
+    deliver_pending(rt, note, dep_id)
+    assert len(mock.thread(PAYMENTS_CHANNEL, card_ts)) == len(thread)  # and nothing later
+
+
+def test_a_shift_to_100_keeps_its_own_message_with_roll_back(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+
+    def last_gate(d: Deployment) -> None:
+        d.step_index = 2  # at 50 %, the gate of step 4 (100 %) open
+
+    advance(rt, dep_id, State.AWAITING_APPROVAL, mutate=last_gate)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)
+    rt.store.set_notes(dep_id, {"gate_open": "4"})
+    assert api.decide_gate(dep_id, 4, approve=True, actor=SAM, rt=rt).ok
+
+    def full(d: Deployment) -> None:
+        d.step_index = 3
+
+    advance(
+        rt,
+        dep_id,
+        State.POST_PROMOTION,
+        [event("shifted", weight=100, data={"route": "payments-route"})],
+        mutate=full,
+    )
+    deliver_pending(rt, note, dep_id)
+    last = mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])[-1]
+    assert last.shown().startswith("Traffic 100 % → canary (route payments-route).")
+    assert "[Roll back]" in last.shown()
+
+
 def test_every_message_is_threaded_under_the_card(mock: MockSlack) -> None:
     rt = make_runtime()
     dep_id = started(rt)
@@ -349,12 +426,13 @@ def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
     posted = len(mock.api_calls("chat.postMessage"))
     assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
     advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, data={"route": "r"})])
+    advance(rt, dep_id, State.HOLDING, [event("holding", weight=25, reason="too few")])
 
-    # The gate update goes through, then Slack fails: the shifted reply cannot be posted.
+    # Slack fails while the gate is closed (with the shift) and the hold is told.
     mock.fail(status, times=4, retry_after=30 if status == 429 else None)
     rt.scheduler.notifies.clear()
     delivered = deliver_pending(rt, note, dep_id)
-    assert delivered < 2
+    assert delivered < 3
     assert rt.scheduler.notifies and rt.scheduler.notifies[-1][1] > 0  # tried again later
     assert rt.store.notes(dep_id)["delivery_failures"] == "1"
 
@@ -364,8 +442,10 @@ def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
     card_ts = rt.store.notes(dep_id)["card_ts"]
     texts = [m.text for m in mock.thread(PAYMENTS_CHANNEL, card_ts)]
     assert len(texts) == len(set(texts))
-    assert texts[-1] == "Traffic 25 % → canary (route r)."
+    assert texts[-2].endswith("Traffic 25 % → canary (route r).")  # the gate, closed
+    assert texts[-1].startswith("⏳ Holding at 25 %: too few.")
     assert len(mock.api_calls("chat.postMessage")) == posted + 1
+    assert rt.store.undelivered_ids() == []
 
 
 def test_a_post_that_succeeded_is_not_repeated_when_a_later_call_fails(mock: MockSlack) -> None:

@@ -19,8 +19,11 @@ RETRY_BASE, RETRY_CAP = 2.0, 120.0
 class Notifier(Protocol):
     """Shows a deployment's events to people (Slack, a log)."""
 
-    def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
-        """Show one event. Called again for the same event only if a previous call failed."""
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
+        """Show one event. Called again for the same event only if a previous call failed, or
+        if it returned a number: "not yet, look again in that many seconds" (it waits for the
+        event that usually follows, to tell both in one message); later events wait behind it.
+        """
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
         """Bring any summary (the Slack card) up to date after a batch of events.
@@ -33,7 +36,7 @@ class Notifier(Protocol):
 class LoggingNotifier:
     """A notifier that writes each event as a log line (no Slack configured)."""
 
-    def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         log.info(
             "[%s %s] %s%s%s",
             deployment.service,
@@ -42,6 +45,7 @@ class LoggingNotifier:
             f" {event.weight}%" if event.weight is not None else "",
             f": {event.reason}" if event.reason else "",
         )
+        return None
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
         return None
@@ -61,10 +65,13 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
             return 0
         for event in store.events(dep_id, store.delivered_upto(dep_id) + 1):
             try:
-                notifier.deliver(store, deployment, event)
+                wait = notifier.deliver(store, deployment, event)
             except Exception as exc:  # a notifier failure must never stop the rollout
                 _retry_later(rt, dep_id, exc)
                 return delivered
+            if wait is not None:
+                rt.scheduler.notify(dep_id, delay=wait)
+                break
             store.mark_delivered(dep_id, event.seq)
             delivered += 1
         try:

@@ -35,6 +35,7 @@ from workers.slack_render import (
     gate_verdict,
     render_event,
     shifted_closed,
+    traffic_sentence,
 )
 from workers.state import State
 from workers.store import Store
@@ -138,15 +139,20 @@ class SlackNotifier:
         return cls(make_client(os.environ["SLACK_BOT_TOKEN"]))
 
     # Notifier protocol -----------------------------------------------------------------------
-    def deliver(self, store: Store, deployment: Deployment, event: Event) -> None:
-        """Post the event (the card for `requested`, a thread reply otherwise), at most once."""
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
+        """Post the event (the card for `requested`, a thread reply otherwise), at most once.
+
+        An approval may answer "not yet": see `_approved`.
+        """
         if event.kind == "requested":
             self._post_card(store, deployment)
-            return
+            return None
         notes = store.notes(deployment.id)
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel:
-            return  # no card (the deployment names no channel): nothing to reply under
+            return None  # no card (the deployment names no channel): nothing to reply under
+        if event.kind == "approved" and notes.get("gate_open"):
+            return self._approved(store, deployment, event, notes)
         message = render_event(deployment, event)
         key = f"msg:{event.seq}"
         if message is not None and key not in notes:
@@ -169,6 +175,7 @@ class SlackNotifier:
             self._close_gate(store, deployment, event, notes)
         if event.kind in _CLOSES_ROLLBACK and notes.get("rollback_ts"):
             self._close_rollback(store, deployment, event, notes)
+        return None
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
         """Update the card when what it shows has changed since the last post or update.
@@ -218,8 +225,41 @@ class SlackNotifier:
             store.set_notes(dep.id, {"thread_url": str(answer["permalink"])})
 
     # closing buttons -------------------------------------------------------------------------
-    def _close_gate(
+    def _approved(
         self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]
+    ) -> float | None:
+        """Close the gate saying who approved and, when it follows, the shift to that weight:
+        one edit instead of an edit and a "Traffic N %" reply.
+
+        The shift comes a moment after the click (another job), so an approval with nothing
+        shown after it yet waits up to SETTLE seconds for it; then the gate closes anyway and
+        the shift, when it comes, gets its own reply. A shift to 100 % always does: that message
+        carries the Roll back button.
+        """
+        later = [e for e in store.events(dep.id, event.seq + 1) if render_event(dep, e)]
+        if not later:
+            wait = SETTLE - (self.clock() - event.at)
+            if wait > 0:
+                return wait
+        step = int(notes["gate_open"])
+        shown = later[0] if later else None
+        folds = (
+            shown is not None
+            and shown.kind == "shifted"
+            and shown.weight == _gate_weight(dep, step)
+            and (shown.weight or 0) < 100
+        )
+        self._close_gate(store, dep, event, notes, shifted=shown if folds else None)
+        return None
+
+    def _close_gate(
+        self,
+        store: Store,
+        dep: Deployment,
+        event: Event,
+        notes: dict[str, str],
+        *,
+        shifted: Event | None = None,
     ) -> None:
         step = int(notes["gate_open"])
         ts = notes.get(f"gate:{step}")
@@ -229,6 +269,8 @@ class SlackNotifier:
             at = when(event.at)
             if event.kind == "approved":
                 outcome = f"approved by {mention(event.actor or '?')} at {at}."
+                if shifted is not None:
+                    outcome += " " + traffic_sentence(dep, shifted)
             elif event.kind == "rollback_started":
                 by = ended_by(dep, event.data.get("by"), event.actor)
                 outcome = f"not approved: {by} at {at}."
@@ -241,7 +283,10 @@ class SlackNotifier:
             opened = store.events(dep.id, seq)[:1] if seq >= 0 else []
             verdict = gate_verdict(opened[0]) if opened else None
             self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome, verdict))
-        store.set_notes(dep.id, {"gate_open": ""})
+        closed = {"gate_open": ""}
+        if shifted is not None and ts:
+            closed[f"msg:{shifted.seq}"] = ts  # the shift is told here: it posts no reply
+        store.set_notes(dep.id, closed)
 
     def _close_rollback(
         self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]

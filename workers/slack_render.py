@@ -75,6 +75,12 @@ def traffic_label(dep: Deployment, e: Event) -> str:
     return f"route {named or dep.settings.route}"
 
 
+def traffic_sentence(dep: Deployment, e: Event) -> str:
+    """ "Traffic 25 % → canary (route payments-route)." for a shift below 100 %."""
+    weight = e.weight if e.weight is not None else dep.weight
+    return f"Traffic {weight} % → canary ({traffic_label(dep, e)})."
+
+
 def _shifted(dep: Deployment, e: Event) -> Message:
     weight = e.weight if e.weight is not None else dep.weight
     where = traffic_label(dep, e)
@@ -88,7 +94,7 @@ def _shifted(dep: Deployment, e: Event) -> Message:
         )
         blocks = lead + [section(text), rollback_actions(dep.id, e.step or dep.step_number)]
         return Message(f"{before}\n{text}" if before else text, blocks)
-    text = f"Traffic {weight} % → canary ({where})."
+    text = traffic_sentence(dep, e)
     return Message(f"{before}\n{text}" if before else text, lead + [section(clip(text))])
 
 

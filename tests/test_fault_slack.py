@@ -162,8 +162,7 @@ def test_slack_down_delays_messages_never_the_rollback(world: World) -> None:
         r"Canary provisioned",
         r"Canary ready",
         r"Traffic 10 %",
-        r"❌ Step 1 failed",
-        r"↩️ Rolling back",
+        r"❌ Step 1 failed.*\n.*\n↩️ Rolling back",
         r"Traffic 100 % → outage-v1",
         r"Rolled back ❌",
     ]

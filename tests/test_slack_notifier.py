@@ -28,6 +28,7 @@ from tests.bot_harness import (
 from tests.slack_mock import MockSlack
 from workers import api
 from workers.deployment import Deployment
+from workers.engine import Engine
 from workers.outbox import deliver_pending
 from workers.runtime import Runtime
 from workers.slack_card import card_status, render_card
@@ -247,6 +248,16 @@ def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
     assert len(thread) == 6
 
 
+def shifted_to(rt: Runtime, dep_id: str, step_index: int, weight: int, state: State) -> None:
+    """The engine's shift to step `step_index` (0-based) at `weight`, as its event says."""
+
+    def at(d: Deployment) -> None:
+        d.step_index = step_index
+
+    event_ = event("shifted", weight=weight, data={"route": "payments-route"})
+    advance(rt, dep_id, state, [event_], mutate=at)
+
+
 def test_an_approval_and_the_shift_it_starts_are_one_edit_of_the_gate(mock: MockSlack) -> None:
     rt = make_runtime()
     dep_id = started(rt)
@@ -264,16 +275,7 @@ def test_an_approval_and_the_shift_it_starts_are_one_edit_of_the_gate(mock: Mock
     assert mock.thread(PAYMENTS_CHANNEL, card_ts)[-1].buttons()  # not closed yet
     assert len(mock.api_calls("chat.update")) == updates
 
-    def second(d: Deployment) -> None:
-        d.step_index = 1
-
-    advance(
-        rt,
-        dep_id,
-        State.BAKING,
-        [event("shifted", weight=25, data={"route": "payments-route"})],
-        mutate=second,
-    )
+    shifted_to(rt, dep_id, 1, 25, State.BAKING)
     deliver_pending(rt, note, dep_id)
     thread = mock.thread(PAYMENTS_CHANNEL, card_ts)
     gate = thread[-1]
@@ -307,16 +309,7 @@ def test_a_shift_to_100_keeps_its_own_message_with_roll_back(mock: MockSlack) ->
     rt.store.set_notes(dep_id, {"gate_open": "4"})
     assert api.decide_gate(dep_id, 4, approve=True, actor=SAM, rt=rt).ok
 
-    def full(d: Deployment) -> None:
-        d.step_index = 3
-
-    advance(
-        rt,
-        dep_id,
-        State.POST_PROMOTION,
-        [event("shifted", weight=100, data={"route": "payments-route"})],
-        mutate=full,
-    )
+    shifted_to(rt, dep_id, 3, 100, State.POST_PROMOTION)
     deliver_pending(rt, note, dep_id)
     last = mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])[-1]
     assert last.shown().startswith("Traffic 100 % → canary (route payments-route).")
@@ -407,10 +400,55 @@ def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:
     thread = [m.shown() for m in mock.thread(PAYMENTS_CHANNEL, card.ts)]
     assert thread[-3] == f"↩️ Rolling back: aborted by <@{DANA}>. Restoring 100 % stable first."
     assert thread[-2] == "Traffic 100 % → payments-v41 in 0.4 s."
-    assert thread[-1].startswith(
+    assert thread[-1] == (  # no "Why: aborted by @dana" repeating it
         f"Rolled back ❌ Canary scaled to 0 and removed. Requested by <@{DANA}> · "
         f"aborted by <@{DANA}> · took 12m"
     )
+
+
+def test_a_failed_check_and_its_rollback_are_told_once(mock: MockSlack) -> None:
+    """As the mockup: the failure (figures, why, rolling back), the route, the end."""
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    deliver_pending(rt, notifier(mock), dep_id)
+    failed = verdict((812, 97), (10877, 29), outcome="fail")
+    why = "canary 812 req, 97 × 5xx (11.9 %) > 1.0 % with 99 % confidence (lower bound 9.4 %)"
+    engine = Engine(rt)
+    step_failed = engine.event("step_failed", weight=10, reason=why, data={"verdict": failed})
+    assert engine.request_rollback(
+        dep_id, reason=why, actor=None, by="canary check", events=[step_failed], verdict=failed
+    )
+    advance(
+        rt,
+        dep_id,
+        State.CLEANING_UP,
+        [event("route_restored", weight=0, data={"seconds": 0.4, "stable": "payments-v41"})],
+    )
+    advance(
+        rt,
+        dep_id,
+        State.ROLLED_BACK,
+        [event("rolled_back", reason=why, data={"by": "canary check", "took": 720})],
+        mutate=lambda d: setattr(d, "finished_at", time.time()),
+    )
+    posted = len(mock.api_calls("chat.postMessage"))
+    deliver_pending(rt, notifier(mock), dep_id)
+    assert len(mock.api_calls("chat.postMessage")) == posted + 3
+    [card] = mock.channel(PAYMENTS_CHANNEL)
+    thread = [m.shown() for m in mock.thread(PAYMENTS_CHANNEL, card.ts)]
+    assert thread[-3].split("\n") == [
+        "❌ Step 1 failed at 10 % · canary 812 req, 97 × 5xx (11.9 %) · stable 10,877 req, "
+        "29 × 5xx (0.27 %) · threshold 1.0 % · alarms OK",
+        why,
+        "↩️ Rolling back: restoring 100 % stable first.",
+    ]
+    assert thread[-2] == "Traffic 100 % → payments-v41 in 0.4 s."
+    assert thread[-1] == (
+        f"Rolled back ❌ Canary scaled to 0 and removed. Requested by <@{DANA}> · "
+        "stopped by the canary check at step 1 (10 %) · took 12m"
+    )
+    assert sum(why in t for t in thread) == 1  # the reason is told once in the thread
 
 
 # Slack outages ---------------------------------------------------------------------------------

@@ -168,8 +168,15 @@ class Engine:
             if verdict is not None:  # the failing check is the last verdict people see
                 d.last_verdict, d.checks = verdict, d.checks + 1
 
+        events = list(events)
+        data: dict[str, Any] = {"by": by}
+        for event in events:
+            if event.kind == "step_failed":
+                # Its message says the rollback has begun: Slack gets one reply, not two.
+                event.data["rolling_back"] = True
+                data["shown_with"] = "step_failed"
         started = self.event(
-            "rollback_started", actor=actor, reason=reason, weight=dep.weight, data={"by": by}
+            "rollback_started", actor=actor, reason=reason, weight=dep.weight, data=data
         )
         return self.move(dep, Trigger.ROLL_BACK, events=[*events, started], mutate=mark)
 

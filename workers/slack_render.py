@@ -161,7 +161,15 @@ def _step_failed(dep: Deployment, e: Event) -> Message:
     figures = verdict_figures(verdict, with_stable=not full)
     text = f"❌ {_step_name(dep, e)} failed at {e.weight} % · {figures}"
     reason = e.reason or verdict.get("reason")
-    return Message(text, [section(clip(text))] + ([context(clip(reason))] if reason else []))
+    blocks = [section(clip(text))] + ([context(clip(reason))] if reason else [])
+    if not e.data.get("rolling_back"):
+        return Message(text, blocks)
+    # The rollback that follows posts nothing of its own: this message says why and that it began.
+    lines = [text, reason, ROLLING_BACK] if reason else [text, ROLLING_BACK]
+    return Message("\n".join(lines), [*blocks, section(ROLLING_BACK)])
+
+
+ROLLING_BACK = "↩️ Rolling back: restoring 100 % stable first."
 
 
 def _holding(dep: Deployment, e: Event) -> Message:
@@ -259,7 +267,9 @@ def ended_by(dep: Deployment, by: str | None, actor: str | None) -> str:
     return label
 
 
-def _rollback_started(dep: Deployment, e: Event) -> Message:
+def _rollback_started(dep: Deployment, e: Event) -> Message | None:
+    if e.data.get("shown_with") == "step_failed":
+        return None  # the failed step's message says it
     reason = (e.reason or "no reason given").rstrip(".")
     if not e.weight:  # no traffic had moved yet (e.g. the stable could not be found)
         return text_message(f"↩️ Stopping: {reason}. No traffic had moved to the canary.")
@@ -288,6 +298,10 @@ def _rolled_back(dep: Deployment, e: Event) -> Message:
     if took:
         text += f" · took {duration(float(took))}"
     reason = e.reason or dep.reason
+    # "Why" only where it adds something: not after a failed check (its message, just above,
+    # gave the figures) and not when it repeats "aborted by @dana".
+    if by.startswith(_BY["canary check"]) or (reason and reason in text):
+        reason = None
     return Message(
         text, [section(clip(text))] + ([context(clip(f"Why: {reason}"))] if reason else [])
     )

@@ -26,8 +26,7 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         return ack_latency.rows(figures, 50)
 
     def click() -> list[Row]:
-        approve, abort, _ = clicks.measure(3 if quick else 10, 4 if quick else 20)
-        return clicks.rows(approve, abort)
+        return clicks.rows(clicks.measure(3 if quick else 10, 4 if quick else 20))
 
     def breached() -> list[Row]:
         result, _ = breach.measure(4 if quick else 12, interval=2)

@@ -4,6 +4,8 @@ Deployments run on `python -m workers` against moto_server, with simulated traff
 steps pass. A person clicks Approve at each gate (or Abort at the first one): a signed
 block_actions request to `python -m bot` over HTTP. The time runs from sending the click until
 moto's DescribeRoute shows the new weights (polled every 20 ms), i.e. what Envoy would be told.
+For an approval it also runs until the gate's message in the Slack emulator has lost its buttons
+(what the approvers see: the notifier closes the gate together with the shift that followed).
 
     .venv/bin/python -m bench.clicks [--approve 8] [--abort 12] [--threads N]
 """
@@ -14,6 +16,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.common import OPS, Figures, Row, World, figures, print_table, weights_changed
 from workers.slack_format import ABORT, APPROVE
@@ -39,8 +42,17 @@ def at_gate(dep: object) -> bool:
     return getattr(dep, "state", None) == State.AWAITING_APPROVAL
 
 
-def click_until(world: World, key: str, action_id: str, want: dict[str, int] | None) -> float:
-    """Click `action_id` on the service's open gate; seconds until its route changed."""
+def click_until(
+    world: World,
+    key: str,
+    action_id: str,
+    want: dict[str, int] | None,
+    closed: list[float] | None = None,
+) -> float:
+    """Click `action_id` on the service's open gate; seconds until its route changed.
+
+    With `closed`, then waits until the gate's message has no buttons, and appends those seconds.
+    """
     dep = world.deployment_of(key)
     assert dep is not None and at_gate(dep), f"{key} is not at a gate"
     router = world.router(key)
@@ -53,17 +65,39 @@ def click_until(world: World, key: str, action_id: str, want: dict[str, int] | N
     deadline = started + CLICK_TIMEOUT
     while time.perf_counter() < deadline:
         if want is None and weights_changed(router.read_weights, before):
-            return time.perf_counter() - started
+            took = time.perf_counter() - started
+            if closed is not None:
+                closed.append(gate_closed(world, dep.id, dep.step_number + 1, started))
+            return took
         if want is not None and not weights_changed(router.read_weights, want):
             return time.perf_counter() - started
         time.sleep(POLL)
     raise TimeoutError(f"{key}: route unchanged {CLICK_TIMEOUT}s after {action_id}\n")
 
 
-def measure(
-    approvers: int = 8, aborters: int = 12, threads: int | None = None
-) -> tuple[Figures, Figures, float]:
-    """(approve figures, abort figures, seconds the run took)."""
+def gate_closed(world: World, dep_id: str, step: int, started: float) -> float:
+    """Seconds from `started` until the gate message of `step` shows no buttons."""
+    deadline = started + CLICK_TIMEOUT
+    while time.perf_counter() < deadline:
+        notes = world.rt.store.notes(dep_id)
+        channel, ts = notes.get("card_channel"), notes.get(f"gate:{step}")
+        message = world.slack.message(channel, ts) if channel and ts else None
+        if message is not None and not message.buttons():
+            return time.perf_counter() - started
+        time.sleep(POLL)
+    raise TimeoutError(f"{dep_id}: gate {step} still open {CLICK_TIMEOUT}s after the click")
+
+
+class Clicks(NamedTuple):
+    approve: Figures
+    abort: Figures
+    #: Approve click → the gate's message without buttons.
+    gate_closed: Figures
+    seconds: float
+
+
+def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) -> Clicks:
+    """The figures of each kind of click, and the seconds the run took."""
     started = time.perf_counter()
     approve_keys = [f"ap{i:02d}" for i in range(approvers)]
     abort_keys = [f"ab{i:02d}" for i in range(aborters)]
@@ -87,6 +121,7 @@ def measure(
             world.deploy(key)
         approvals: list[float] = []
         aborts: list[float] = []
+        closed: list[float] = []
         # Approve every gate of the approve services, as the gates open; abort the others at
         # their first gate. One click at a time, while the other deployments keep running.
         pending_gates = {k: 3 for k in approve_keys}
@@ -97,7 +132,7 @@ def measure(
             for key in list(pending_gates):
                 dep = world.deployment_of(key)
                 if dep is not None and at_gate(dep):
-                    approvals.append(click_until(world, key, APPROVE, None))
+                    approvals.append(click_until(world, key, APPROVE, None, closed))
                     pending_gates[key] -= 1
                     if not pending_gates[key]:
                         del pending_gates[key]
@@ -113,10 +148,12 @@ def measure(
                 time.sleep(0.1)
         if pending_gates or pending_aborts:
             print(f"warning: gates never reached: {sorted(pending_gates) + sorted(pending_aborts)}")
-    return figures(approvals), figures(aborts), time.perf_counter() - started
+    took = time.perf_counter() - started
+    return Clicks(figures(approvals), figures(aborts), figures(closed), took)
 
 
-def rows(approve: Figures, abort: Figures) -> list[Row]:
+def rows(clicks: Clicks) -> list[Row]:
+    approve, abort = clicks.approve, clicks.abort
     return [
         Row(
             "Approve click → route weights changed",
@@ -132,6 +169,12 @@ def rows(approve: Figures, abort: Figures) -> list[Row]:
             abort.text(),
             abort.p50 <= 0.5,
         ),
+        Row(
+            "Approve click → gate message closed (buttons gone, approval and shift shown)",
+            "-",
+            "-",
+            clicks.gate_closed.text(),
+        ),
     ]
 
 
@@ -141,9 +184,9 @@ def main() -> None:
     parser.add_argument("--abort", type=int, default=12, help="services aborted at the first gate")
     parser.add_argument("--threads", type=int, default=None, help="CANARY_WORKER_THREADS")
     args = parser.parse_args()
-    approve, abort, took = measure(args.approve, args.abort, args.threads)
-    print_table(rows(approve, abort))
-    print(f"({took:.0f} s)")
+    clicks = measure(args.approve, args.abort, args.threads)
+    print_table(rows(clicks))
+    print(f"({clicks.seconds:.0f} s)")
 
 
 if __name__ == "__main__":

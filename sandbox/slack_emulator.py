@@ -159,6 +159,11 @@ class SlackEmulator:
             found = [m for m in self.messages.values() if m.channel == channel and not m.thread_ts]
         return sorted(found, key=lambda m: float(m.ts))
 
+    def message(self, channel: str, ts: str) -> Posted | None:
+        """One message as it reads now, or None."""
+        with self._lock:
+            return self.messages.get((channel, ts))
+
     def thread(self, channel: str, thread_ts: str) -> list[Posted]:
         """Replies in the thread, oldest first, as they read now."""
         with self._lock:

@@ -3,7 +3,9 @@
 Each round deploys one canary per service (healthy or 20 % 5xx at random), kills the worker
 process group at random moments, and then checks every deployment: it ended promoted or rolled
 back, the route matches that end, a rolled-back canary left nothing behind, and its Slack
-thread shows no message twice. `python -m tests.kill_trials --trials 200` runs the long version.
+thread shows no message twice and tells each shift of traffic once. Every other service has
+manual gates, which a person approves as soon as they open. `python -m tests.kill_trials
+--trials 200` runs the long version.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import collections
 import random
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from workers.state import State
 
 CHANNEL = "CKILL"
 KILLABLE_WAIT = (0.3, 4.0)  # seconds between two kills
+APPROVER = "UAPPROVER"
 
 
 @dataclass
@@ -113,15 +117,35 @@ def check(
     twice = [text for text, n in collections.Counter(replies).items() if n > 1]
     if twice:
         report.problems.append(f"{key} {dep_id}: posted twice: {twice[0][:120]}")
+    # Each shift is told once: in its own reply, or in the gate message it followed.
+    for weight in dep.settings.steps:
+        told = sum(f"Traffic {weight} % → canary" in text for text in replies)
+        if told > 1 or (dep.state == State.PROMOTED and told != 1):
+            report.problems.append(f"{key} {dep_id}: the shift to {weight} % told {told} times")
 
 
 def make_stack(workdir: Path, redis_url: str, services: int) -> World:
     """The workers' notifier posts into the world's own Slack emulator (`stack.slack`)."""
     keys = {
-        f"svc{i}": {"gates": "auto", "bake": "2s", "post_promotion_bake": "2s"}
+        f"svc{i}": {
+            "gates": "manual" if i % 2 else "auto",
+            "bake": "2s",
+            "post_promotion_bake": "2s",
+        }
         for i in range(services)
     }
     return start_stack(workdir, redis_url, keys)
+
+
+def approve_gates(stack: World, stop: threading.Event) -> None:
+    """A person who approves every gate as soon as it is open (the kills go on meanwhile)."""
+    while not stop.wait(0.1):
+        for dep_id in stack.rt.store.active_ids():
+            dep = stack.rt.store.get(dep_id)
+            if dep is not None and dep.state == State.AWAITING_APPROVAL:
+                api.decide_gate(
+                    dep_id, dep.step_number + 1, approve=True, actor=APPROVER, rt=stack.rt
+                )
 
 
 def run(trials: int, services: int, seed: int, redis_url: str, workdir: Path) -> Report:
@@ -129,10 +153,15 @@ def run(trials: int, services: int, seed: int, redis_url: str, workdir: Path) ->
     rng = random.Random(seed)
     report = Report()
     stack = make_stack(workdir, redis_url, services)
+    stop = threading.Event()
+    approver = threading.Thread(target=approve_gates, args=(stack, stop), daemon=True)
+    approver.start()
     try:
         while report.trials < trials:
             run_round(stack, stack.slack, rng, report)
     finally:
+        stop.set()
+        approver.join()
         stack.stop()
     return report
 

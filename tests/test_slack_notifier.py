@@ -259,12 +259,38 @@ def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:
     [card] = mock.channel(PAYMENTS_CHANNEL)
     assert f"Rolled back ❌ (aborted by <@{DANA}>)" in card.shown()
     thread = [m.shown() for m in mock.thread(PAYMENTS_CHANNEL, card.ts)]
-    assert thread[-3] == f"↩️ Rolling back: aborted by <@{DANA}>. Restoring 100 % stable first."
+    # Aborted at the gate: the gate, closed, says so and that the rollback began (no reply).
+    assert re.fullmatch(
+        rf"✋ Step 2 \(25 %\) not approved: aborted by <@{DANA}> at <!date\^[^>]+>\. "
+        r"↩️ Rolling back: restoring 100 % stable first\.",
+        thread[-3].split("\n")[-1],
+    ), thread[-3]
+    assert not any(t.startswith("↩️") for t in thread)
     assert thread[-2] == "Traffic 100 % → payments-v41 in 0.4 s."
     assert thread[-1] == (  # no "Why: aborted by @dana" repeating it
         f"Rolled back ❌ Canary scaled to 0 and removed. Requested by <@{DANA}> · "
         f"aborted by <@{DANA}> · took 12m"
     )
+
+
+def test_a_gate_that_timed_out_says_why_the_rollback_began(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)
+    why = "nobody approved step 2 within 24h"
+    assert Engine(rt).request_rollback(dep_id, reason=why, actor=None, by="gate_timeout")
+    posted = len(mock.api_calls("chat.postMessage"))
+    deliver_pending(rt, note, dep_id)
+    assert len(mock.api_calls("chat.postMessage")) == posted
+    gate = mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])[-1]
+    assert gate.buttons() == []
+    assert re.search(
+        r"✋ Step 2 \(25 %\) not approved: gate timed out at <!date\^[^>]+>\. "
+        rf"↩️ Rolling back: {why}\. Restoring 100 % stable first\.$",
+        gate.shown(),
+    ), gate.shown()
 
 
 def test_a_failed_check_and_its_rollback_are_told_once(mock: MockSlack) -> None:

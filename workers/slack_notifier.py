@@ -34,6 +34,7 @@ from workers.slack_render import (
     gate_closed,
     gate_verdict,
     render_event,
+    rolling_back,
     shifted_closed,
     traffic_sentence,
 )
@@ -154,6 +155,9 @@ class SlackNotifier:
         if event.kind == "approved" and notes.get("gate_open"):
             return self._approved(store, deployment, event, notes)
         message = render_event(deployment, event)
+        if event.kind == "rollback_started" and notes.get("gate_open") and message is not None:
+            # A rollback from an open gate (an abort, a timeout): the gate, closed, says it began.
+            notes |= self._close_gate(store, deployment, event, notes, told=event)
         key = f"msg:{event.seq}"
         if message is not None and key not in notes:
             ts = self._post_once(
@@ -172,7 +176,7 @@ class SlackNotifier:
             store.set_notes(deployment.id, posted)
             notes |= posted
         if event.kind in _CLOSES_GATE and notes.get("gate_open"):
-            self._close_gate(store, deployment, event, notes)
+            notes |= self._close_gate(store, deployment, event, notes)
         if event.kind in _CLOSES_ROLLBACK and notes.get("rollback_ts"):
             self._close_rollback(store, deployment, event, notes)
         return None
@@ -249,7 +253,7 @@ class SlackNotifier:
             and shown.weight == _gate_weight(dep, step)
             and (shown.weight or 0) < 100
         )
-        self._close_gate(store, dep, event, notes, shifted=shown if folds else None)
+        self._close_gate(store, dep, event, notes, told=shown if folds else None)
         return None
 
     def _close_gate(
@@ -259,21 +263,27 @@ class SlackNotifier:
         event: Event,
         notes: dict[str, str],
         *,
-        shifted: Event | None = None,
-    ) -> None:
+        told: Event | None = None,
+    ) -> dict[str, str]:
+        """Edit the open gate's message: no buttons, what decided. `told` is an event that
+        this message tells as well (the shift after an approval, the rollback after an abort):
+        it posts no reply of its own. Returns the notes written."""
         step = int(notes["gate_open"])
         ts = notes.get(f"gate:{step}")
         if event.kind == "approved" and event.step not in (None, step):
-            return  # an approval of another gate (cannot happen in order, but be safe)
+            return {}  # an approval of another gate (cannot happen in order, but be safe)
         if ts:
             at = when(event.at)
             if event.kind == "approved":
                 outcome = f"approved by {mention(event.actor or '?')} at {at}."
-                if shifted is not None:
-                    outcome += " " + traffic_sentence(dep, shifted)
+                if told is not None:
+                    outcome += " " + traffic_sentence(dep, told)
             elif event.kind == "rollback_started":
                 by = ended_by(dep, event.data.get("by"), event.actor)
                 outcome = f"not approved: {by} at {at}."
+                if told is not None:  # its reason, unless it only repeats who aborted
+                    reason = event.reason if event.reason and event.reason not in by else None
+                    outcome += " " + rolling_back(reason)
             elif event.kind == "promoted":
                 outcome = "no longer needed: promoted."
             else:
@@ -284,9 +294,10 @@ class SlackNotifier:
             verdict = gate_verdict(opened[0]) if opened else None
             self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome, verdict))
         closed = {"gate_open": ""}
-        if shifted is not None and ts:
-            closed[f"msg:{shifted.seq}"] = ts  # the shift is told here: it posts no reply
+        if told is not None and ts:
+            closed[f"msg:{told.seq}"] = ts  # told here: it posts no reply
         store.set_notes(dep.id, closed)
+        return closed
 
     def _close_rollback(
         self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]

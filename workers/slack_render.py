@@ -273,7 +273,14 @@ def _rollback_started(dep: Deployment, e: Event) -> Message | None:
     reason = (e.reason or "no reason given").rstrip(".")
     if not e.weight:  # no traffic had moved yet (e.g. the stable could not be found)
         return text_message(f"↩️ Stopping: {reason}. No traffic had moved to the canary.")
-    return text_message(f"↩️ Rolling back: {reason}. Restoring 100 % stable first.")
+    return text_message(rolling_back(reason))
+
+
+def rolling_back(reason: str | None = None) -> str:
+    """ "↩️ Rolling back: <reason>. Restoring 100 % stable first.", or without a reason."""
+    if not reason:
+        return ROLLING_BACK
+    return f"↩️ Rolling back: {reason.rstrip('.')}. Restoring 100 % stable first."
 
 
 def _route_restored(dep: Deployment, e: Event) -> Message | None:

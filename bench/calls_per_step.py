@@ -278,7 +278,7 @@ def slack_row(which: str, counts: Counts) -> Row:
     return Row(
         f"Slack calls per step, {which}",
         "-",
-        "≤ 2",
+        "-" if holding else "≤ 2",
         result,
         None if holding else per_step <= 2,
     )

@@ -17,12 +17,12 @@ demo: $(STAMP)  ## the local sandbox: real canary deployments end to end, then e
 	$(PY) -m sandbox $(ARGS)
 
 test: $(STAMP)  ## the whole test suite (CI runs this)
-	$(PY) -m ruff check bot workers sandbox tests
+	$(PY) -m ruff check bot workers sandbox tests bench
 	$(PY) -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check bot workers sandbox tests
-	$(PY) -m ruff format --check bot workers sandbox tests
+	$(PY) -m ruff check bot workers sandbox tests bench
+	$(PY) -m ruff format --check bot workers sandbox tests bench
 
 bench: $(STAMP)  ## the benchmarks of docs/BENCHMARKS.md
 	$(PY) -m bench

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from bench.common import Figures, Row, World, figures, print_table, weights_changed
 from sandbox.metrics_feed import put_envoy_counts
-from workers import lateness
+from workers.analysis.templates import MetricTemplate
+from workers.aws.backends import backend_for
 from workers.aws.cloudwatch import Target
-from workers.backends import backend_for
-from workers.metrics import MetricTemplate
-from workers.state import State
+from workers.domain.state import State
+from workers.runtime import lateness
 
 POLL = 0.02
 RESTORE_TIMEOUT = 30.0

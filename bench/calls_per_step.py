@@ -50,13 +50,13 @@ from sandbox.simulator import TrafficSimulator
 from sandbox.slack_emulator import SlackEmulator
 from workers import api
 from workers.aws.clients import AwsClients
-from workers.config import load_catalogue
-from workers.engine import Engine
-from workers.outbox import deliver_pending
-from workers.runtime import Runtime
-from workers.slack_notifier import SlackNotifier, make_client
-from workers.state import State
-from workers.store import Store
+from workers.domain.catalogue import load_catalogue
+from workers.domain.state import State
+from workers.engine.outbox import deliver_pending
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
+from workers.runtime.jobs import runner
+from workers.slack.notifier import SlackNotifier, make_client
 
 KEY = "payments"
 DEFAULTS = {
@@ -81,7 +81,8 @@ class _Job:
 
 
 class InlineScheduler:
-    """workers.queues.Scheduler keeping jobs in a heap; one run job per (id, version), like RQ."""
+    """A workers.runtime.queues.Scheduler keeping jobs in a heap; one run job per (id, version),
+    like RQ."""
 
     def __init__(self) -> None:
         self.jobs: list[_Job] = []
@@ -216,7 +217,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
             if job.kind == "run":
                 before = rt.store.get(dep_id)
                 assert before is not None
-                Engine(rt).run(*job.args)
+                runner(rt).run(*job.args)
                 counts.aws_by_state[before.state.value].append(counter.take())
                 if before.state == State.SHIFTING:
                     counts.steps += 1

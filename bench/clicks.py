@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.common import OPS, Figures, Row, World, figures, print_table, weights_changed
-from workers.slack_format import ABORT, APPROVE
-from workers.state import State
+from workers.domain.state import State
+from workers.slack.buttons import ABORT, APPROVE
 
 #: Time compressed: seconds where production has minutes.
 DEFAULTS = {

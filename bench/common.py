@@ -33,14 +33,14 @@ from sandbox.seed import seed_appmesh_service
 from sandbox.simulator import TrafficSimulator
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.slack_user import block_actions_body, command_body, signed_headers
-from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
-from workers.config import load_catalogue
-from workers.deployment import Deployment
-from workers.lateness import percentile
-from workers.queues import RqScheduler, queue_names
-from workers.runtime import Runtime
-from workers.store import Store
+from workers.domain.catalogue import load_catalogue
+from workers.domain.deployment import Deployment
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
+from workers.runtime.lateness import percentile
+from workers.runtime.queues import RqScheduler, queue_names
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKEN = "xoxb-bench-token"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from workers.analysis import Counts, Outcome, judge
+from workers.analysis.judge import Counts, Outcome, judge
 
 STABLE_RATE = 0.005  # the stable's true 5xx rate
 THRESHOLD_PCT = 1.0  # max_error_rate

@@ -37,9 +37,9 @@ from bench.common import (
     memory_kb,
     print_table,
 )
-from workers import lateness
 from workers.defaults import WORKER_THREADS
-from workers.state import State
+from workers.domain.state import State
+from workers.runtime import lateness
 
 CLUSTER_SIZE = 25
 

@@ -14,8 +14,8 @@ from slack_sdk import WebClient
 from bot.ack_first import AckFirst
 from bot.handlers import Handlers
 from bot.permissions import GroupDirectory
-from workers.runtime import Runtime, get_runtime
-from workers.slack_notifier import make_client, slack_api_url
+from workers.runtime.context import Runtime, get_runtime
+from workers.slack.notifier import make_client, slack_api_url
 
 #: Listener threads: an ack waits for a free one, so this bounds how many commands are
 #: acknowledged at once. A listener only parses and acks, then hands its work over.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from workers.config import OVERRIDABLE
+from workers.domain.catalogue import OVERRIDABLE
 
 SLASH = "/canary"
 

@@ -10,15 +10,15 @@ from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot import views
 from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
 from bot.permissions import Action, GroupsResolver, may
 from workers import api
-from workers.config import ConfigError
-from workers.deployment import Deployment
-from workers.runtime import Runtime
-from workers.slack_format import ABORT, APPROVE, OPEN_THREAD, ROLLBACK
-from workers.slack_notifier import thread_url, thread_urls
+from workers.domain.catalogue import ConfigError
+from workers.domain.deployment import Deployment
+from workers.runtime.context import Runtime
+from workers.slack import answers as views
+from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
+from workers.slack.notifier import thread_url, thread_urls
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +151,12 @@ class Handlers:
 
     def click(self, action_id: str, value: object, user: str) -> str | None:
         """Carry out a button click; return what to tell the clicker (None: the thread shows it)."""
-        if not isinstance(value, str):  # not a button of ours: Slack sends the value we set
-            return "That button belongs to a deployment I no longer know."
+        button = ButtonValue.decode(value)
         rt = self.runtime()
-        dep_id, _, step_text = value.partition(":")
-        dep = api.get_deployment(dep_id, rt=rt) if dep_id else None
-        if dep is None or not step_text.isdigit():
+        dep = api.get_deployment(button.deployment_id, rt=rt) if button else None
+        if dep is None or button is None:
             return "That button belongs to a deployment I no longer know."
-        step = int(step_text)
+        step = button.step
         kind = _ACTIONS.get(action_id, "rollback")
         if not dep.active:
             return self._refuse(

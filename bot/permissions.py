@@ -12,9 +12,9 @@ from typing import Literal
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from workers.config import ServiceConfig
-from workers.deployment import Deployment
-from workers.slack_format import mentions
+from workers.domain.catalogue import ServiceConfig
+from workers.domain.deployment import Deployment
+from workers.slack.format import mentions
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from sandbox.slack_emulator import Posted
 from sandbox.slack_user import SlackUser
 from sandbox.transcript import clock, render_answer, render_thread
 from sandbox.world import CHANNEL, DANA, IMAGE, LEE, SAM, World
-from workers.aws.alb_router import rule_label
-from workers.slack_format import APPROVE
+from workers.aws.alb.router import rule_label
+from workers.slack.buttons import APPROVE
 
 #: The App Mesh service of the demo, and the one behind an ALB listener rule.
 SERVICE, ALB_SERVICE = "payments", "checkout"

@@ -18,7 +18,7 @@ from sandbox.demo import (
 from sandbox.slack_emulator import Posted
 from sandbox.transcript import clock, message_lines, render_answer, render_thread
 from sandbox.world import CHANNEL, DANA, SAM, World
-from workers.slack_format import ABORT, APPROVE
+from workers.slack.buttons import ABORT, APPROVE
 
 INTRO = f"""
 You are @dana in #{CHANNEL_NAME}; @sam approves gates when you say so.

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
 from workers.aws.cloudwatch import Target
-from workers.metrics import AlbMetricTemplate, MetricTemplate
 
 #: Status class the successful requests are published under (errors always go to class 5).
 OK_CLASS = 2

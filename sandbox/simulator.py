@@ -14,18 +14,18 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sandbox.metrics_feed import put_alb_counts, put_envoy_counts
-from workers.aws.alb_router import (
+from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
+from workers.aws.alb.router import (
     AlbRouter,
     load_balancer_dimension,
     target_group_dimension,
     target_group_name,
 )
-from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
 from workers.aws.cloudwatch import Target
 from workers.aws.errors import AwsStepError
-from workers.images import short_name
-from workers.metrics import AlbMetricTemplate, MetricTemplate
+from workers.domain.images import short_name
 
 log = logging.getLogger(__name__)
 

@@ -33,15 +33,15 @@ from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
 from sandbox.slack_emulator import Posted, SlackEmulator
 from sandbox.slack_user import SlackUser
-from workers.aws.alb_router import AlbRouter
-from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.alb.router import AlbRouter
+from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients, sandbox_clients
-from workers.config import load_catalogue
-from workers.deployment import Deployment
-from workers.queues import RqScheduler
-from workers.runtime import Runtime
-from workers.slack_format import APPROVE
-from workers.store import Store
+from workers.domain.catalogue import load_catalogue
+from workers.domain.deployment import Deployment
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
+from workers.runtime.queues import RqScheduler
+from workers.slack.buttons import APPROVE
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ DANA, SAM, LEE = "U0DANA", "U0SAM", "U0LEE"
 ERROR_RATES = {"v3": 0.2}
 TOKEN = "xoxb-sandbox-token"
 SECRET = "sandbox-signing-secret"
-#: Words in the card's status once the deployment is over (see workers.slack_render).
+#: Words in the card's status once the deployment is over (see workers.slack.thread).
 FINAL_STATUSES = ("Done ✅", "Rolled back ❌", "Failed ⚠")
 
 

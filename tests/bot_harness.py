@@ -13,12 +13,12 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from sandbox.slack_user import block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
 from tests.slack_mock import MockSlack
-from workers.config import parse_catalogue
-from workers.deployment import Deployment, Event
-from workers.runtime import Runtime
-from workers.slack_notifier import SlackNotifier, make_client
-from workers.state import State
-from workers.store import Store
+from workers.domain.catalogue import parse_catalogue
+from workers.domain.deployment import Deployment, Event
+from workers.domain.state import State
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
+from workers.slack.notifier import SlackNotifier, make_client
 
 TOKEN = "xoxb-0000-test-token-do-not-log"
 SECRET = "signing-secret-do-not-log-0123456789"
@@ -58,7 +58,7 @@ CATALOGUE: dict[str, Any] = {
 
 
 class RecordingScheduler:
-    """workers.queues.Scheduler that only remembers what it was asked to run."""
+    """workers.runtime.queues.Scheduler that only remembers what it was asked to run."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, int, float, bool]] = []

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from tests.fakes import FakeClock, RecordingScheduler
-from workers.aws.alb_router import AlbRouter
-from workers.aws.appmesh_router import AppMeshRouter
+from workers.aws.alb.router import AlbRouter
+from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
-from workers.deployment import Deployment
-from workers.engine import Engine
-from workers.outbox import LoggingNotifier, deliver_pending
-from workers.runtime import Runtime
+from workers.domain.deployment import Deployment
+from workers.engine.outbox import LoggingNotifier, deliver_pending
+from workers.runtime.context import Runtime
+from workers.runtime.jobs import runner
 
 #: Longest slice of simulated time between two traffic ticks (seconds).
 TICK = 30.0
@@ -75,7 +75,7 @@ class World:
         assert job.version is not None
         self.in_engine = True
         try:
-            Engine(self.rt).run(job.dep_id, job.version)
+            runner(self.rt).run(job.dep_id, job.version)
         finally:
             self.in_engine = False
         return True

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import fakeredis
 
-from workers.config import Catalogue, parse_catalogue
-from workers.runtime import Runtime
-from workers.store import Store
+from workers.domain.catalogue import Catalogue, parse_catalogue
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
 
 
 class FakeClock:

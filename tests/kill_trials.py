@@ -23,7 +23,7 @@ from pathlib import Path
 from sandbox.slack_emulator import SlackEmulator
 from tests.stack import IMAGE, World, start_stack
 from workers import api
-from workers.state import State
+from workers.domain.state import State
 
 CHANNEL = "CKILL"
 KILLABLE_WAIT = (0.3, 4.0)  # seconds between two kills

@@ -11,8 +11,8 @@ from tests.alb_fixtures import (  # noqa: F401 - fixtures
     clients_fixture,
     seeded_fixture,
 )
-from workers.aws.alb_discovery import discover_alb_stable
-from workers.aws.alb_router import AlbRouter
+from workers.aws.alb.discovery import discover_alb_stable
+from workers.aws.alb.router import AlbRouter
 from workers.aws.clients import AwsClients
 from workers.aws.errors import AwsStepError
 

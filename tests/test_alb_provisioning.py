@@ -10,8 +10,8 @@ from tests.alb_fixtures import (  # noqa: F401 - fixtures
     rule,
     seeded_fixture,
 )
-from workers.aws.alb_discovery import AlbStableVersion, discover_alb_stable
-from workers.aws.alb_provisioning import (
+from workers.aws.alb.discovery import AlbStableVersion, discover_alb_stable
+from workers.aws.alb.provisioning import (
     AlbCanary,
     canary_target_group_name,
     find_alb_canary,
@@ -19,7 +19,7 @@ from workers.aws.alb_provisioning import (
     remove_alb_canary,
     retire_alb_stable,
 )
-from workers.aws.alb_router import AlbRouter
+from workers.aws.alb.router import AlbRouter
 from workers.aws.clients import AwsClients
 from workers.aws.ecs import TAG_KEY
 from workers.aws.errors import AwsStepError

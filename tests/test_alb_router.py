@@ -14,7 +14,7 @@ from tests.alb_fixtures import (  # noqa: F401 - fixtures
     rule,
     seeded_fixture,
 )
-from workers.aws.alb_router import (
+from workers.aws.alb.router import (
     AlbRouter,
     as_percent,
     load_balancer_dimension,
@@ -24,7 +24,7 @@ from workers.aws.alb_router import (
 )
 from workers.aws.clients import AwsClients
 from workers.aws.errors import AwsStepError
-from workers.traffic import TrafficRouter, WeightsError, canary_weights
+from workers.domain.traffic import TrafficRouter, WeightsError, canary_weights
 
 TG_ARN = (
     "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/payments-v1/73e2d6bc24d8a067"

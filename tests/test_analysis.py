@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import fisher_exact
 
-from workers.analysis import (
+from workers.analysis.judge import (
     CONFIDENCE,
     WORSE_THAN_STABLE_P,
     Z_ONE_SIDED,

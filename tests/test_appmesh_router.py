@@ -10,10 +10,10 @@ import pytest
 from moto import mock_aws
 
 from sandbox.seed import seed_appmesh_service
-from workers.aws.appmesh_router import AppMeshRouter, route_kind
+from workers.aws.appmesh.router import AppMeshRouter, route_kind
 from workers.aws.clients import AwsClients, make_clients
 from workers.aws.errors import AwsStepError
-from workers.traffic import TrafficRouter, WeightsError, canary_weights
+from workers.domain.traffic import TrafficRouter, WeightsError, canary_weights
 
 MESH = "prod-mesh"
 

@@ -21,10 +21,10 @@ from tests.bot_harness import (
 )
 from tests.slack_mock import MockSlack
 from workers import api
-from workers.deployment import Deployment
-from workers.outbox import deliver_pending
-from workers.runtime import Runtime
-from workers.state import State
+from workers.domain.deployment import Deployment
+from workers.domain.state import State
+from workers.engine.outbox import deliver_pending
+from workers.runtime.context import Runtime
 
 
 # the command table -----------------------------------------------------------------------------

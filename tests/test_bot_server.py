@@ -25,7 +25,7 @@ from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, signed_headers
 from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
 from workers import api
-from workers.runtime import Runtime
+from workers.runtime.context import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

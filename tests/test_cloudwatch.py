@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 
 from sandbox.metrics_feed import put_envoy_counts
-from workers.analysis import Counts
+from workers.analysis.judge import Counts
+from workers.analysis.templates import MetricTemplate
 from workers.aws.cloudwatch import MissingAlarmError, Target, alarms_firing, fetch_counts
-from workers.metrics import MetricTemplate
 
 TEMPLATE = MetricTemplate()
 CANARY = Target(cluster="prod", family="payments", virtual_node="payments-4f2a9c1e")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.config import ConfigError, apply_overrides, load_catalogue, parse_catalogue
+from workers.domain.catalogue import ConfigError, apply_overrides, load_catalogue, parse_catalogue
 
 SERVICE = {"cluster": "prod", "mesh": "m", "virtual_router": "vr", "route": "r"}
 

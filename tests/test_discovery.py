@@ -10,8 +10,8 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from sandbox.seed import seed_appmesh_service
+from workers.aws.appmesh.discovery import StableVersion, discover_stable
 from workers.aws.clients import AwsClients, make_clients
-from workers.aws.discovery import StableVersion, discover_stable
 from workers.aws.errors import AwsStepError
 
 MESH = "prod-mesh"

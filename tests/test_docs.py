@@ -10,8 +10,8 @@ import yaml
 
 from bot.commands import COMMANDS, SLASH, help_text
 from workers import defaults
-from workers.config import RolloutSettings, ServiceConfig, load_catalogue
-from workers.durations import parse_duration
+from workers.domain.catalogue import RolloutSettings, ServiceConfig, load_catalogue
+from workers.domain.durations import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

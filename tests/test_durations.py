@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.durations import DurationError, format_duration, parse_duration
+from workers.domain.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from tests.conftest import REAL_REDIS_URL
 from tests.engine_world import BACKENDS
 from tests.stack import IMAGE, World, start_stack
 from workers import api
-from workers.state import State
+from workers.domain.state import State
 
 SERVICES: dict[str, dict[str, object]] = {
     "payments": {},  # promoted with gates approved

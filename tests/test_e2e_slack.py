@@ -24,7 +24,7 @@ from sandbox.slack_emulator import Posted
 from sandbox.slack_user import SlackUser, command_body, signed_headers
 from sandbox.world import CHANNEL, DANA, IMAGE, LEE, SAM, SECRET, World
 from tests.conftest import REAL_REDIS_URL
-from workers.slack_format import ABORT, APPROVE
+from workers.slack.buttons import ABORT, APPROVE
 
 SERVICES: dict[str, dict[str, object]] = {
     "payments": {"deployers": [DANA], "approvers": [SAM, LEE]},  # promoted, then history

@@ -17,7 +17,7 @@ import pytest
 from sandbox.slack_user import SlackUser
 from sandbox.world import DANA, IMAGE, LEE, SAM, World
 from tests.test_e2e_slack import STARTED, _redis_url, assert_reads
-from workers.slack_format import APPROVE
+from workers.slack.buttons import APPROVE
 
 SERVICES: dict[str, dict[str, object]] = {
     "checkout": {"router": "alb", "approvers": [SAM, LEE]},  # promoted through clicked gates

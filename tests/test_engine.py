@@ -15,9 +15,9 @@ from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
 from tests.fakes import FakeClock, catalogue, fake_runtime
 from workers import api
 from workers.aws.clients import make_clients
-from workers.config import parse_catalogue
-from workers.engine import Engine
-from workers.state import State
+from workers.domain.catalogue import parse_catalogue
+from workers.domain.state import State
+from workers.runtime.jobs import runner
 
 V2 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 V3 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v3"
@@ -159,7 +159,7 @@ def test_abort_at_a_gate_restores_stable_first(world: World) -> None:
     assert answer.ok, answer.message
     job = world.scheduler.pop_due("run")
     assert job is not None and job.urgent  # the fast path: high-priority queue
-    Engine(world.rt).run(job.dep_id, job.version)  # type: ignore[arg-type]
+    runner(world.rt).run(job.dep_id, job.version)  # type: ignore[arg-type]
     assert world.weights() == {"payments-v1": 100}  # one job later, stable has all traffic
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK and dep.reason == "aborted by <@USAM>"
@@ -199,10 +199,10 @@ def test_a_redelivered_job_changes_nothing(world: World) -> None:
     dep_id = start(world)
     job = world.scheduler.pop_due("run")
     assert job is not None and job.version is not None
-    engine = Engine(world.rt)
-    assert engine.run(dep_id, job.version) != "stale"
+    steps = runner(world.rt)
+    assert steps.run(dep_id, job.version) != "stale"
     before = world.dep(dep_id)
-    assert engine.run(dep_id, job.version) == "stale"
+    assert steps.run(dep_id, job.version) == "stale"
     assert world.dep(dep_id) == before
 
 

@@ -11,8 +11,8 @@ from moto import mock_aws
 from sandbox.seed import seed_appmesh_service
 from tests.aws_faults import FailNext, Throttler
 from tests.test_engine import V2, V3, make_world, start
-from workers.slack_render import render_event
-from workers.state import State
+from workers.domain.state import State
+from workers.slack.thread import render_event
 
 
 @pytest.mark.parametrize("backend", ["appmesh", "alb"])

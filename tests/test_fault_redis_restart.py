@@ -13,7 +13,7 @@ import pytest
 from sandbox.processes import Process, base_env, free_port, wait_for_port
 from tests.stack import IMAGE, World, start_stack
 from workers import api
-from workers.state import State
+from workers.domain.state import State
 
 
 def start_redis(port: int, workdir: Path) -> Process:

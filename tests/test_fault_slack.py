@@ -14,8 +14,8 @@ import pytest
 from sandbox.slack_user import command_body, signed_headers
 from sandbox.world import CHANNEL, DANA, IMAGE, LEE, SAM, SECRET, TOKEN, World
 from tests.test_e2e_slack import STARTED, _redis_url
-from workers.slack_format import ABORT, APPROVE
-from workers.state import State
+from workers.domain.state import State
+from workers.slack.buttons import ABORT, APPROVE
 
 CROWD = [f"U0C{i:03d}" for i in range(50)]
 SERVICES: dict[str, dict[str, object]] = {

@@ -19,8 +19,8 @@ from slack_bolt import App
 from bot.commands import UsageError, parse
 from bot.server import make_server
 from tests.bot_harness import PAYMENTS_CHANNEL, SAM, Slack, signed_headers
-from workers.config import Catalogue, ConfigError, apply_overrides, parse_catalogue
-from workers.runtime import Runtime
+from workers.domain.catalogue import Catalogue, ConfigError, apply_overrides, parse_catalogue
+from workers.runtime.context import Runtime
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.images import ImageError, check_image, repository, short_name
+from workers.domain.images import ImageError, check_image, repository, short_name
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments"
 

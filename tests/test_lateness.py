@@ -2,7 +2,7 @@
 
 import fakeredis
 
-from workers.lateness import SAMPLES, percentile, record, samples
+from workers.runtime.lateness import SAMPLES, percentile, record, samples
 
 
 def test_samples_are_capped_newest_first() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from workers.metrics import CODE_CLASSES, MetricTemplate
+from workers.analysis.templates import CODE_CLASSES, MetricTemplate
 
 
 def test_defaults_are_the_designs_envoy_counter() -> None:

@@ -6,9 +6,9 @@ from redis import Redis
 
 from tests.fakes import FakeClock, RecordingScheduler, catalogue
 from workers import api
-from workers.queues import RqScheduler, queue_names
-from workers.runtime import Runtime
-from workers.store import Store
+from workers.engine.store import Store
+from workers.runtime.context import Runtime
+from workers.runtime.queues import RqScheduler, queue_names
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from tests.fakes import fake_runtime
 from workers import api
-from workers.deployment import Deployment, Event
-from workers.outbox import deliver_pending
-from workers.state import State
-from workers.store import Store
+from workers.domain.deployment import Deployment, Event
+from workers.domain.state import State
+from workers.engine.outbox import deliver_pending
+from workers.engine.store import Store
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 

@@ -10,19 +10,19 @@ import pytest
 from moto import mock_aws
 
 from sandbox.seed import ENVOY_IMAGE, seed_appmesh_service
-from workers.aws.appmesh_router import AppMeshRouter
-from workers.aws.clients import AwsClients, make_clients
-from workers.aws.cloning import clone_task_definition, image_repository
-from workers.aws.discovery import StableVersion, discover_stable
-from workers.aws.ecs import TAG_KEY, canary_readiness
-from workers.aws.errors import AwsStepError
-from workers.aws.provisioning import (
+from workers.aws.appmesh.discovery import StableVersion, discover_stable
+from workers.aws.appmesh.provisioning import (
     Canary,
     find_canary,
     provision_canary,
     remove_canary,
     retire_stable,
 )
+from workers.aws.appmesh.router import AppMeshRouter
+from workers.aws.clients import AwsClients, make_clients
+from workers.aws.cloning import clone_task_definition, image_repository
+from workers.aws.ecs import TAG_KEY, canary_readiness
+from workers.aws.errors import AwsStepError
 
 MESH = "prod-mesh"
 DEP = "4f2a9c1e"

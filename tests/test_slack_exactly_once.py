@@ -8,8 +8,8 @@ from typing import Any
 from tests.bot_harness import DANA, IMAGE, PAYMENTS_CHANNEL, event, make_runtime, notifier
 from tests.slack_mock import MockSlack
 from workers import api
-from workers.outbox import deliver_pending
-from workers.store import Store
+from workers.engine.outbox import deliver_pending
+from workers.engine.store import Store
 
 
 class DiesAfterPosting(Store):

@@ -26,12 +26,12 @@ from tests.bot_harness import (
 )
 from tests.slack_mock import MockSlack
 from workers import api
-from workers.deployment import Deployment
-from workers.engine import Engine
-from workers.outbox import deliver_pending
-from workers.runtime import Runtime
-from workers.slack_notifier import SETTLE
-from workers.state import State
+from workers.domain.deployment import Deployment
+from workers.domain.state import State
+from workers.engine.machine import Engine
+from workers.engine.outbox import deliver_pending
+from workers.runtime.context import Runtime
+from workers.slack.notifier import SETTLE
 
 
 # the thread ------------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ from tests.bot_harness import (
     make_runtime,
     verdict,
 )
-from workers.deployment import Deployment
-from workers.slack_card import card_status, render_card
-from workers.slack_format import MAX_BLOCKS, MAX_TEXT
-from workers.slack_notifier import slack_api_url
-from workers.slack_render import render_event
-from workers.state import State
+from workers.domain.deployment import Deployment
+from workers.domain.state import State
+from workers.slack.card import card_status, render_card
+from workers.slack.format import MAX_BLOCKS, MAX_TEXT
+from workers.slack.notifier import slack_api_url
+from workers.slack.thread import render_event
 
 NOW = 1_800_000_000.0
 

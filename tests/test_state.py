@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.state import (
+from workers.domain.state import (
     ROLLBACKABLE,
     TERMINAL,
     TRANSITIONS,

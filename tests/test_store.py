@@ -8,9 +8,9 @@ import fakeredis
 import pytest
 
 from tests.fakes import catalogue
-from workers.deployment import Deployment, Event
-from workers.state import State
-from workers.store import Conflict, Store
+from workers.domain.deployment import Deployment, Event
+from workers.domain.state import State
+from workers.engine.store import Conflict, Store
 
 
 def make(dep_id: str = "abcd1234", service: str = "payments", at: float = 1000.0) -> Deployment:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.traffic import WeightsError, canary_weights, format_weights, validate_weights
+from workers.domain.traffic import WeightsError, canary_weights, format_weights, validate_weights
 
 
 @pytest.mark.parametrize(

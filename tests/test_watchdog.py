@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tests.fakes import fake_runtime
 from workers import api
-from workers.state import State
-from workers.watchdog import sweep
+from workers.domain.state import State
+from workers.engine.watchdog import sweep
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 

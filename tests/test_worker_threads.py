@@ -17,7 +17,7 @@ from rq import Queue, Worker
 from rq.job import JobStatus
 
 from tests.conftest import REAL_REDIS_URL
-from workers.worker_threads import run_threads
+from workers.runtime.worker_threads import run_threads
 
 #: Generous bound for a job to be picked up and run on a loaded CI machine (not a speed claim).
 PATIENCE = 20.0

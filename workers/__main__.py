@@ -16,11 +16,11 @@ from redis import Redis
 from rq import SimpleWorker
 
 from workers import defaults
-from workers.queues import queue_names
-from workers.runtime import get_runtime, redis_prefix, redis_url
-from workers.scheduler import run_scheduler
-from workers.watchdog import sweep
-from workers.worker_threads import run_threads
+from workers.engine.watchdog import sweep
+from workers.runtime.context import get_runtime, redis_prefix, redis_url
+from workers.runtime.queues import queue_names
+from workers.runtime.scheduler import run_scheduler
+from workers.runtime.worker_threads import run_threads
 
 log = logging.getLogger("workers")
 

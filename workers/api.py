@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.config import ConfigError, apply_overrides
-from workers.deployment import Approval, Deployment, Event
-from workers.engine import Engine
-from workers.ids import new_deployment_id
-from workers.images import ImageError, check_image
-from workers.runtime import Runtime, get_runtime
-from workers.state import ROLLBACKABLE, State, Trigger
-from workers.store import Conflict
+from workers.domain.catalogue import ConfigError, apply_overrides
+from workers.domain.deployment import Approval, Deployment, Event
+from workers.domain.ids import new_deployment_id
+from workers.domain.images import ImageError, check_image
+from workers.domain.state import ROLLBACKABLE, State, Trigger
+from workers.engine.machine import Engine
+from workers.engine.store import Conflict
+from workers.runtime.context import Runtime, get_runtime
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""AWS drivers of the rollout engine: idempotent steps over ECS, App Mesh and Cloud Map."""
+"""AWS drivers: the backend interface, ECS / Cloud Map / CloudWatch parts, one package a backend."""

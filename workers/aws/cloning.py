@@ -2,7 +2,7 @@
 
 The task definition gets the new image in the app container and (App Mesh) the Envoy pointed at
 the canary's virtual node; the virtual node, Cloud Map service and ECS service requests are the
-stable's with the canary's names. No I/O here; workers.aws.provisioning sends them.
+stable's with the canary's names. No I/O here; workers.aws.appmesh.provisioning sends them.
 """
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from workers.aws.discovery import first_app_container, is_envoy_container
-from workers.aws.ecs import TAG_KEY, canary_tags, clone_service_base
+from workers.aws.ecs import (
+    TAG_KEY,
+    canary_tags,
+    clone_service_base,
+    first_app_container,
+    is_envoy_container,
+)
 from workers.aws.errors import AwsStepError
 
 ENVOY_NODE_ARN = "APPMESH_RESOURCE_ARN"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from workers.analysis import Counts
-from workers.metrics import CODE_CLASSES, AlbMetricTemplate, MetricTemplate
+from workers.analysis.judge import Counts
+from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate
 
 log = logging.getLogger(__name__)
 

@@ -415,3 +415,14 @@ def deregister_canary_revision(clients: AwsClients, arn: str, *, canary_name: st
         return [f"Could not deregister task definition {arn} ({detail}); deregister it."]
     logger.info("task definition %s: deregistered", arn)
     return []
+
+
+def is_envoy_container(container: dict[str, Any]) -> bool:
+    """True for the App Mesh Envoy sidecar of a task definition."""
+    image = str(container.get("image", ""))
+    return "aws-appmesh-envoy" in image or container.get("name") == "envoy"
+
+
+def first_app_container(containers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first container that is not the Envoy sidecar."""
+    return next((c for c in containers if not is_envoy_container(c)), None)

@@ -1,0 +1,1 @@
+"""Judging a step: pure verdicts from counts, and the templates of the metric queries."""

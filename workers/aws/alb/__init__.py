@@ -1,0 +1,1 @@
+"""ALB backend: weighted target groups of a listener rule or a listener default action."""

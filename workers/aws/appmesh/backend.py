@@ -1,0 +1,96 @@
+"""App Mesh as a traffic backend: route weights between virtual nodes, each backed by an ECS
+service with its own Cloud Map service."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from workers.analysis.judge import Counts
+from workers.aws.appmesh.discovery import StableVersion, discover_stable
+from workers.aws.appmesh.provisioning import (
+    Canary,
+    find_canary,
+    provision_canary,
+    remove_canary,
+    retire_stable,
+)
+from workers.aws.appmesh.router import AppMeshRouter
+from workers.aws.base import EcsServiceBackend, Record
+from workers.aws.cloudwatch import Target, fetch_counts
+from workers.aws.errors import is_not_found
+from workers.domain.traffic import TrafficRouter
+
+
+class AppMeshBackend(EcsServiceBackend):
+    """App Mesh route weights between virtual nodes, each backed by an ECS service."""
+
+    _stable_type = StableVersion
+    _provision = staticmethod(provision_canary)
+    _find = staticmethod(find_canary)
+    _target_field = _target_key = "virtual_node"
+
+    def _target_exists(self, canary: Record) -> bool:
+        try:
+            self.clients.appmesh.describe_virtual_node(
+                meshName=self.s.mesh or "", virtualNodeName=canary["virtual_node"]
+            )
+        except ClientError as exc:
+            if is_not_found(exc):
+                return False
+            raise
+        return True
+
+    def discover(self) -> Record:
+        s = self.s
+        return asdict(
+            discover_stable(
+                self.clients,
+                cluster=s.cluster,
+                mesh=s.mesh or "",
+                virtual_router=s.virtual_router or "",
+                route=s.route or "",
+            )
+        )
+
+    def router(self) -> TrafficRouter:
+        s = self.s
+        return AppMeshRouter(
+            self.clients.appmesh, s.mesh or "", s.virtual_router or "", s.route or ""
+        )
+
+    def counts(
+        self,
+        stable: Record,
+        canary: Record,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[Counts, Counts]:
+        s = self.s
+        return fetch_counts(
+            self.clients.cloudwatch,
+            s.metrics,
+            canary=Target(s.cluster, stable["family"], canary["virtual_node"]),
+            stable=Target(s.cluster, stable["family"], stable["virtual_node"]),
+            start=start,
+            end=end,
+            period_s=s.metric_period,
+        )
+
+    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> list[str]:
+        return remove_canary(
+            self.clients,
+            cluster=self.s.cluster,
+            canary=Canary(**canary),
+            mesh=self.s.mesh or "",
+            keep=keep,
+        )
+
+    def retire_stable(self, stable: Record, canary: Record) -> list[str]:
+        return retire_stable(self.clients, StableVersion(**stable))
+
+    def traffic_name(self) -> str:
+        return f"route {self.s.route}"

@@ -1,0 +1,132 @@
+"""The traffic-backend interface: how the engine finds, clones, shifts, measures and removes a
+version, and the part every backend shares (each version is an ECS service).
+
+The engine speaks only to `Backend`; `workers.aws.appmesh` and `workers.aws.alb` implement it
+(`workers.aws.backends.backend_for` picks one). A backend keeps what it learns about the stable
+and the canary as plain dicts, stored as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Protocol
+
+from workers.analysis.judge import Counts
+from workers.aws.clients import AwsClients
+from workers.aws.cloudwatch import alarms_firing
+from workers.aws.ecs import Readiness, canary_readiness
+from workers.aws.errors import AwsStepError
+from workers.domain.catalogue import ServiceConfig
+from workers.domain.traffic import TrafficRouter
+
+Record = dict[str, Any]
+
+
+class Backend(Protocol):
+    """One way of running two versions side by side and splitting traffic between them."""
+
+    def discover(self) -> Record:
+        """The stable version, found from AWS (the route's or rule's heaviest target)."""
+
+    def provision(self, stable: Record, *, name: str, image: str, deployment_id: str) -> Record:
+        """Create (or find) the canary beside the stable; idempotent."""
+
+    def find_canary(self, stable: Record, *, name: str) -> Record | None:
+        """What exists of a canary that was being created when its job died."""
+
+    def readiness(self, canary: Record) -> Readiness:
+        """Whether the canary's ECS tasks are running and steady."""
+
+    def check_canary(self, canary: Record) -> None:
+        """Raise AwsStepError naming what of the canary is gone (deleted by someone else)."""
+
+    def router(self) -> TrafficRouter:
+        """Reads and sets the weights of the targets."""
+
+    def target(self, version: Record) -> str:
+        """The router's name for a version (stable or canary record)."""
+
+    def counts(
+        self,
+        stable: Record,
+        canary: Record,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[Counts, Counts]:
+        """Cumulative (canary, stable) requests and 5xx between start and end."""
+
+    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> list[str]:
+        """Delete the canary (or scale it to 0 with `keep`); what a person must clean up."""
+
+    def retire_stable(self, stable: Record, canary: Record) -> list[str]:
+        """After promotion: remove the old version; what a person must clean up."""
+
+    def describe(self, version: Record) -> dict[str, Any]:
+        """What a person reads about a version (names of its resources)."""
+
+    def traffic_name(self) -> str:
+        """What a person calls the thing whose weights move ("route payments-route")."""
+
+    def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The configured CloudWatch alarms now in ALARM (a missing one raises ValueError)."""
+
+
+class EcsServiceBackend:
+    """What both backends do alike, each version being an ECS service: the records are the
+    backend's stable and canary dataclasses as dicts, and readiness is the ECS service's."""
+
+    #: The backend's stable-version dataclass, and its provisioning and lookup of a canary.
+    _stable_type: Callable[..., Any]
+    _provision: Callable[..., Any]
+    _find: Callable[..., Any]
+    #: The record field naming a version to the router, and its key in `describe`.
+    _target_field: str
+    _target_key: str
+
+    def __init__(self, settings: ServiceConfig, clients: AwsClients) -> None:
+        self.s, self.clients = settings, clients
+
+    def provision(self, stable: Record, *, name: str, image: str, deployment_id: str) -> Record:
+        canary = self._provision(
+            self.clients,
+            self._stable_type(**stable),
+            name=name,
+            image=image,
+            deployment_id=deployment_id,
+        )
+        return asdict(canary)
+
+    def find_canary(self, stable: Record, *, name: str) -> Record | None:
+        found = self._find(self.clients, self._stable_type(**stable), name=name)
+        return asdict(found) if found else None
+
+    def readiness(self, canary: Record) -> Readiness:
+        return canary_readiness(
+            self.clients, cluster=self.s.cluster, ecs_service_name=canary["ecs_service_name"]
+        )
+
+    def check_canary(self, canary: Record) -> None:
+        # DescribeServices: a missing or inactive ECS service raises AwsStepError by itself.
+        self.readiness(canary)
+        if not self._target_exists(canary):
+            name = self.target(canary)
+            raise AwsStepError(f"The canary's {self._target_key.replace('_', ' ')} {name} is gone.")
+
+    def _target_exists(self, canary: Record) -> bool:
+        raise NotImplementedError
+
+    def target(self, version: Record) -> str:
+        return str(version[self._target_field])
+
+    def describe(self, version: Record) -> dict[str, Any]:
+        return {
+            self._target_key: version.get(self._target_field),
+            "ecs_service": version.get("ecs_service_name"),
+            "task_definition": str(version.get("task_definition_arn", "")).rsplit("/", 1)[-1],
+        }
+
+    def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
+        return alarms_firing(self.clients.cloudwatch, names) if names else ()

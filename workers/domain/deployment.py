@@ -1,0 +1,97 @@
+"""The records the engine keeps: a Deployment and the Events of its log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from workers.domain.catalogue import ServiceConfig
+from workers.domain.state import MONITORED, State, is_active
+
+
+class Approval(BaseModel):
+    """A person's decision at a gate."""
+
+    step: int
+    actor: str
+    at: float
+
+
+class Deployment(BaseModel):
+    """One canary deployment of one service; every change bumps `version` (compare-and-set)."""
+
+    id: str
+    service: str
+    image: str
+    requester: str
+    channel: str | None = None
+    settings: ServiceConfig
+    state: State = State.PROVISIONING
+    version: int = 0
+    created_at: float
+    updated_at: float
+    state_since: float
+    #: Index into settings.steps of the current (or last applied) step; -1 before the first shift.
+    step_index: int = -1
+    #: When the current step's weight was applied: the metric query's StartTime.
+    step_started_at: float | None = None
+    gate_opened_at: float | None = None
+    hold_since: float | None = None
+    stable: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
+    old_image: str | None = None
+    reason: str | None = None
+    ended_by: str | None = None
+    approvals: list[Approval] = Field(default_factory=list)
+    checks: int = 0
+    #: Failed attempts at the current step (reset when the state moves on).
+    attempts: int = 0
+    #: The reminder at half the gate timeout has been sent.
+    reminded: bool = False
+    last_verdict: dict[str, Any] | None = None
+    #: When the next job is due; the watchdog reschedules deployments far past it.
+    next_due_at: float | None = None
+    problems: list[str] = Field(default_factory=list)
+    rollback_requested_at: float | None = None
+    route_restored_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.state)
+
+    @property
+    def monitored(self) -> bool:
+        return self.state in MONITORED
+
+    @property
+    def step_number(self) -> int:
+        """1-based number of the current step (0 before the first shift)."""
+        return self.step_index + 1
+
+    @property
+    def weight(self) -> int:
+        """Canary weight of the current step in percent (0 before the first shift)."""
+        return self.settings.steps[self.step_index] if self.step_index >= 0 else 0
+
+    @property
+    def next_weight(self) -> int | None:
+        """Canary weight of the next step, None after the last."""
+        nxt = self.step_index + 1
+        return self.settings.steps[nxt] if nxt < len(self.settings.steps) else None
+
+
+class Event(BaseModel):
+    """One entry of a deployment's append-only log; also the outbox of its notifications."""
+
+    seq: int = -1
+    at: float
+    kind: str
+    state: State
+    version: int
+    actor: str | None = None
+    step: int | None = None
+    weight: int | None = None
+    reason: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,205 @@
+"""Judging a step: the periodic check while baking, holding, gated or after promotion.
+
+A check fetches the step's cumulative counts (workers.analysis.judge decides) and moves the
+deployment: keep baking, hold for data, open a gate, go on, or roll back at once on a failure.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from workers.analysis.judge import Counts, Outcome, Verdict
+from workers.analysis.judge import judge as judge_counts
+from workers.domain.deployment import Deployment
+from workers.domain.durations import format_duration
+from workers.domain.state import State, Trigger
+from workers.engine.machine import Engine, Mutate
+
+#: (post-promotion, gated) -> the event whose message shows a passed step's verdict.
+_NEXT = {(True, False): "promoted", (False, True): "gate_opened", (False, False): "shifted"}
+
+
+def check(engine: Engine, dep: Deployment) -> None:
+    """One periodic check of a monitored deployment, and the move it leads to."""
+    # The canary must still be there: its ECS service or virtual node (target group) deleted by
+    # someone else mid-rollout raises AwsStepError here, and the deployment rolls back saying so.
+    engine.backend(dep).check_canary(dep.canary or {})
+    verdict = judge(engine, dep)
+    now = engine.now()
+
+    def seen(d: Deployment) -> None:
+        d.checks, d.last_verdict, d.attempts = d.checks + 1, verdict.to_dict(), 0
+
+    if verdict.outcome == Outcome.FAIL:
+        failed = engine.event(
+            "step_failed",
+            weight=dep.weight,
+            reason=verdict.reason,
+            data={"verdict": verdict.to_dict()},
+        )
+        # Not a compare-and-set on the version this check read: a breach must win even if a
+        # click moved the deployment on meanwhile (it is still rolled back, from there).
+        engine.request_rollback(
+            dep.id,
+            reason=verdict.reason,
+            actor=None,
+            by="canary check",
+            events=[failed],
+            verdict=verdict.to_dict(),
+        )
+        return
+    s = dep.settings
+    if dep.state == State.AWAITING_APPROVAL:
+        at_gate(engine, dep, seen, now)
+        return
+    if verdict.outcome == Outcome.BAKING:
+        engine.move(dep, Trigger.CHECKED, mutate=seen, delay=check_delay(engine, dep))
+        return
+    if verdict.outcome == Outcome.NOT_ENOUGH_DATA:
+        hold_since = dep.hold_since or now
+        if now - hold_since >= s.gate_timeout:
+            engine.roll_back(
+                dep,
+                by="hold_timeout",
+                actor=None,
+                reason=(
+                    f"not enough traffic to judge step {dep.step_number} "
+                    f"within {format_duration(s.gate_timeout)}: {verdict.reason}"
+                ),
+            )
+            return
+
+        def hold(d: Deployment) -> None:
+            seen(d)
+            d.hold_since = hold_since
+
+        if dep.state == State.BAKING:
+            holding = engine.event(
+                "holding",
+                weight=dep.weight,
+                reason=verdict.reason,
+                data={
+                    "verdict": verdict.to_dict(),
+                    "deadline": hold_since + s.gate_timeout,
+                    "interval": s.analysis_interval,
+                },
+            )
+            engine.move(
+                dep,
+                Trigger.NOT_ENOUGH_DATA,
+                mutate=hold,
+                events=[holding],
+                delay=s.analysis_interval,
+            )
+        else:
+            engine.move(dep, Trigger.CHECKED, mutate=hold, delay=s.analysis_interval)
+        return
+    # PASS
+    full = dep.state == State.POST_PROMOTION
+    gated = not full and s.gate_after(dep.step_index)
+    passed = engine.event(
+        "step_passed",
+        weight=dep.weight,
+        reason=verdict.reason,
+        # The message of what comes next (the gate, the next shift, the promotion) shows this
+        # verdict as well: Slack gets one reply instead of two.
+        data={"verdict": verdict.to_dict(), "shown_with": _NEXT[(full, gated)]},
+    )
+    if dep.state == State.POST_PROMOTION:
+        engine.move(dep, Trigger.BAKE_DONE, mutate=seen, events=[passed])
+    elif gated:
+
+        def open_gate(d: Deployment) -> None:
+            seen(d)
+            d.gate_opened_at = now
+
+        gate = engine.event(
+            "gate_opened",
+            weight=dep.next_weight,
+            data={
+                "next_step": dep.step_number + 1,
+                "next_weight": dep.next_weight,
+                "timeout_at": now + s.gate_timeout,
+                "verdict": verdict.to_dict(),
+                "passed_weight": dep.weight,
+            },
+        )
+        engine.move(
+            dep,
+            Trigger.GATE_OPENED,
+            mutate=open_gate,
+            events=[passed, gate],
+            delay=s.analysis_interval,
+        )
+    else:
+
+        def next_step(d: Deployment) -> None:
+            seen(d)
+            d.step_index += 1
+
+        engine.move(dep, Trigger.PASSED, mutate=next_step, events=[passed])
+
+
+def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
+    s = dep.settings
+    opened = dep.gate_opened_at or now
+    if now - opened >= s.gate_timeout:
+        engine.roll_back(
+            dep,
+            by="gate_timeout",
+            actor=None,
+            reason=(
+                f"nobody approved step {dep.step_number + 1} within "
+                f"{format_duration(s.gate_timeout)}"
+            ),
+        )
+        return
+    events = []
+    if not dep.reminded and now - opened >= s.gate_timeout / 2:
+        events.append(
+            engine.event(
+                "gate_reminder",
+                weight=dep.next_weight,
+                data={"timeout_at": opened + s.gate_timeout},
+            )
+        )
+
+    def remind(d: Deployment) -> None:
+        seen(d)
+        d.reminded = d.reminded or bool(events)
+
+    delay = min(s.analysis_interval, max(0.0, opened + s.gate_timeout - now))
+    engine.move(dep, Trigger.CHECKED, mutate=remind, events=events, delay=delay)
+
+
+def judge(engine: Engine, dep: Deployment) -> Verdict:
+    """Fetch the step's cumulative counts and alarms and judge them."""
+    s, stable, canary = dep.settings, dep.stable or {}, dep.canary or {}
+    start = dep.step_started_at or dep.state_since
+    now = engine.now()
+    backend = engine.backend(dep)
+    canary_counts, stable_counts = backend.counts(
+        stable,
+        canary,
+        start=datetime.fromtimestamp(start, UTC),
+        end=datetime.fromtimestamp(now, UTC),
+    )
+    alarms = backend.alarms_firing(s.alarms)
+    bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
+    return judge_counts(
+        canary_counts,
+        stable_counts if dep.weight < 100 else Counts(0, 0),
+        max_error_rate_pct=s.max_error_rate,
+        min_requests=s.min_requests,
+        bake_complete=now - start >= bake,
+        alarms_firing=alarms,
+    )
+
+
+def check_delay(engine: Engine, dep: Deployment, *, fresh: bool = False) -> float:
+    """Seconds to the next check: an analysis interval, or the end of the bake if sooner."""
+    s = dep.settings
+    bake = s.post_promotion_bake if dep.weight >= 100 else s.bake
+    start = engine.now() if fresh else (dep.step_started_at or engine.now())
+    remaining = start + bake - engine.now()
+    return max(0.0, min(float(s.analysis_interval), remaining))

@@ -1,0 +1,159 @@
+"""How a deployment moves: compare-and-set transitions with their events and next job, and the
+rollback request that clicks and breaches share.
+
+It imports nothing of AWS (the web process uses it through workers.api); running a step against
+AWS is workers.engine.runner's, and what each state does is workers.engine.steps'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from workers.domain.deployment import Deployment, Event
+from workers.domain.state import (
+    ROLLBACKABLE,
+    URGENT,
+    State,
+    Trigger,
+    next_state,
+)
+from workers.engine.store import Conflict
+from workers.runtime.context import Runtime
+
+if TYPE_CHECKING:  # the interface only: the web process never loads the AWS drivers
+    from workers.aws.base import Backend
+
+log = logging.getLogger(__name__)
+
+Mutate = Callable[[Deployment], None]
+
+
+class Engine:
+    """Moves deployments of one Runtime; the interface steps and checks are given."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store = rt.store
+
+    # requests from outside a step (clicks, breaches) -------------------------------------------
+    def request_rollback(
+        self,
+        dep_id: str,
+        *,
+        reason: str,
+        actor: str | None,
+        by: str,
+        events: Iterable[Event] = (),
+        verdict: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move a deployment to ROLLING_BACK (once); False if it cannot be rolled back now."""
+        for _ in range(20):
+            dep = self.store.get(dep_id)
+            if dep is None or dep.state not in ROLLBACKABLE:
+                return False
+            try:
+                self.roll_back(
+                    dep, reason=reason, actor=actor, by=by, events=events, verdict=verdict
+                )
+                return True
+            except Conflict:
+                continue
+        return False
+
+    # moving on -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.rt.clock()
+
+    def event(self, kind: str, **fields: Any) -> Event:
+        return Event(at=self.now(), kind=kind, state=State.PROVISIONING, version=0, **fields)
+
+    def move(
+        self,
+        dep: Deployment,
+        trigger: Trigger | None,
+        *,
+        events: Iterable[Event] = (),
+        mutate: Mutate | None = None,
+        delay: float | None = 0,
+    ) -> Deployment:
+        """Compare-and-set `dep` to the state `trigger` leads to; schedule its next job.
+
+        `trigger` None records a change without leaving the state. `delay` None schedules no
+        job (terminal states); the watchdog relies on `next_due_at` to find a lost one.
+        """
+        new_events = list(events)
+
+        def change(d: Deployment) -> list[Event]:
+            if mutate:
+                mutate(d)
+            if trigger is not None:
+                full = trigger == Trigger.SHIFTED and d.weight >= 100
+                d.state = next_state(d.state, trigger, full_weight=full)
+            # Due at once when no job is scheduled (the caller goes on inline): if this process
+            # dies, the watchdog finds the deployment overdue and runs it again.
+            d.next_due_at = self.now() + (delay or 0) if d.active else None
+            for e in new_events:
+                e.state = d.state
+                e.step = e.step if e.step is not None else (d.step_number or None)
+            return new_events
+
+        updated = self.store.transition(dep.id, dep.version, change)
+        if updated.active and delay is not None:
+            self.rt.scheduler.run(
+                updated.id, updated.version, delay=delay, urgent=updated.state in URGENT
+            )
+        if new_events:
+            self.rt.scheduler.notify(updated.id)
+        log.info(
+            "deployment %s: %s -> %s (v%d)",
+            dep.id,
+            dep.state.value,
+            updated.state.value,
+            updated.version,
+        )
+        return updated
+
+    def roll_back(
+        self,
+        dep: Deployment,
+        *,
+        reason: str,
+        actor: str | None,
+        by: str,
+        events: Iterable[Event] = (),
+        verdict: dict[str, Any] | None = None,
+    ) -> Deployment:
+        def mark(d: Deployment) -> None:
+            d.reason, d.ended_by, d.attempts = reason, by, 0
+            d.rollback_requested_at = self.now()
+            if verdict is not None:  # the failing check is the last verdict people see
+                d.last_verdict, d.checks = verdict, d.checks + 1
+
+        events = list(events)
+        data: dict[str, Any] = {"by": by}
+        for event in events:
+            if event.kind == "step_failed":
+                # Its message says the rollback has begun: Slack gets one reply, not two.
+                event.data["rolling_back"] = True
+                data["shown_with"] = "step_failed"
+        started = self.event(
+            "rollback_started", actor=actor, reason=reason, weight=dep.weight, data=data
+        )
+        return self.move(dep, Trigger.ROLL_BACK, events=[*events, started], mutate=mark)
+
+    # what steps need -------------------------------------------------------------------------
+    def backend(self, dep: Deployment) -> Backend:
+        """The traffic backend of the deployment's service (built by the runtime)."""
+        return self.rt.backend(dep.settings)
+
+    @property
+    def ready_poll(self) -> float:
+        """Seconds between two looks at the canary's tasks while waiting for them."""
+        return self.rt.ready_poll
+
+
+def canary_name(dep: Deployment) -> str:
+    """`<catalogue key>-<id>`: the name of the canary's virtual node, Cloud Map and ECS service."""
+    return f"{dep.service}-{dep.id}"

@@ -1,0 +1,121 @@
+"""Runs a deployment's current step once: under its run lock, at the version it was scheduled
+for, with errors retried, then rolled back or handed to a person.
+
+The step table (workers.engine.steps.STEPS) is given to the Runner, not imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workers.aws.errors import AwsStepError
+from workers.domain.deployment import Deployment
+from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
+from workers.engine.machine import Engine
+from workers.engine.store import Conflict
+from workers.runtime import lateness
+from workers.runtime.context import Runtime
+from workers.runtime.run_lock import RunLock
+
+log = logging.getLogger(__name__)
+
+#: Attempts at a forward step (provisioning, shifting, checking) before rolling back.
+FORWARD_ATTEMPTS = 3
+#: Attempts at a rollback or tear-down step before giving up and asking a person.
+CLEANUP_ATTEMPTS = 5
+#: Seconds between two attempts: doubled each time, capped.
+RETRY_BASE, RETRY_CAP = 2.0, 60.0
+
+#: What the engine does in one state.
+Step = Callable[[Engine, Deployment], None]
+
+
+class Runner:
+    """Runs steps of one Runtime's deployments, each state's step taken from `steps`."""
+
+    def __init__(self, rt: Runtime, steps: Mapping[State, Step]) -> None:
+        self.rt, self.store, self.steps = rt, rt.store, steps
+        self.engine = Engine(rt)
+
+    def run(self, dep_id: str, version: int) -> str:
+        """Do the deployment's current step if it is still at `version`; say what happened."""
+        dep = self.store.get(dep_id)
+        if dep is None or dep.version != version or not dep.active:
+            return "stale"
+        lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
+        # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
+        # shift still in flight); other steps leave it to a re-run.
+        if not lock.acquire(wait=10.0 if dep.state in URGENT else 0.0):
+            self.rt.scheduler.run(dep_id, version, delay=1, urgent=dep.state in URGENT)
+            return "busy"
+        try:
+            dep = self.store.get(dep_id)
+            if dep is None or dep.version != version or not dep.active:
+                return "stale"
+            if dep.next_due_at is not None:
+                lateness.record(
+                    self.rt.redis, self.store.prefix, self.engine.now() - dep.next_due_at
+                )
+            try:
+                self.steps[dep.state](self.engine, dep)
+            except Conflict:
+                return "conflict"
+            except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
+                self._on_error(dep, exc)
+            return dep.state.value
+        finally:
+            lock.release()
+
+    def _on_error(self, dep: Deployment, exc: Exception) -> None:
+        message = describe_error(exc)
+        log.warning("deployment %s: %s failed: %s", dep.id, dep.state.value, message)
+        dep = self.store.get(dep.id) or dep
+        attempts = dep.attempts + 1
+        deterministic = isinstance(exc, AwsStepError | ValueError)
+        if dep.state in ROLLBACKABLE:
+            if deterministic or attempts >= FORWARD_ATTEMPTS:
+                self.engine.roll_back(dep, reason=message, actor=None, by="error")
+                return
+        elif attempts >= CLEANUP_ATTEMPTS:
+            problems = [*dep.problems, message, *self._what_is_left(dep)]
+
+            def give_up(d: Deployment) -> None:
+                d.problems, d.finished_at = problems, self.engine.now()
+
+            failed = self.engine.event("failed", reason=message, data={"problems": problems})
+            self.engine.move(dep, Trigger.GIVE_UP, events=[failed], mutate=give_up, delay=None)
+            return
+
+        def count(d: Deployment) -> None:
+            d.attempts = attempts
+
+        self.engine.move(dep, None, mutate=count, delay=min(RETRY_CAP, RETRY_BASE**attempts))
+
+    def _what_is_left(self, dep: Deployment) -> list[str]:
+        """What a person must do by hand when a rollback or tear-down step keeps failing."""
+        backend = self.engine.backend(dep)
+        stable, canary = dep.stable or {}, dep.canary or {}
+        if dep.state == State.ROLLING_BACK and stable:
+            return [
+                f"{backend.traffic_name()} may still send traffic to the canary: set it to "
+                f"100 % {backend.target(stable)}"
+            ]
+        if dep.state == State.CLEANING_UP and canary:
+            names = ", ".join(f"{k} {v}" for k, v in backend.describe(canary).items() if v)
+            return [f"traffic is back on the stable; remove the canary by hand: {names}"]
+        if dep.state == State.TEARING_DOWN and stable:
+            names = ", ".join(f"{k} {v}" for k, v in backend.describe(stable).items() if v)
+            return [f"the canary is promoted; remove the old version by hand: {names}"]
+        return []
+
+
+def describe_error(exc: Exception) -> str:
+    """One sentence about an AWS or engine error, without anything secret."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        op = getattr(exc, "operation_name", "AWS")
+        return f"AWS refused {op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,216 @@
+"""What each state of a deployment does: provision, wait, shift, tear down, roll back, clean up.
+
+Each step is a short job: it looks at AWS through the service's backend, acts if needed and moves
+the deployment on with `Engine.move` (compare-and-set). Judging a step lives in
+workers.engine.checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from workers.aws.errors import AwsStepError
+from workers.domain.deployment import Deployment
+from workers.domain.durations import format_duration
+from workers.domain.state import State, Trigger
+from workers.domain.traffic import canary_weights
+from workers.engine.checks import check, check_delay
+from workers.engine.machine import Engine, canary_name
+
+
+def provision(engine: Engine, dep: Deployment) -> None:
+    backend = engine.backend(dep)
+    if dep.stable is None:
+        stable = backend.discover()
+
+        def remember(d: Deployment) -> None:
+            d.stable, d.old_image = stable, stable.get("image")
+
+        # Recorded before anything is created, so a re-run never re-discovers a half-shifted
+        # route and a rollback knows what to restore.
+        dep = engine.move(dep, None, mutate=remember, delay=None)
+    stable = dep.stable or {}
+    canary = backend.provision(stable, name=canary_name(dep), image=dep.image, deployment_id=dep.id)
+
+    def provisioned(d: Deployment) -> None:
+        d.canary, d.attempts = canary, 0
+
+    data = {
+        **backend.describe(canary),
+        "desired": stable.get("desired_count"),
+        "old_image": stable.get("image"),
+    }
+    engine.move(
+        dep,
+        Trigger.PROVISIONED,
+        mutate=provisioned,
+        events=[engine.event("provisioned", data=data)],
+    )
+
+
+def wait_ready(engine: Engine, dep: Deployment) -> None:
+    ready = engine.backend(dep).readiness(dep.canary or {})
+    if ready.ready:
+
+        def first_step(d: Deployment) -> None:
+            d.step_index, d.attempts = 0, 0
+
+        engine.move(
+            dep,
+            Trigger.READY,
+            mutate=first_step,
+            events=[
+                engine.event("ready", data={"running": ready.running, "desired": ready.desired})
+            ],
+        )
+        return
+    waited = engine.now() - dep.state_since
+    if waited >= dep.settings.ready_timeout:
+        engine.roll_back(
+            dep,
+            by="ready_timeout",
+            actor=None,
+            reason=(
+                f"canary tasks not steady after {format_duration(dep.settings.ready_timeout)} "
+                f"({ready.running}/{ready.desired} running, rollout "
+                f"{(ready.rollout_state or 'unknown').lower()})"
+            ),
+        )
+        return
+    engine.move(dep, Trigger.CHECKED, delay=engine.ready_poll)
+
+
+def shift(engine: Engine, dep: Deployment) -> None:
+    backend = engine.backend(dep)
+    weights = canary_weights(
+        backend.target(dep.stable or {}), backend.target(dep.canary or {}), dep.weight
+    )
+    backend.router().set_weights(weights)
+
+    def applied(d: Deployment) -> None:
+        d.step_started_at, d.gate_opened_at, d.hold_since = engine.now(), None, None
+        d.attempts, d.last_verdict, d.reminded = 0, None, False
+
+    data: dict[str, Any] = {"route": backend.traffic_name(), "weights": weights}
+    if dep.weight >= 100:
+        data["post_promotion_bake"] = dep.settings.post_promotion_bake
+    before = dep.step_index - 1
+    if before >= 0 and dep.last_verdict and not dep.settings.gate_after(before):
+        # The step before passed with no gate: this message shows its verdict (see checks).
+        data["passed"] = {
+            "step": before + 1,
+            "weight": dep.settings.steps[before],
+            "verdict": dep.last_verdict,
+        }
+    engine.move(
+        dep,
+        Trigger.SHIFTED,
+        mutate=applied,
+        delay=check_delay(engine, dep, fresh=True),
+        events=[engine.event("shifted", weight=dep.weight, data=data)],
+    )
+
+
+def tear_down(engine: Engine, dep: Deployment) -> None:
+    backend = engine.backend(dep)
+    stable, canary = dep.stable or {}, dep.canary or {}
+    backend.router().set_weights({backend.target(canary): 100})
+    problems = backend.retire_stable(stable, canary)
+    now = engine.now()
+
+    def done(d: Deployment) -> None:
+        d.problems, d.finished_at, d.attempts = problems, now, 0
+
+    promoted = engine.event(
+        "promoted",
+        weight=100,
+        data={
+            "problems": problems,
+            "took": now - dep.created_at,
+            "approvers": [a.actor for a in dep.approvals],
+            "checks": dep.checks,
+            "old": backend.describe(stable),
+            "verdict": dep.last_verdict,  # of the post-promotion bake, shown in this message
+        },
+    )
+    engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)
+
+
+def restore_route(engine: Engine, dep: Deployment) -> None:
+    stable, target = dep.stable, None
+    if stable is not None:
+        # Whether or not the canary was ever recorded, the route goes back to the stable
+        # alone: one update, before anything else is undone.
+        backend = engine.backend(dep)
+        target = backend.target(stable)
+        backend.router().set_weights({target: 100})
+    now = engine.now()
+    took = now - (dep.rollback_requested_at or now)
+
+    def restored(d: Deployment) -> None:
+        d.route_restored_at, d.attempts = now, 0
+
+    engine.move(
+        dep,
+        Trigger.ROUTE_RESTORED,
+        mutate=restored,
+        events=[
+            engine.event(
+                "route_restored",
+                weight=0,
+                data={"seconds": round(took, 3), "stable": target},
+            )
+        ],
+    )
+
+
+def clean_up(engine: Engine, dep: Deployment) -> None:
+    s = dep.settings
+    problems: list[str] = []
+    found = None
+    if dep.stable is not None:
+        backend = engine.backend(dep)
+        found = dep.canary or backend.find_canary(dep.stable, name=canary_name(dep))
+        if found is not None:
+            problems = backend.remove_canary(dep.stable, found, keep=s.keep_failed_canary)
+    if problems:
+        raise AwsStepError("; ".join(problems))
+    now = engine.now()
+
+    def done(d: Deployment) -> None:
+        d.finished_at, d.attempts = now, 0
+
+    engine.move(
+        dep,
+        Trigger.CLEANED_UP,
+        mutate=done,
+        delay=None,
+        events=[
+            engine.event(
+                "rolled_back",
+                reason=dep.reason,
+                data={
+                    "kept": s.keep_failed_canary,
+                    "by": dep.ended_by,
+                    "took": now - dep.created_at,
+                    # False when the deployment stopped before creating anything in AWS.
+                    "canary_existed": found is not None,
+                },
+            )
+        ],
+    )
+
+
+STEPS: dict[State, Callable[[Engine, Deployment], None]] = {
+    State.PROVISIONING: provision,
+    State.WAITING_READY: wait_ready,
+    State.SHIFTING: shift,
+    State.BAKING: check,
+    State.HOLDING: check,
+    State.AWAITING_APPROVAL: check,
+    State.POST_PROMOTION: check,
+    State.TEARING_DOWN: tear_down,
+    State.ROLLING_BACK: restore_route,
+    State.CLEANING_UP: clean_up,
+}

@@ -1,0 +1,242 @@
+"""Deployments, event logs, per-service locks and history in Redis, changed by compare-and-set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import WatchError
+
+from workers import defaults
+from workers.domain.deployment import Deployment, Event
+
+
+class Conflict(Exception):
+    """The deployment changed since it was read: the transition was not applied."""
+
+    def __init__(self, current: Deployment | None) -> None:
+        super().__init__("the deployment changed meanwhile")
+        self.current = current
+
+
+#: A change returns the events it adds; it mutates the Deployment it is given.
+Change = Callable[[Deployment], Iterable[Event]]
+
+
+class Store:
+    """Redis keys of one installation, all under one prefix."""
+
+    def __init__(self, redis: Redis, prefix: str = defaults.REDIS_PREFIX) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    # key names -------------------------------------------------------------------------------
+    def _dep(self, dep_id: str) -> str:
+        return f"{self.prefix}:dep:{dep_id}"
+
+    def _events(self, dep_id: str) -> str:
+        return f"{self.prefix}:dep:{dep_id}:events"
+
+    def _lock(self, service: str) -> str:
+        return f"{self.prefix}:lock:{service}"
+
+    def _history(self, service: str) -> str:
+        return f"{self.prefix}:history:{service}"
+
+    def _active(self) -> str:
+        return f"{self.prefix}:active"
+
+    def _undelivered(self) -> str:
+        return f"{self.prefix}:undelivered"
+
+    def _notes(self, dep_id: str) -> str:
+        return f"{self.prefix}:dep:{dep_id}:notes"
+
+    # reads -----------------------------------------------------------------------------------
+    def get(self, dep_id: str) -> Deployment | None:
+        """The deployment, or None if there is none with that id."""
+        raw = self.redis.get(self._dep(dep_id))
+        return Deployment.model_validate_json(raw) if raw else None
+
+    def get_many(self, dep_ids: list[str]) -> list[Deployment]:
+        """The deployments of `dep_ids` that exist, in that order, in one round trip."""
+        if not dep_ids:
+            return []
+        raws = self.redis.mget([self._dep(i) for i in dep_ids])
+        return [Deployment.model_validate_json(raw) for raw in raws if raw]
+
+    def events(self, dep_id: str, start: int = 0) -> list[Event]:
+        """The deployment's events from `start` (0-based) on, in order."""
+        raws = self.redis.lrange(self._events(dep_id), start, -1)
+        return [Event.model_validate_json(raw) for raw in raws]
+
+    def lock_holder(self, service: str) -> str | None:
+        """Id of the deployment that holds the service's lock, if any."""
+        holder = self.redis.get(self._lock(service))
+        return _text(holder) if holder else None
+
+    def active_ids(self) -> list[str]:
+        """Ids of the deployments not yet in a terminal state."""
+        return sorted(
+            m.decode() if isinstance(m, bytes) else m for m in self.redis.smembers(self._active())
+        )
+
+    def history_ids(self, service: str, limit: int = 10) -> list[str]:
+        """Ids of the service's deployments, newest first."""
+        ids = self.redis.zrevrange(self._history(service), 0, max(limit, 1) - 1)
+        return [_text(i) for i in ids]
+
+    def last_ids(self, services: list[str]) -> dict[str, str]:
+        """The newest deployment id of each service that has one, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for service in services:
+                pipe.zrevrange(self._history(service), 0, 0)
+            newest = pipe.execute()
+        return {s: _text(ids[0]) for s, ids in zip(services, newest, strict=True) if ids}
+
+    # writes ----------------------------------------------------------------------------------
+    def create(self, deployment: Deployment, first: Event) -> str | None:
+        """Store a new deployment and take its service's lock; return the holder's id if busy."""
+        lock = self._lock(deployment.service)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(lock)
+                    holder = pipe.get(lock)
+                    if holder:
+                        return _text(holder) if holder else None
+                    first.seq, first.version = 0, deployment.version
+                    pipe.multi()
+                    pipe.set(lock, deployment.id)
+                    pipe.set(self._dep(deployment.id), deployment.model_dump_json())
+                    pipe.rpush(self._events(deployment.id), first.model_dump_json())
+                    pipe.sadd(self._active(), deployment.id)
+                    pipe.sadd(self._undelivered(), deployment.id)
+                    pipe.zadd(
+                        self._history(deployment.service), {deployment.id: deployment.created_at}
+                    )
+                    pipe.execute()
+                    return None
+                except WatchError:
+                    continue
+
+    def transition(self, dep_id: str, expected_version: int, change: Change) -> Deployment:
+        """Apply `change` if the deployment is still at `expected_version`, else raise Conflict.
+
+        The new state, the version bump, the events and (on a terminal state) the release of the
+        service lock are written in one MULTI, so a transition happens exactly once.
+        """
+        key, log = self._dep(dep_id), self._events(dep_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key, log)
+                raw = pipe.get(key)
+                if not raw:
+                    raise Conflict(None)
+                current = Deployment.model_validate_json(raw)
+                if current.version != expected_version:
+                    raise Conflict(current)
+                updated = current.model_copy(deep=True)
+                new_events = list(change(updated))
+                now = time.time()
+                if updated.state != current.state:
+                    updated.state_since = now
+                updated.version = current.version + 1
+                updated.updated_at = now
+                seq = pipe.llen(log)
+                pipe.multi()
+                pipe.set(key, updated.model_dump_json())
+                for offset, event in enumerate(new_events):
+                    event.seq, event.version = seq + offset, updated.version
+                    pipe.rpush(log, event.model_dump_json())
+                if new_events:
+                    pipe.sadd(self._undelivered(), dep_id)
+                if not updated.active:
+                    pipe.srem(self._active(), dep_id)
+                    self._release_lock(pipe, updated)
+                pipe.execute()
+                return updated
+            except WatchError:
+                raise Conflict(self.get(dep_id)) from None
+
+    def _release_lock(self, pipe: Any, deployment: Deployment) -> None:
+        # Only the owner releases: compare inside Lua so another deployment's lock survives.
+        pipe.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+            "return 0",
+            1,
+            self._lock(deployment.service),
+            deployment.id,
+        )
+
+    def append_event(self, dep_id: str, event: Event) -> Event:
+        """Add an event that changes no state (a refused click, a reminder)."""
+        log = self._events(dep_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(log)
+                    event.seq = pipe.llen(log)
+                    pipe.multi()
+                    pipe.rpush(log, event.model_dump_json())
+                    pipe.sadd(self._undelivered(), dep_id)
+                    pipe.execute()
+                    return event
+                except WatchError:
+                    continue
+
+    # outbox --------------------------------------------------------------------------------
+    def undelivered_ids(self) -> list[str]:
+        """Deployments that may have events not yet delivered to people."""
+        return sorted(_text(m) for m in self.redis.smembers(self._undelivered()))
+
+    def delivered_upto(self, dep_id: str) -> int:
+        """Seq of the last delivered event (-1 when none)."""
+        value = self.redis.hget(self._notes(dep_id), "delivered")
+        return int(value) if value is not None else -1
+
+    def mark_delivered(self, dep_id: str, seq: int) -> None:
+        """Record that events up to `seq` were delivered; leave the outbox when caught up."""
+        log, notes = self._events(dep_id), self._notes(dep_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(log)
+                    caught_up = pipe.llen(log) <= seq + 1
+                    pipe.multi()
+                    pipe.hset(notes, "delivered", str(seq))
+                    if caught_up:
+                        pipe.srem(self._undelivered(), dep_id)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    # notes: small per-deployment key/values owned by one component (e.g. the Slack notifier) ---
+    def notes(self, dep_id: str) -> dict[str, str]:
+        """All notes of a deployment."""
+        raw = self.redis.hgetall(self._notes(dep_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def note_of_many(self, dep_ids: list[str], name: str) -> dict[str, str]:
+        """One note of many deployments, in one round trip: {id: value} where it is set."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for dep_id in dep_ids:
+                pipe.hget(self._notes(dep_id), name)
+            values = pipe.execute()
+        return {i: _text(v) for i, v in zip(dep_ids, values, strict=True) if v}
+
+    def set_notes(self, dep_id: str, values: dict[str, str]) -> None:
+        """Set some notes of a deployment."""
+        if values:
+            self.redis.hset(self._notes(dep_id), mapping=values)
+
+    def set_note_once(self, dep_id: str, name: str, value: str) -> bool:
+        """Set a note unless it exists; True when this call set it."""
+        return bool(self.redis.hsetnx(self._notes(dep_id), name, value))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

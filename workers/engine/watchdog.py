@@ -1,0 +1,36 @@
+"""The watchdog: finds deployments whose next job went missing and schedules it again."""
+
+from __future__ import annotations
+
+import logging
+
+from workers.domain.state import URGENT
+from workers.runtime.context import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def sweep(rt: Runtime) -> list[str]:
+    """Reschedule overdue deployments and undelivered outboxes; return the ids rescheduled."""
+    now = rt.clock()
+    rescheduled = []
+    for dep_id in rt.store.active_ids():
+        dep = rt.store.get(dep_id)
+        if dep is None or not dep.active:
+            continue
+        due = dep.next_due_at if dep.next_due_at is not None else dep.updated_at
+        if now > due + rt.watchdog_grace:
+            log.warning(
+                "deployment %s: %s job overdue by %.0fs, rescheduling",
+                dep_id,
+                dep.state.value,
+                now - due,
+            )
+            rt.scheduler.run(dep_id, dep.version, urgent=dep.state in URGENT)
+            rescheduled.append(dep_id)
+    for dep_id in rt.store.undelivered_ids():
+        last_try = float(rt.store.notes(dep_id).get("watchdog_notify_at", "0"))
+        if now - last_try > rt.watchdog_grace:
+            rt.store.set_notes(dep_id, {"watchdog_notify_at": str(now)})
+            rt.scheduler.notify(dep_id)
+    return rescheduled

@@ -1,0 +1,24 @@
+"""The RQ job functions: each takes ids, reloads state from Redis and does one short step."""
+
+from __future__ import annotations
+
+from workers.engine.outbox import deliver_pending
+from workers.engine.runner import Runner
+from workers.engine.steps import STEPS
+from workers.runtime.context import Runtime, get_runtime
+from workers.runtime.notifiers import get_notifier
+
+
+def runner(rt: Runtime) -> Runner:
+    """A Runner of `rt` with the product's step table."""
+    return Runner(rt, STEPS)
+
+
+def run(dep_id: str, version: int) -> str:
+    """Do the deployment's current step if it is still at `version`."""
+    return runner(get_runtime()).run(dep_id, version)
+
+
+def deliver(dep_id: str) -> int:
+    """Deliver the deployment's pending notifications."""
+    return deliver_pending(get_runtime(), get_notifier(), dep_id)

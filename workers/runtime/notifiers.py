@@ -1,0 +1,28 @@
+"""Which notifier this process uses: Slack when a bot token is set, else the log."""
+
+from __future__ import annotations
+
+import os
+
+from workers.engine.outbox import LoggingNotifier, Notifier
+
+_current: Notifier | None = None
+
+
+def get_notifier() -> Notifier:
+    """The process's notifier, chosen once from the environment."""
+    global _current
+    if _current is None:
+        if os.environ.get("SLACK_BOT_TOKEN"):
+            from workers.slack.notifier import SlackNotifier
+
+            _current = SlackNotifier.from_env()
+        else:
+            _current = LoggingNotifier()
+    return _current
+
+
+def set_notifier(notifier: Notifier | None) -> None:
+    """Replace the process's notifier (tests)."""
+    global _current
+    _current = notifier

@@ -1,0 +1,73 @@
+"""The engine's RQ queues and the one way jobs are put on them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+from redis import Redis
+from rq import Queue
+
+from workers import defaults
+
+#: Job results are of no use once the deployment's state has moved on.
+RESULT_TTL = 60
+#: A job that has not started after a day is not worth running.
+JOB_TTL = 24 * 3600
+#: Longest an AWS step may run before RQ kills the job (the watchdog then reschedules it).
+JOB_TIMEOUT = 600
+
+
+def queue_names(prefix: str = defaults.REDIS_PREFIX) -> tuple[str, str, str]:
+    """(high, default, notify): aborts and rollbacks, the rest of the rollout, Slack delivery."""
+    return f"{prefix}-high", f"{prefix}-default", f"{prefix}-notify"
+
+
+class Scheduler(Protocol):
+    """Where the engine asks for its next job; RQ in production, a recorder in unit tests."""
+
+    def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None: ...
+
+    def notify(self, dep_id: str, *, delay: float = 0) -> None: ...
+
+
+class RqScheduler:
+    """Puts engine jobs on RQ queues; delayed ones through RQ's scheduler (`enqueue_in`)."""
+
+    def __init__(self, redis: Redis, prefix: str = defaults.REDIS_PREFIX) -> None:
+        self.prefix = prefix
+        high, default, notify = queue_names(prefix)
+        self.high = Queue(high, connection=redis)
+        self.default = Queue(default, connection=redis)
+        self.notify_queue = Queue(notify, connection=redis)
+
+    def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
+        """Run the deployment's next step at `version`; a job id per version dedupes re-enqueues."""
+        queue = self.high if urgent else self.default
+        self._put(
+            queue,
+            "workers.runtime.jobs.run",
+            f"{self.prefix}-run-{dep_id}-{version}",
+            delay,
+            dep_id,
+            version,
+        )
+
+    def notify(self, dep_id: str, *, delay: float = 0) -> None:
+        """Deliver the deployment's pending notifications."""
+        self._put(self.notify_queue, "workers.runtime.jobs.deliver", None, delay, dep_id)
+
+    def _put(
+        self, queue: Queue, func: str, job_id: str | None, delay: float, *args: object
+    ) -> None:
+        options = {
+            "job_id": job_id,
+            "result_ttl": RESULT_TTL,
+            "ttl": JOB_TTL,
+            "job_timeout": JOB_TIMEOUT,
+            "failure_ttl": JOB_TTL,
+        }
+        if delay > 0:
+            queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
+        else:
+            queue.enqueue(func, *args, **options)

@@ -1,0 +1,1 @@
+"""Everything Slack reads from the engine: card, thread replies, command answers, notifier."""

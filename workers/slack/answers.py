@@ -1,0 +1,140 @@
+"""The bot's own answers (ephemeral): deploy acknowledgements, status, history, services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workers.domain.catalogue import Catalogue
+from workers.domain.deployment import Deployment
+from workers.domain.images import short_name
+from workers.domain.state import State
+from workers.slack.card import card_status
+from workers.slack.format import duration, mention, mentions, pct, tag_change, version_change, when
+
+#: The permalink of a deployment's thread, when its card has been posted.
+ThreadLink = Callable[[str], str | None]
+
+_ICONS = {State.PROMOTED: "✅", State.ROLLED_BACK: "❌", State.FAILED: "⚠"}
+
+
+def starting(dep: Deployment) -> str:
+    return (
+        f"Starting deployment {dep.id} of {dep.service}: {dep.image}\n"
+        "The card and its thread appear in this channel in a moment."
+    )
+
+
+def link(url: str | None, label: str = "thread") -> str:
+    return f"<{url}|{label}>" if url else "(no thread yet)"
+
+
+def busy(service: str, holder: Deployment, url: str | None) -> str:
+    """'payments is busy: deployment #4f2a by @dana is at 25 % (thread: <link>). Abort it first.'"""
+    where = f"at {holder.weight} %" if holder.weight else card_status(holder).split(" (")[0].lower()
+    return (
+        f"{service} is busy: deployment #{holder.id} by {mention(holder.requester)} is {where} "
+        f"(thread: {link(url)}). Abort it first with `/canary abort {service}`."
+    )
+
+
+def deployment_line(dep: Deployment, url: str | None, now: float) -> str:
+    """One running deployment for `status`."""
+    return (
+        f"🔄 *{dep.service}* #{dep.id}  `{version_change(dep.old_image, dep.image)}`  "
+        f"{card_status(dep, now)} · at {dep.weight} % · by {mention(dep.requester)} · {link(url)}"
+    )
+
+
+def status(deps: list[Deployment], thread: ThreadLink, now: float) -> str:
+    if not deps:
+        return "Nothing is deploying right now."
+    noun = "deployment" if len(deps) == 1 else "deployments"
+    lines = [f"{len(deps)} {noun} running:"]
+    lines += [deployment_line(d, thread(d.id), now) for d in deps]
+    return "\n".join(lines)
+
+
+def service_status(
+    service: str,
+    running: Deployment | None,
+    last: Deployment | None,
+    thread: ThreadLink,
+    now: float,
+) -> str:
+    if running is not None:
+        line = deployment_line(running, thread(running.id), now)
+        reason = (running.last_verdict or {}).get("reason")
+        # The card leaves a check's numbers out (they change every check): here they are.
+        return f"{line}\nLast check: {reason}" if reason else line
+    if last is None:
+        return f"No deployment of {service} is running, and none has run through this bot."
+    last_line = history_line(last, thread(last.id), now)
+    return f"No deployment of {service} is running. Last one:\n{last_line}"
+
+
+def outcome(dep: Deployment, now: float) -> str:
+    """Why a deployment ended the way it did, in a few words."""
+    if dep.state == State.PROMOTED:
+        approvers = list(dict.fromkeys(a.actor for a in dep.approvals))
+        return f"approved {mentions(approvers)}" if approvers else "no approvals needed"
+    if dep.state == State.ROLLED_BACK:
+        verdict = dep.last_verdict or {}
+        canary = verdict.get("canary") or {}
+        if dep.ended_by == "canary check" and canary.get("requests"):
+            rate = canary["errors"] / canary["requests"] * 100
+            return f"5xx {pct(rate)} at {dep.weight} %"
+        return dep.reason or "rolled back"
+    if dep.state == State.FAILED:
+        return "failed: " + ("; ".join(dep.problems) or dep.reason or "see the thread")
+    return card_status(dep, now)
+
+
+def history_line(dep: Deployment, url: str | None, now: float) -> str:
+    icon = _ICONS.get(dep.state, "🔄")
+    took = duration((dep.finished_at or now) - dep.created_at)
+    return (
+        f"{icon} #{dep.id}  {tag_change(dep.old_image, dep.image)}  {mention(dep.requester)} · "
+        f"{outcome(dep, now)} · {took} · {when(dep.created_at, '{date_short} {time}')}  {link(url)}"
+    )
+
+
+def history(service: str, deps: list[Deployment], thread: ThreadLink, now: float) -> str:
+    if not deps:
+        return f"{service} has no deployments yet."
+    noun = "deployment" if len(deps) == 1 else "deployments"
+    lines = [f"*{service}*: last {len(deps)} {noun}"]
+    lines += [history_line(d, thread(d.id), now) for d in deps]
+    return "\n".join(lines)
+
+
+def service_line(key: str, running: Deployment | None, last: Deployment | None) -> str:
+    """What Redis knows of a service's traffic: the bot never asks AWS."""
+    if running is not None:
+        stable = f"`{short_name(running.old_image)}`" if running.old_image else "stable"
+        return (
+            f"• *{key}*: canary #{running.id} `{short_name(running.image)}` at {running.weight} %, "
+            f"{100 - running.weight} % {stable} ({card_status(running).split(' (')[0].lower()})"
+        )
+    if last is None:
+        return f"• *{key}*: stable image unknown (no deployment yet; found in AWS at deploy time)"
+    since = when(last.finished_at or last.created_at, "{date_short} {time}")
+    if last.state == State.PROMOTED:
+        return f"• *{key}*: 100 % `{short_name(last.image)}` (promoted by #{last.id}, {since})"
+    if last.state == State.ROLLED_BACK and last.old_image:
+        return f"• *{key}*: 100 % `{short_name(last.old_image)}` (#{last.id} rolled back, {since})"
+    return (
+        f"• *{key}*: unknown: the last deployment #{last.id} "
+        f"{'failed' if last.state == State.FAILED else 'ended'} ({since}); check its thread"
+    )
+
+
+def services(
+    catalogue: Catalogue,
+    running: dict[str, Deployment],
+    last: dict[str, Deployment | None],
+) -> str:
+    if not catalogue.services:
+        return "The catalogue has no services."
+    lines = ["Services (from this bot's records; traffic as of the last change it made):"]
+    lines += [service_line(k, running.get(k), last.get(k)) for k in sorted(catalogue.services)]
+    return "\n".join(lines)

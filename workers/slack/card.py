@@ -1,0 +1,131 @@
+"""The deployment's card, the thread root kept up to date: status, progress bar, settings."""
+
+from __future__ import annotations
+
+from workers.domain.deployment import Deployment
+from workers.domain.durations import format_duration
+from workers.domain.state import State
+from workers.slack.buttons import OPEN_THREAD
+from workers.slack.format import (
+    Block,
+    Message,
+    clip,
+    clock,
+    context,
+    mention,
+    pct,
+    plain,
+    section,
+    short_id,
+    version_change,
+    when,
+)
+
+#: Width of the weight bar on the card, in cells.
+BAR_CELLS = 20
+
+
+# the card --------------------------------------------------------------------------------------
+def card_status(dep: Deployment, now: float | None = None) -> str:
+    """The state line of the card; `now` None leaves out anything that changes by the second."""
+    s, weight = dep.settings, dep.weight
+    match dep.state:
+        case State.PROVISIONING:
+            return "Provisioning"
+        case State.WAITING_READY:
+            return "Waiting for tasks"
+        case State.SHIFTING:
+            return f"Shifting to {weight} %"
+        case State.BAKING:
+            ends = (dep.step_started_at or dep.state_since) + s.bake
+            left = f"{clock(ends - now)} left, " if now is not None else ""
+            return f"Baking {weight} % ({left}until {when(ends)})"
+        case State.HOLDING:
+            return "Holding: not enough traffic"
+        case State.AWAITING_APPROVAL:
+            return "Waiting for approval"
+        case State.POST_PROMOTION:
+            return f"Promoted, old version kept {format_duration(s.post_promotion_bake)}"
+        case State.TEARING_DOWN:
+            return "Promoted, removing the old version"
+        case State.PROMOTED:
+            return "Done ✅"
+        case State.ROLLING_BACK | State.CLEANING_UP:
+            return "Rolling back"
+        case State.ROLLED_BACK:
+            return f"Rolled back ❌ ({dep.reason or 'no reason recorded'})"
+        case State.FAILED:
+            what = "; ".join(dep.problems) or dep.reason or "see the thread"
+            return f"Failed ⚠ (needs a human: {what})"
+    return dep.state.label
+
+
+def progress_bar(dep: Deployment) -> str:
+    """ "■■■■■□□□…  25 % → canary · step 2 of 4"."""
+    weight = dep.weight
+    if dep.state in (State.ROLLING_BACK, State.CLEANING_UP, State.ROLLED_BACK):
+        weight = 0 if dep.route_restored_at or dep.state == State.ROLLED_BACK else weight
+    if dep.state == State.PROMOTED:
+        weight = 100
+    filled = round(weight * BAR_CELLS / 100)
+    bar = "■" * filled + "□" * (BAR_CELLS - filled)
+    steps = len(dep.settings.steps)
+    where = f"step {dep.step_number} of {steps}" if dep.step_number else f"{steps} steps"
+    return f"`{bar}`  {weight} % → canary · {where}"
+
+
+def steps_line(dep: Deployment) -> str:
+    """ "Steps 10 · *25* · 50 · 100 · bake 5m · gates manual · max 5xx 1.0 %"."""
+    s = dep.settings
+    marked = [
+        f"*{w}*" if i == dep.step_index and dep.active else str(w) for i, w in enumerate(s.steps)
+    ]
+    return (
+        f"Steps {' · '.join(marked)} · bake {format_duration(s.bake)} · gates {s.gates} · "
+        f"max 5xx {pct(s.max_error_rate)}"
+    )
+
+
+def render_card(
+    dep: Deployment, *, now: float | None = None, thread_url: str | None = None
+) -> Message:
+    """The deployment card at the top of the thread.
+
+    It changes only when the deployment's state, step or weight does: a check's numbers are not
+    on it (they change every check; `/canary status <service>` shows them), so a step costs one
+    card update however long its bake or gate lasts.
+    """
+    status = card_status(dep, now)
+    title = f"🐤 Canary · {dep.service} · {short_id(dep.id)}"
+    change = version_change(dep.old_image, dep.image)
+    blocks: list[Block] = [
+        section(f"*{title}*\n`{change}`   requested by {mention(dep.requester)}"),
+        section(clip(f"{progress_bar(dep)} · *{status}*")),
+        context(steps_line(dep)),
+    ]
+    if thread_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": OPEN_THREAD,
+                        "text": plain("Open thread"),
+                        "url": thread_url,
+                    }
+                ],
+            }
+        )
+    text = f"Canary {dep.service} {short_id(dep.id)}: {change} · {_plain_status(status)}"
+    return Message(text, blocks)
+
+
+def _plain_status(status: str) -> str:
+    # The notification text has no date formatting; keep the fallback of <!date^…|fallback>.
+    out, rest = [], status
+    while "<!date^" in rest:
+        before, _, after = rest.partition("<!date^")
+        inner, _, rest = after.partition(">")
+        out.append(before + inner.rsplit("|", 1)[-1])
+    return "".join(out) + rest

@@ -1,0 +1,162 @@
+"""Block Kit building blocks shared by the card, the thread replies and the bot's answers.
+
+Pure functions: limits, action ids, the Message type, small formatters (mentions, counts, rates,
+times) and block helpers. Nothing here talks to Slack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.domain.durations import format_duration
+from workers.domain.images import repository, short_name
+
+#: Block Kit limits: characters in one text object, blocks in one message.
+MAX_TEXT = 3000
+MAX_BLOCKS = 50
+
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to post: the notification text (also the fallback) and the blocks."""
+
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        return {"text": clip(self.text, 3900), "blocks": self.blocks[:MAX_BLOCKS]}
+
+
+# small formatters ------------------------------------------------------------------------------
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` cut to `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mention(member: str) -> str:
+    """A Slack mention of a user (`U…`/`W…`) or a user group (`S…`)."""
+    if member.startswith("S"):
+        return f"<!subteam^{member}>"
+    return f"<@{member}>"
+
+
+def mentions(members: list[str]) -> str:
+    return ", ".join(mention(m) for m in members)
+
+
+def count(n: int | float) -> str:
+    """1204 -> "1,204"."""
+    return f"{int(n):,}"
+
+
+def pct(value: float | None) -> str:
+    """A percentage (already in percent): "11.9 %", "0.25 %", "0 %"; "n/a" when unknown."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "0 %"
+    if abs(value) >= 1:
+        return f"{value:.1f} %"
+    digits = 2
+    while digits < 6 and round(value, digits) == 0:
+        digits += 1
+    return f"{value:.{digits}f} %"
+
+
+def duration(seconds: float) -> str:
+    """5m, 1h30m, 0.4 s for sub-second spans."""
+    if seconds < 1:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f} s"
+    return format_duration(round(seconds / 60) * 60 if seconds >= 600 else seconds)
+
+
+def clock(seconds: float) -> str:
+    """m:ss for a countdown."""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def when(epoch: float, fmt: str = "{time}") -> str:
+    """A time Slack shows in each reader's own time zone, with a UTC fallback."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    fallback = moment.strftime("%H:%M UTC") if fmt == "{time}" else moment.strftime("%b %d %H:%M")
+    return f"<!date^{int(epoch)}^{fmt}|{fallback}>"
+
+
+def version_change(old_image: str | None, new_image: str) -> str:
+    """ "payments:v41 → payments:v42" (just "→ payments:v42" while the old one is unknown)."""
+    new = short_name(new_image)
+    if not old_image:
+        return f"→ {new}"
+    return f"{short_name(old_image)} → {new}"
+
+
+def tag_change(old_image: str | None, new_image: str) -> str:
+    """ "v41 → v42" when both images are of one repository, else the short names."""
+    if old_image and repository(old_image) == repository(new_image):
+        return f"{_tag(old_image)} → {_tag(new_image)}"
+    return version_change(old_image, new_image)
+
+
+def _tag(image: str) -> str:
+    name = short_name(image)
+    return name.split(":", 1)[1] if ":" in name else name
+
+
+def short_id(dep_id: str) -> str:
+    return f"#{dep_id}"
+
+
+# verdict figures -------------------------------------------------------------------------------
+def _side(figures: dict[str, Any] | None) -> str:
+    if not figures or not figures.get("requests"):
+        return "no requests"
+    req, err = int(figures["requests"]), int(figures.get("errors", 0))
+    return f"{count(req)} req, {count(err)} × 5xx ({pct(err / req * 100)})"
+
+
+def verdict_figures(verdict: dict[str, Any] | None, *, with_stable: bool = True) -> str:
+    """ "canary 1,204 req, 3 × 5xx (0.25 %) · stable … · threshold 1.0 % · alarms OK"."""
+    if not verdict:
+        return "no figures"
+    parts = [f"canary {_side(verdict.get('canary'))}"]
+    if with_stable:
+        parts.append(f"stable {_side(verdict.get('stable'))}")
+    if verdict.get("threshold_pct") is not None:
+        parts.append(f"threshold {pct(float(verdict['threshold_pct']))}")
+    firing = verdict.get("alarms_firing") or []
+    parts.append(f"alarms in ALARM: {', '.join(firing)}" if firing else "alarms OK")
+    return " · ".join(parts)
+
+
+# block helpers ---------------------------------------------------------------------------------
+def plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": clip(text, 75), "emoji": True}
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text)}]}
+
+
+def text_message(text: str) -> Message:
+    return Message(text, [section(clip(text))])
+
+
+def confirm(title: str, text: str) -> dict[str, Any]:
+    return {
+        "title": plain(title),
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": plain("Yes"),
+        "deny": plain("Cancel"),
+    }

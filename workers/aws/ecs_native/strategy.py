@@ -13,7 +13,8 @@ in docs/ECS.md, with its source:
   of steps is floor(100 / StepPercent)).
 - A PAUSE hook at PRE_PRODUCTION_TRAFFIC_SHIFT "is invoked before every traffic shift step" of a
   linear or canary deployment; its `timeoutConfiguration` is 1..20160 minutes with action
-  ROLLBACK or CONTINUE (API_DeploymentLifecycleHook, API_DeploymentLifecycleHookTimeoutConfiguration).
+  ROLLBACK or CONTINUE (API_DeploymentLifecycleHook,
+  API_DeploymentLifecycleHookTimeoutConfiguration).
 - `bakeTimeInMinutes` is the time both revisions keep running after all production traffic has
   shifted (API_DeploymentConfiguration): our post-promotion bake.
 """

@@ -94,6 +94,11 @@ def awaiting(d: dict[str, Any]) -> str | None:
     return hooks[0]["hookId"] if hooks else None
 
 
+def bounded(limit: int = 10_000) -> range:
+    """Loop bounds for the walks below, so a lifecycle that never ends fails instead of hanging."""
+    return range(limit)
+
+
 def assert_shape(operation: str, answer: dict[str, Any]) -> None:
     shape = MODEL.operation_model(operation).output_shape
     report = ParamValidator().validate(answer, shape)
@@ -152,7 +157,9 @@ def test_a_canary_pauses_before_its_two_shifts(ecs: EcsDeployments, clock: Clock
     }
     arn = start(ecs, config)
     shares = []
-    while (d := describe(ecs, arn))["status"] == "IN_PROGRESS":
+    for _ in bounded():
+        if (d := describe(ecs, arn))["status"] != "IN_PROGRESS":
+            break
         hook = awaiting(d)
         if hook:
             shares.append(new_share(d))
@@ -193,7 +200,9 @@ def test_the_strategys_plan_plays_as_planned(ecs: EcsDeployments, clock: Clock) 
         **rollout.update_service_request(cluster="prod", service="payments", task_definition=NEW)
     )["service"]["currentServiceDeployment"]
     met = []
-    while (d := describe(ecs, arn))["status"] == "IN_PROGRESS":
+    for _ in bounded():
+        if (d := describe(ecs, arn))["status"] != "IN_PROGRESS":
+            break
         hook = awaiting(d)
         if hook:
             met.append((new_share(d), rollout.pauses[len(met)].next_percent))
@@ -210,7 +219,7 @@ def test_the_strategys_plan_plays_as_planned(ecs: EcsDeployments, clock: Clock) 
 
 def pause_at(ecs: EcsDeployments, clock: Clock, arn: str, share: float) -> str:
     """Continue every pause until one waits with the new revision at `share` %; its hookId."""
-    while True:
+    for _ in bounded():
         d = describe(ecs, arn)
         hook = awaiting(d)
         if hook and new_share(d) == share:
@@ -219,6 +228,7 @@ def pause_at(ecs: EcsDeployments, clock: Clock, arn: str, share: float) -> str:
             ecs.continue_service_deployment(serviceDeploymentArn=arn, hookId=hook)
         else:
             clock.tick(minutes=1)
+    raise AssertionError(f"no pause with the new revision at {share} %")
 
 
 def test_rollback_at_a_hook_restores_the_old_revision(ecs: EcsDeployments, clock: Clock) -> None:

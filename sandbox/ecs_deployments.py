@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import botocore.session
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
@@ -250,6 +252,14 @@ class EcsDeployments:
         """The service as DescribeServices would show it (botocore's Service shape)."""
         self.advance()
         return self._service_shape(self._service(cluster, service, "DescribeServices"))
+
+    def knows(self, *, cluster: str, service: str) -> bool:
+        """True when the service was created here (so its UpdateService belongs here)."""
+        try:
+            self._service(cluster, service, "UpdateService")
+        except ClientError:
+            return False
+        return True
 
     def advance(self) -> None:
         """Play every deployment up to the clock's time (each API call does this first)."""
@@ -699,3 +709,39 @@ class EcsDeployments:
         if d.status_reason:
             brief["statusReason"] = d.status_reason
         return brief
+
+
+#: The API calls the emulator answers, by operation name.
+ROUTED_OPERATIONS = {
+    "UpdateService": "update_service",
+    "DescribeServiceDeployments": "describe_service_deployments",
+    "ListServiceDeployments": "list_service_deployments",
+    "ContinueServiceDeployment": "continue_service_deployment",
+    "StopServiceDeployment": "stop_service_deployment",
+}
+
+
+def route_client(client: Any, deployments: EcsDeployments) -> None:
+    """Let a boto3 ECS client's service-deployment calls be answered by `deployments`.
+
+    botocore's `before-call` event lets a handler answer instead of sending the request, after
+    the client has validated and serialized it; everything else (and UpdateService of services
+    the emulator does not know) goes on to moto or AWS. Errors come back as the client's own
+    exception classes (`client.exceptions.ServiceDeploymentNotFoundException`...).
+    """
+
+    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict] | None:
+        request = json.loads(params.get("body") or b"{}")
+        if model.name == "UpdateService" and not deployments.knows(
+            cluster=request.get("cluster", "default"), service=request["service"]
+        ):
+            return None
+        try:
+            parsed, status = getattr(deployments, ROUTED_OPERATIONS[model.name])(**request), 200
+        except ClientError as exc:
+            parsed, status = dict(exc.response), 400
+        parsed["ResponseMetadata"] = {"HTTPStatusCode": status, "RetryAttempts": 0}
+        return AWSResponse("https://ecs.emulator.invalid/", status, {}, None), parsed
+
+    for operation in ROUTED_OPERATIONS:
+        client.meta.events.register(f"before-call.ecs.{operation}", answer)

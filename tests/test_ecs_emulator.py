@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
+from moto import mock_aws
 
-from sandbox.ecs_deployments import EcsDeployments
+from sandbox.ecs_deployments import EcsDeployments, route_client
 from workers.aws.ecs_native.strategy import plan_rollout
 
 OLD = "arn:aws:ecs:us-east-1:123456789012:task-definition/payments:42"
@@ -490,3 +492,57 @@ def test_update_service_answer_has_the_service_shape(ecs: EcsDeployments) -> Non
     )
     assert_shape("UpdateService", answer)
     assert answer["service"]["deploymentConfiguration"]["strategy"] == "LINEAR"
+
+
+# --- behind a real boto3 client ------------------------------------------------------------------
+
+
+def test_a_boto3_client_can_be_answered_by_the_emulator(ecs: EcsDeployments, clock: Clock) -> None:
+    client = boto3.client(
+        "ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    route_client(client, ecs)
+    arn = client.update_service(
+        cluster="prod",
+        service="payments",
+        taskDefinition=NEW,
+        deploymentConfiguration=linear(hook=PAUSE_1H),
+    )["service"]["currentServiceDeployment"]
+    found = client.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    hook = awaiting(found[0])
+    assert hook is not None
+    client.continue_service_deployment(serviceDeploymentArn=arn, hookId=hook, action="CONTINUE")
+    found = client.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    assert new_share(found[0]) == 25.0
+    # Errors come back as the client's own exception classes.
+    with pytest.raises(client.exceptions.ClientException):  # no longer awaiting action
+        client.continue_service_deployment(serviceDeploymentArn=arn, hookId=hook)
+    with pytest.raises(client.exceptions.ServiceDeploymentNotFoundException):
+        client.stop_service_deployment(serviceDeploymentArn=arn + "x", stopType="ROLLBACK")
+    # botocore validates before the emulator is asked: a wrong type never reaches it.
+    with pytest.raises(Exception, match="Parameter validation failed"):
+        client.continue_service_deployment(serviceDeploymentArn=arn, hookId=7)
+
+
+def test_calls_the_emulator_does_not_own_go_on_to_moto(ecs: EcsDeployments) -> None:
+    with mock_aws():
+        client = boto3.client("ecs", region_name="us-east-1")
+        route_client(client, ecs)
+        client.create_cluster(clusterName="prod")
+        client.register_task_definition(
+            family="orders",
+            containerDefinitions=[{"name": "app", "image": "orders:1", "memory": 512}],
+        )
+        client.create_service(
+            cluster="prod", serviceName="orders", taskDefinition="orders:1", desiredCount=1
+        )
+        answer = client.update_service(cluster="prod", service="orders", desiredCount=3)
+        assert answer["service"]["desiredCount"] == 3  # moto's answer: orders is not emulated
+        assert not ecs.knows(cluster="prod", service="orders")
+        # ...while payments, created in the emulator, is answered there.
+        answer = client.update_service(
+            cluster="prod", service="payments", taskDefinition=NEW, deploymentConfiguration=linear()
+        )
+        assert answer["service"]["currentServiceDeployment"].startswith(
+            "arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/payments/"
+        )

@@ -288,17 +288,18 @@ class EcsDeployments:
                 "InvalidParameterException",
                 f"service deployment {running.arn} is still {running.status}",
             )
-        if config is not None:
-            svc.deployment_configuration = copy.deepcopy(config)
-        if new_td == svc.task_definition and not request.get("forceNewDeployment"):
-            return {"service": self._service_shape(svc)}
-        effective = svc.deployment_configuration
-        if effective.get("strategy") not in ("CANARY", "LINEAR"):
+        effective = copy.deepcopy(config) if config is not None else svc.deployment_configuration
+        starts = new_td != svc.task_definition or bool(request.get("forceNewDeployment"))
+        if starts and effective.get("strategy") not in ("CANARY", "LINEAR"):
+            # Refused before anything is stored: a refused request changes nothing.
             raise _error(
                 "UpdateService",
                 "UnsupportedFeatureException",
                 "the emulator plays CANARY and LINEAR deployments only",
             )
+        svc.deployment_configuration = effective
+        if not starts:
+            return {"service": self._service_shape(svc)}
         now = self._clock()
         deployment = _Deployment(
             arn=(

@@ -484,6 +484,8 @@ def test_configurations_ecs_refuses(
     assert (
         ecs.list_service_deployments(cluster="prod", service="payments")["serviceDeployments"] == []
     )
+    # ...and the service keeps the (empty) configuration it was created with.
+    assert ecs.describe_service(cluster="prod", service="payments")["deploymentConfiguration"] == {}
 
 
 def test_update_service_answer_has_the_service_shape(ecs: EcsDeployments) -> None:

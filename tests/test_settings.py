@@ -1,4 +1,4 @@
-"""The settings model: the README's names and defaults, bad values refused at start, secrets hidden."""
+"""The settings model: names and defaults of the README, bad values refused at start."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from rq import SimpleWorker
 
 from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
-from workers.runtime.queues import queue_names
+from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
 from workers.runtime.settings import Settings, load_settings
 from workers.runtime.worker_threads import run_threads
@@ -36,7 +36,7 @@ def _work(settings: Settings, names: Sequence[str]) -> None:
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
     # a job is a few API calls, so a fork per job would cost more than the job. One worker, one
     # job at a time: Slack delivery keeps each thread's messages in order.
-    worker = SimpleWorker(list(names), connection=redis)
+    worker = SimpleWorker(list(names), connection=redis, serializer=SERIALIZER)
     worker.work(logging_level="WARNING")
 
 

@@ -48,7 +48,7 @@ class Runner:
         lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
         # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
         # shift still in flight); other steps leave it to a re-run.
-        if not lock.acquire(wait=10.0 if dep.state in URGENT else 0.0):
+        if not lock.acquire(blocking_timeout=10.0 if dep.state in URGENT else 0.0):
             self.rt.scheduler.run(dep_id, version, delay=1, urgent=dep.state in URGENT)
             return "busy"
         try:

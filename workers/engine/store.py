@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -118,7 +118,9 @@ class Store:
             return None
 
         # Redis.transaction watches, runs `create`, executes, and retries on a concurrent write.
-        return self.redis.transaction(create, lock, value_from_callable=True)
+        # (redis-py's annotations say `func` returns None; with value_from_callable it returns.)
+        taken = self.redis.transaction(create, lock, value_from_callable=True)  # type: ignore[arg-type]
+        return cast("str | None", taken)
 
     def transition(self, dep_id: str, expected_version: int, change: Change) -> Deployment:
         """Apply `change` if the deployment is still at `expected_version`, else raise Conflict.
@@ -177,7 +179,8 @@ class Store:
             pipe.sadd(self._undelivered(), dep_id)
             return event
 
-        return self.redis.transaction(append, log, value_from_callable=True)
+        added = self.redis.transaction(append, log, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(Event, added)
 
     # outbox --------------------------------------------------------------------------------
     def undelivered_ids(self) -> list[str]:

@@ -40,33 +40,43 @@ class Settings(BaseSettings):
     #: App-level token (xapp-): turns Socket Mode on.
     slack_app_token: SecretStr | None = None
     #: Base URL of the Slack Web API, always ending in "/".
-    slack_api_url: str = Field(defaults.SLACK_API_URL, description="an http:// or https:// URL")
+    slack_api_url: str = Field(
+        default=defaults.SLACK_API_URL, description="an http:// or https:// URL"
+    )
     #: HTTP port of `python -m bot`; 0 asks the system for a free one (tests, the sandbox).
-    port: int = Field(defaults.PORT, ge=0, le=65535, description="a port number from 0 to 65535")
+    port: int = Field(
+        default=defaults.PORT, ge=0, le=65535, description="a port number from 0 to 65535"
+    )
     #: Redis for state and queues; secret because it may carry a password.
     redis_url: SecretStr = SecretStr(defaults.REDIS_URL)
     #: Path of the service catalogue (YAML).
     canary_config: Path = Path(defaults.CONFIG_PATH)
     #: Prefix of every Redis key and queue.
-    canary_redis_prefix: str = Field(defaults.REDIS_PREFIX, min_length=1, description="some text")
+    canary_redis_prefix: str = Field(
+        default=defaults.REDIS_PREFIX, min_length=1, description="some text"
+    )
     #: Rollout worker processes started by one `python -m workers`.
-    canary_workers: int = Field(defaults.WORKERS, ge=1, description=_COUNT)
+    canary_workers: int = Field(default=defaults.WORKERS, ge=1, description=_COUNT)
     #: RQ workers (threads) in each rollout worker process.
-    canary_worker_threads: int = Field(defaults.WORKER_THREADS, ge=1, description=_COUNT)
+    canary_worker_threads: int = Field(default=defaults.WORKER_THREADS, ge=1, description=_COUNT)
     #: Seconds between two watchdog sweeps.
     canary_watchdog_interval: Seconds = Field(
-        defaults.WATCHDOG_INTERVAL_SECONDS, description=_SECONDS
+        default=defaults.WATCHDOG_INTERVAL_SECONDS, description=_SECONDS
     )
     #: Seconds a deployment's next job may be late before the watchdog reschedules it.
     canary_watchdog_grace: float = Field(
-        defaults.WATCHDOG_GRACE_SECONDS, ge=0, description="a number of seconds, 0 or more"
+        default=defaults.WATCHDOG_GRACE_SECONDS, ge=0, description="a number of seconds, 0 or more"
     )
     #: Seconds between two looks at the canary's ECS tasks while waiting for them.
-    canary_ready_poll: Seconds = Field(defaults.READY_POLL_SECONDS, description=_SECONDS)
+    canary_ready_poll: Seconds = Field(default=defaults.READY_POLL_SECONDS, description=_SECONDS)
     #: Seconds after which the run lock of a crashed job expires.
-    canary_run_lock_seconds: Seconds = Field(defaults.RUN_LOCK_SECONDS, description=_SECONDS)
+    canary_run_lock_seconds: Seconds = Field(
+        default=defaults.RUN_LOCK_SECONDS, description=_SECONDS
+    )
     #: Python log level of both processes.
-    log_level: str = Field(defaults.LOG_LEVEL, description=f"one of {', '.join(LOG_LEVELS)}")
+    log_level: str = Field(
+        default=defaults.LOG_LEVEL, description="one of " + ", ".join(LOG_LEVELS)
+    )
 
     @field_validator("slack_api_url")
     @classmethod

@@ -84,4 +84,4 @@ def test_a_pickled_job_planted_in_redis_is_not_run(
     )
     assert not marker.exists(), "the worker unpickled a planted job and ran its code"
     assert status == JobStatus.FAILED
-    assert process.alive()  # a bad job fails alone; the worker goes on
+    assert process.alive() and "restarting" not in process.output()  # it failed alone

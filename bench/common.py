@@ -24,7 +24,6 @@ import boto3
 import yaml
 from botocore.config import Config
 from redis import Redis
-from rq import Queue
 
 from bench.latency_proxy import LatencyProxy
 from sandbox import seed as _seed
@@ -40,7 +39,7 @@ from workers.domain.deployment import Deployment
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
 from workers.runtime.lateness import percentile
-from workers.runtime.queues import RqScheduler, queue_names
+from workers.runtime.queues import RqScheduler, queue_names, rq_queue
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKEN = "xoxb-bench-token"
@@ -118,7 +117,7 @@ def clean_redis(redis: Redis, prefix: str) -> int:
         for registry in redis.scan_iter(f"rq:*:{name}"):
             if redis.type(registry) == b"zset":
                 job_ids.update(redis.zrange(registry, 0, -1))
-        Queue(name, connection=redis).empty()
+        rq_queue(name, redis).empty()
     keys = set(redis.scan_iter(f"*{prefix}*"))
     for job_id in job_ids:
         text = job_id.decode()

@@ -3,40 +3,38 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
 from bot.app import create_app
 from bot.server import EVENTS_PATH, HEALTH_PATH, make_server
+from workers.runtime.settings import load_settings
 
 log = logging.getLogger("bot")
 
-DEFAULT_PORT = 3000
-
 
 def main() -> None:
+    settings = load_settings()  # a bad variable stops the process here, named
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app()
+    app = create_app(settings=settings)
     # SIGTERM (a redeploy of the bot) stops taking requests, then finishes the work of those
     # already acknowledged: a command Slack was told "ok" about is not dropped on the floor.
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    app_token = os.environ.get("SLACK_APP_TOKEN")
-    if app_token:
+    if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         log.info("canary bot connecting in Socket Mode")
-        handler = SocketModeHandler(app, app_token)
+        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
         stop.wait()
         handler.close()
     else:
-        server = make_server(app, "0.0.0.0", int(os.environ.get("PORT") or DEFAULT_PORT))
+        server = make_server(app, "0.0.0.0", settings.port)
         port = server.server_address[1]
         # Tools that start the bot with PORT=0 read the port from this line.
         log.info("canary bot listening on port %d (%s, %s)", port, EVENTS_PATH, HEALTH_PATH)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pydantic import SecretStr
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
@@ -15,7 +15,8 @@ from bot.ack_first import AckFirst
 from bot.handlers import Handlers
 from bot.permissions import GroupDirectory
 from workers.runtime.context import Runtime, get_runtime
-from workers.slack.notifier import make_client, slack_api_url
+from workers.runtime.settings import Settings, load_settings
+from workers.slack.notifier import make_client
 
 #: Listener threads: an ack waits for a free one, so this bounds how many commands are
 #: acknowledged at once. A listener only parses and acks, then hands its work over.
@@ -43,17 +44,23 @@ class CanaryApp(App):
             return super().dispatch(req)
 
 
-def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> CanaryApp:
+def create_app(
+    rt: Runtime | None = None,
+    client: WebClient | None = None,
+    *,
+    settings: Settings | None = None,
+) -> CanaryApp:
     """The app; `rt` and `client` default to the process's Runtime and a client on SLACK_API_URL."""
+    settings = settings or load_settings()
     if client is None:
-        client = make_client(os.environ.get("SLACK_BOT_TOKEN", ""), slack_api_url())
+        client = make_client(_secret(settings.slack_bot_token), settings.slack_api_url)
     acks = AckFirst()
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="canary-work")
     app = CanaryApp(
         acks=acks,
         work=work,
         client=client,
-        signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
+        signing_secret=_secret(settings.slack_signing_secret),
         process_before_response=True,  # listeners only ack and hand over: no 10 ms ack polling
         listener_executor=ThreadPoolExecutor(
             max_workers=LISTENER_THREADS, thread_name_prefix="canary-listener"
@@ -66,6 +73,10 @@ def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> Ca
         later=lambda job: work.submit(_after_acks, acks, job),
     ).register(app)
     return app
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def _after_acks(acks: AckFirst, job: Callable[[], None]) -> None:

@@ -7,16 +7,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fakeredis import FakeRedis
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from sandbox.slack_user import block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
+from tests.fakes import fake_runtime, no_aws
 from tests.slack_mock import MockSlack
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.deployment import Deployment, Event
 from workers.domain.state import State
-from workers.engine.store import Store
 from workers.runtime.context import Runtime
 from workers.slack.notifier import SlackNotifier, make_client
 
@@ -57,34 +56,9 @@ CATALOGUE: dict[str, Any] = {
 }
 
 
-class RecordingScheduler:
-    """workers.runtime.queues.Scheduler that only remembers what it was asked to run."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[str, int, float, bool]] = []
-        self.notifies: list[tuple[str, float]] = []
-
-    def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
-        self.runs.append((dep_id, version, delay, urgent))
-
-    def notify(self, dep_id: str, *, delay: float = 0) -> None:
-        self.notifies.append((dep_id, delay))
-
-
-def no_aws() -> Any:
-    raise AssertionError("the bot and the notifier must never call AWS")
-
-
 def make_runtime(catalogue: dict[str, Any] | None = None) -> Runtime:
-    redis = FakeRedis()
-    cat = parse_catalogue(catalogue or CATALOGUE)
-    return Runtime(
-        redis=redis,
-        store=Store(redis, "test"),
-        scheduler=RecordingScheduler(),
-        aws=no_aws,
-        catalogue_loader=lambda: cat,
-    )
+    """The bot tests' Runtime: fakeredis, a recording scheduler, real time, and no AWS at all."""
+    return fake_runtime(parse_catalogue(catalogue or CATALOGUE), time.time, aws=no_aws)
 
 
 def notifier(mock: MockSlack, *, clock: Callable[[], float] = time.time) -> SlackNotifier:

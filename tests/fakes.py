@@ -1,14 +1,26 @@
-"""Fakes for unit tests: a clock you move by hand and a scheduler that records jobs."""
+"""The tests' doubles, in one place: a clock moved by hand, a scheduler that records jobs, a
+Runtime on fakeredis, and the in-process World of the engine scenarios (moto, simulated time
+and traffic). The real-process world is sandbox.world.World (tests/stack.py starts it)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import fakeredis
 
+from workers.aws.alb.router import AlbRouter
+from workers.aws.appmesh.router import AppMeshRouter
+from workers.aws.clients import AwsClients
 from workers.domain.catalogue import Catalogue, parse_catalogue
+from workers.domain.deployment import Deployment
+from workers.engine.outbox import LoggingNotifier, deliver_pending
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
+from workers.runtime.jobs import runner
 
 
 class FakeClock:
@@ -31,20 +43,32 @@ class Job:
     version: int | None
     due: float
     urgent: bool = False
+    #: Seconds from the request to `due`.
+    delay: float = 0.0
 
 
 @dataclass
 class RecordingScheduler:
-    """Records every job the engine asks for, with the time it is due."""
+    """workers.runtime.queues.Scheduler that records every job asked for, with its due time."""
 
-    clock: FakeClock
+    clock: Callable[[], float] = time.time
     jobs: list[Job] = field(default_factory=list)
 
     def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
-        self.jobs.append(Job("run", dep_id, version, self.clock() + delay, urgent))
+        self.jobs.append(Job("run", dep_id, version, self.clock() + delay, urgent, delay))
 
     def notify(self, dep_id: str, *, delay: float = 0) -> None:
-        self.jobs.append(Job("notify", dep_id, None, self.clock() + delay))
+        self.jobs.append(Job("notify", dep_id, None, self.clock() + delay, delay=delay))
+
+    @property
+    def runs(self) -> list[Job]:
+        """The run jobs asked for, in order (a copy)."""
+        return [j for j in self.jobs if j.kind == "run"]
+
+    @property
+    def notifies(self) -> list[Job]:
+        """The notify jobs asked for, in order (a copy)."""
+        return [j for j in self.jobs if j.kind == "notify"]
 
     def pop_due(self, kind: str = "run") -> Job | None:
         """The earliest job of `kind` due now, removed from the list."""
@@ -79,15 +103,116 @@ def catalogue(**overrides: object) -> Catalogue:
     return parse_catalogue({"defaults": defaults, "services": {"payments": dict(SERVICE)}})
 
 
-def fake_runtime(cat: Catalogue | None = None, clock: FakeClock | None = None) -> Runtime:
-    """A Runtime on fakeredis with a recording scheduler and a hand-moved clock."""
+def no_aws() -> Any:
+    raise AssertionError("the bot and the notifier must never call AWS")
+
+
+def fake_runtime(
+    cat: Catalogue | None = None,
+    clock: Callable[[], float] | None = None,
+    *,
+    aws: Callable[[], AwsClients] | None = None,
+) -> Runtime:
+    """A Runtime on fakeredis with a recording scheduler and a hand-moved clock (or `clock`);
+    `aws` gives its AWS clients (default: the process's, built on first use)."""
     clock = clock or FakeClock()
     redis = fakeredis.FakeRedis()
     cat = cat or catalogue()
+    extra = {"aws": aws} if aws is not None else {}
     return Runtime(
         redis=redis,
         store=Store(redis, "test"),
         scheduler=RecordingScheduler(clock),
         clock=clock,
         catalogue_loader=lambda: cat,
+        **extra,  # type: ignore[arg-type]
     )
+
+
+#: Longest slice of simulated time between two traffic ticks (seconds).
+TICK = 30.0
+#: The traffic backends every engine scenario runs on.
+BACKENDS = ("appmesh", "alb")
+#: The AWS calls a weight shift makes, per backend.
+SHIFT_CALLS = {"appmesh": ("DescribeRoute", "UpdateRoute"), "alb": ("DescribeRules", "ModifyRule")}
+
+
+# the in-process world of the engine scenarios ---------------------------------------------------
+class Simulator(Protocol):
+    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]: ...
+
+
+@dataclass
+class World:
+    rt: Runtime
+    clients: AwsClients
+    clock: FakeClock
+    sim: Simulator
+    #: True while an engine job runs (to tell its AWS calls from the simulated users').
+    in_engine: bool = False
+    backend: str = "appmesh"
+    #: What the seed created (names and ARNs).
+    seeded: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scheduler(self) -> RecordingScheduler:
+        return self.rt.scheduler  # type: ignore[return-value]
+
+    def weights(self) -> dict[str, int]:
+        """The split as the backend holds it: virtual nodes or target groups -> percent."""
+        if self.backend == "alb":
+            return AlbRouter(
+                self.clients.elbv2, listener_rule=self.seeded["listener_rule"]
+            ).read_weights()
+        return AppMeshRouter(
+            self.clients.appmesh, "prod-mesh", "payments-vr", "payments-route"
+        ).read_weights()
+
+    def traffic_targets(self) -> set[str]:
+        """The names of what traffic can be sent to: virtual nodes, or target groups."""
+        if self.backend == "alb":
+            groups = self.clients.elbv2.describe_target_groups()["TargetGroups"]
+            return {g["TargetGroupName"] for g in groups}
+        nodes = self.clients.appmesh.list_virtual_nodes(meshName="prod-mesh")["virtualNodes"]
+        return {n["virtualNodeName"] for n in nodes}
+
+    def dep(self, dep_id: str) -> Deployment:
+        found = self.rt.store.get(dep_id)
+        assert found is not None
+        return found
+
+    def run_due(self) -> bool:
+        """Run one due job (urgent first); False when none is due."""
+        job = self.scheduler.pop_due("run")
+        if job is None:
+            return False
+        assert job.version is not None
+        self.in_engine = True
+        try:
+            runner(self.rt).run(job.dep_id, job.version)
+        finally:
+            self.in_engine = False
+        return True
+
+    def deliver(self, dep_id: str) -> None:
+        self.scheduler.jobs[:] = [j for j in self.scheduler.jobs if j.kind != "notify"]
+        deliver_pending(self.rt, LoggingNotifier(), dep_id)
+
+    def drive(
+        self, dep_id: str, until: Callable[[Deployment], bool], *, max_seconds: float = 6 * 3600
+    ) -> Deployment:
+        """Run jobs and move the clock (publishing traffic) until `until` holds."""
+        deadline = self.clock.now + max_seconds
+        while True:
+            dep = self.dep(dep_id)
+            if until(dep):
+                return dep
+            if self.run_due():
+                continue
+            nxt = self.scheduler.next_due("run")
+            assert nxt is not None, f"nothing scheduled in state {dep.state}"
+            assert self.clock.now < deadline, f"still {dep.state} after {max_seconds}s"
+            step = min(max(nxt - self.clock.now, 0.0), TICK)
+            self.clock.advance(step)
+            if step > 0:
+                self.sim.tick(step, at=datetime.fromtimestamp(self.clock.now - step / 2, UTC))

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from sandbox.metrics_feed import put_envoy_counts
@@ -171,37 +172,48 @@ def test_put_envoy_counts_is_one_call_and_checks_its_input(cloudwatch: Any) -> N
         put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=-1, errors=0)
 
 
-class PagedCloudWatch:
-    """A stand-in client serving GetMetricData in pages (moto never paginates)."""
+def stubbed(operation: str, pages: list[dict[str, Any]]) -> tuple[Any, Stubber]:
+    """A real boto3 CloudWatch client answering `operation` with `pages` in turn (moto never
+    paginates); the stubber keeps the parameters of each request."""
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    stubber = Stubber(client)
+    for page in pages:
+        stubber.add_response(operation, page)
+    return client, stubber
 
-    def __init__(self, pages: list[dict[str, Any]]) -> None:
-        self.pages = pages
-        self.requests: list[dict[str, Any]] = []
 
-    def get_metric_data(self, **request: Any) -> dict[str, Any]:
-        self.requests.append(dict(request))
-        return self.pages[len(self.requests) - 1]
+def requests_of(client: Any, operation: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        f"before-parameter-build.cloudwatch.{operation}",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    return sent
 
 
 def test_next_token_pages_are_followed_and_summed() -> None:
     def result(query_id: str, *values: float) -> dict[str, Any]:
         return {"Id": query_id, "Values": list(values), "StatusCode": "PartialData"}
 
-    client = PagedCloudWatch(
+    client, stubber = stubbed(
+        "get_metric_data",
         [
             {"MetricDataResults": [result("c2", 50, 40), result("c5", 1)], "NextToken": "t1"},
             {"MetricDataResults": [result("c2", 10), result("s2", 900), result("s5", 2.0)]},
-        ]
+        ],
     )
+    requests = requests_of(client, "GetMetricData")
 
-    canary, stable = fetch(client)
+    with stubber:
+        canary, stable = fetch(client)
+        stubber.assert_no_pending_responses()
 
     assert canary == Counts(101, 1)
     assert stable == Counts(902, 2)
-    assert len(client.requests) == 2
-    assert "NextToken" not in client.requests[0]
-    assert client.requests[1]["NextToken"] == "t1"
-    assert client.requests[1]["MetricDataQueries"] == client.requests[0]["MetricDataQueries"]
+    assert len(requests) == 2
+    assert "NextToken" not in requests[0]
+    assert requests[1]["NextToken"] == "t1"
+    assert requests[1]["MetricDataQueries"] == requests[0]["MetricDataQueries"]
 
 
 # --- alarms -----------------------------------------------------------------------------------
@@ -249,6 +261,27 @@ def test_a_missing_alarm_is_a_configuration_error_naming_it(cloudwatch: Any) -> 
     assert isinstance(caught.value, ValueError)
     assert caught.value.names == ("payments-typo",)
     assert "payments-typo" in str(caught.value) and "payments-5xx" not in str(caught.value)
+
+
+def test_alarm_pages_are_followed_one_call_each() -> None:
+    def alarm(name: str, state: str) -> dict[str, Any]:
+        return {"AlarmName": name, "StateValue": state}
+
+    client, stubber = stubbed(
+        "describe_alarms",
+        [
+            {"MetricAlarms": [alarm("a", "OK")], "NextToken": "t1"},
+            {"MetricAlarms": [alarm("b", "ALARM")], "CompositeAlarms": [alarm("c", "ALARM")]},
+        ],
+    )
+    requests = requests_of(client, "DescribeAlarms")
+
+    with stubber:
+        assert alarms_firing(client, ["a", "b", "c"]) == ("b", "c")
+        stubber.assert_no_pending_responses()
+
+    assert [r.get("NextToken") for r in requests] == [None, "t1"]
+    assert requests[1]["AlarmNames"] == ["a", "b", "c"]
 
 
 def test_no_alarms_configured_makes_no_call(cloudwatch: Any) -> None:

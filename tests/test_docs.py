@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import SecretStr
 
 from bot.commands import COMMANDS, SLASH, help_text
 from workers import defaults
 from workers.domain.catalogue import RolloutSettings, ServiceConfig, load_catalogue
 from workers.domain.durations import parse_duration
+from workers.runtime.settings import Settings, env_names
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -39,8 +43,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_history": ("channels:history", "groups:history"),
     "conversations_replies": ("channels:history", "groups:history"),
 }
-#: The code's own helpers that read a variable given by name (workers/runtime.py).
-_ENV_HELPERS = {"_float_env", "_count_env"}
+#: The variables code may read by hand: boto3's own (its region, endpoint and credentials).
+BOTO3_PREFIX = "AWS_"
 
 
 def section(title: str) -> str:
@@ -60,28 +64,49 @@ def table(text: str) -> dict[str, list[str]]:
     return rows
 
 
-def _env_name(node: ast.AST) -> ast.expr | None:
-    """The name argument if `node` reads the environment: os.environ[...], os.environ.get(...),
-    os.getenv(...), or one of the code's own helpers that take the variable's name."""
+def _env_name(node: ast.AST) -> str | None:
+    """The variable's name if `node` reads the environment by hand (os.environ[...],
+    os.environ.get(...), os.getenv(...)); "?" when the name is not a literal."""
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-        return node.slice
-    if not (isinstance(node, ast.Call) and node.args):
+        name: ast.expr | None = node.slice
+    elif isinstance(node, ast.Call) and ast.unparse(node.func) in (
+        "os.environ.get",
+        "os.environ.pop",
+        "os.getenv",
+    ):
+        name = node.args[0] if node.args else None
+    elif isinstance(node, ast.Attribute) and ast.unparse(node) in ("os.environ", "os.getenv"):
+        return "?"  # any other use of the environment (os.environ.copy(), dict(os.environ), ...)
+    else:
         return None
-    func = ast.unparse(node.func)
-    if func in ("os.environ.get", "os.environ.pop", "os.getenv") or func in _ENV_HELPERS:
-        return node.args[0]
-    return None
+    return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else "?"
 
 
-def env_vars_read(*packages: str) -> dict[str, str]:
-    """Every environment variable the code reads by name -> where."""
+def env_vars_read_by_hand(*packages: str) -> dict[str, str]:
+    """Every environment variable the code reads without the settings model -> where."""
     found: dict[str, str] = {}
     for package in packages:
         for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text())):
-                name = _env_name(node)
-                if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                    found.setdefault(name.value, f"{path.relative_to(ROOT)}:{node.lineno}")
+            tree = ast.parse(path.read_text())
+            # os.environ.get(...) is one read: do not count its os.environ attribute again.
+            inner = {
+                id(n.func.value)
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            } | {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
+            for node in ast.walk(tree):
+                name = _env_name(node) if id(node) not in inner else None
+                if name is not None:
+                    found.setdefault(name, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def env_vars_read(*packages: str) -> dict[str, str]:
+    """Every environment variable the code reads -> where: the settings model's fields, and
+    what is still read by hand (boto3's own variables)."""
+    found = {name: f"workers/runtime/settings.py: Settings.{name.lower()}" for name in env_names()}
+    for name, where in env_vars_read_by_hand(*packages).items():
+        found.setdefault(name, where)
     return found
 
 
@@ -116,11 +141,41 @@ def test_catalogue_reference_gives_the_real_defaults() -> None:
 def test_environment_reference_lists_every_variable_the_code_reads() -> None:
     documented = set(table(section("Environment")))
     read = env_vars_read("bot", "workers")
-    assert "CANARY_WATCHDOG_GRACE" in read  # the scanner sees through _float_env
+    assert "CANARY_WATCHDOG_GRACE" in read  # the scanner sees the settings model's fields
     missing = {name: where for name, where in read.items() if name not in documented}
     assert not missing, f"read by the code but not in the README: {missing}"
     assert documented >= CONTRACT_ENV
     assert documented <= set(read) | CONTRACT_ENV, sorted(documented - set(read) - CONTRACT_ENV)
+
+
+def test_environment_reference_gives_the_settings_defaults() -> None:
+    rows = table(section("Environment"))
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None:  # unset: the README says what that means
+            continue
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        if isinstance(default, float) and default.is_integer():
+            default = int(default)
+        assert rows[name.upper()][1] == f"`{default}`", name.upper()
+
+
+def test_only_the_settings_model_reads_the_environment() -> None:
+    by_hand = env_vars_read_by_hand("bot", "workers")
+    others = {name: where for name, where in by_hand.items() if not name.startswith(BOTO3_PREFIX)}
+    assert not others, f"read by hand, not through workers.runtime.settings.Settings: {others}"
+
+
+def test_the_scanner_sees_reads_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "m.py").write_text(
+        "import os\nA = os.environ.get('A')\nB = os.environ['B']\nC = os.getenv('C')\n"
+        "D = dict(os.environ)\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert set(env_vars_read_by_hand("pkg")) == {"A", "B", "C", "?"}
 
 
 def test_command_list_is_the_help_of_the_command_table() -> None:

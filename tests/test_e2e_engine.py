@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REAL_REDIS_URL
-from tests.engine_world import BACKENDS
+from tests.fakes import BACKENDS
 from tests.stack import IMAGE, World, start_stack
 from workers import api
 from workers.domain.state import State

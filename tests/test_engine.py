@@ -11,8 +11,7 @@ from moto import mock_aws
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
-from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
-from tests.fakes import FakeClock, catalogue, fake_runtime
+from tests.fakes import BACKENDS, SHIFT_CALLS, FakeClock, Simulator, World, catalogue, fake_runtime
 from workers import api
 from workers.aws.clients import make_clients
 from workers.domain.catalogue import parse_catalogue

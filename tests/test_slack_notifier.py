@@ -130,9 +130,9 @@ def test_an_approval_and_the_shift_it_starts_are_one_edit_of_the_gate(mock: Mock
     assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
 
     # The shift is another job, a moment later: the approval waits for it (at most SETTLE).
-    rt.scheduler.notifies.clear()
+    rt.scheduler.jobs.clear()
     deliver_pending(rt, note, dep_id)
-    assert rt.scheduler.notifies and 0 < rt.scheduler.notifies[-1][1] <= SETTLE
+    assert rt.scheduler.notifies and 0 < rt.scheduler.notifies[-1].delay <= SETTLE
     assert mock.thread(PAYMENTS_CHANNEL, card_ts)[-1].buttons()  # not closed yet
     assert len(mock.api_calls("chat.update")) == updates
 
@@ -355,10 +355,10 @@ def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
 
     # Slack fails while the gate is closed (with the shift) and the hold is told.
     mock.fail(status, times=4, retry_after=30 if status == 429 else None)
-    rt.scheduler.notifies.clear()
+    rt.scheduler.jobs.clear()
     delivered = deliver_pending(rt, note, dep_id)
     assert delivered < 3
-    assert rt.scheduler.notifies and rt.scheduler.notifies[-1][1] > 0  # tried again later
+    assert rt.scheduler.notifies and rt.scheduler.notifies[-1].delay > 0  # tried again later
     assert rt.store.notes(dep_id)["delivery_failures"] == "1"
 
     mock.heal()

@@ -17,6 +17,7 @@ from rq import Queue, Worker
 from rq.job import JobStatus
 
 from tests.conftest import REAL_REDIS_URL
+from workers.runtime.queues import rq_queue
 from workers.runtime.worker_threads import run_threads
 
 #: Generous bound for a job to be picked up and run on a loaded CI machine (not a speed claim).
@@ -58,7 +59,7 @@ def until_set(key: str) -> str:
 def pool(real_redis: tuple[redis.Redis, str]) -> Iterator[tuple[Queue, threading.Event]]:
     """Four worker threads on a queue of their own, run as `python -m workers` runs them."""
     client, prefix = real_redis
-    queue = Queue(f"{prefix}-default", connection=client)
+    queue = rq_queue(f"{prefix}-default", client)
     stop = threading.Event()
     runner = threading.Thread(
         target=run_threads,

@@ -6,20 +6,18 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from redis import Redis
 from rq import SimpleWorker
 
-from workers import defaults
 from workers.engine.watchdog import sweep
-from workers.runtime.context import get_runtime, redis_prefix, redis_url
-from workers.runtime.queues import queue_names
+from workers.runtime.context import connect, get_runtime
+from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
+from workers.runtime.settings import Settings, load_settings
 from workers.runtime.worker_threads import run_threads
 
 log = logging.getLogger("workers")
@@ -31,32 +29,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _work(names: Sequence[str]) -> None:
+def _work(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging()
-    redis = Redis.from_url(redis_url())
+    _configure_logging(settings)
+    redis = connect(settings)
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
     # a job is a few API calls, so a fork per job would cost more than the job. One worker, one
     # job at a time: Slack delivery keeps each thread's messages in order.
-    worker = SimpleWorker(list(names), connection=redis)
+    worker = SimpleWorker(list(names), connection=redis, serializer=SERIALIZER)
     worker.work(logging_level="WARNING")
 
 
-def _work_threads(names: Sequence[str]) -> None:
+def _work_threads(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging()
+    _configure_logging(settings)
     _few_malloc_arenas()
-    threads = _count_env("CANARY_WORKER_THREADS", defaults.WORKER_THREADS)
-    run_threads(names, lambda: Redis.from_url(redis_url()), threads)
-
-
-def _count_env(name: str, default: int) -> int:
-    """A whole number of at least 1 from the environment; SystemExit saying what is wrong."""
-    raw = os.environ.get(name) or str(default)
-    value = int(raw) if raw.strip().isdigit() else 0
-    if value < 1:
-        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return value
+    run_threads(names, lambda: connect(settings), settings.canary_worker_threads)
 
 
 def _few_malloc_arenas() -> None:
@@ -66,27 +54,28 @@ def _few_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
 
-def _schedule(names: Sequence[str]) -> None:
+def _schedule(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging()
-    run_scheduler(Redis.from_url(redis_url()), names)
+    _configure_logging(settings)
+    run_scheduler(connect(settings), names)
 
 
-def _configure_logging() -> None:
+def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
 def main() -> int:
     """Start the rollout and notification workers, then watch over them and the deployments."""
-    _configure_logging()
-    high, default, notify = queue_names(redis_prefix())
-    rollout_workers = _count_env("CANARY_WORKERS", 1)
-    threads = _count_env("CANARY_WORKER_THREADS", defaults.WORKER_THREADS)
-    interval = float(os.environ.get("CANARY_WATCHDOG_INTERVAL", defaults.WATCHDOG_INTERVAL_SECONDS))
-    specs: list[tuple[Callable[[Sequence[str]], None], tuple[str, ...]]] = [
+    settings = load_settings()  # a bad variable stops the process here, named
+    _configure_logging(settings)
+    high, default, notify = queue_names(settings.canary_redis_prefix)
+    rollout_workers = settings.canary_workers
+    threads = settings.canary_worker_threads
+    interval = settings.canary_watchdog_interval
+    specs: list[tuple[Callable[[Settings, Sequence[str]], None], tuple[str, ...]]] = [
         (_work_threads, (high, default)) for _ in range(rollout_workers)
     ]
     # Slack delivery has its own process: a Slack outage (retries, 429 waits) never holds up a
@@ -121,7 +110,7 @@ def main() -> int:
                     log.warning(
                         "%s for %s exited (%s); restarting", target.__name__, names, child.exitcode
                     )
-                child = ctx.Process(target=target, args=(names,), daemon=False)
+                child = ctx.Process(target=target, args=(settings, names), daemon=False)
                 child.start()
                 children[i] = child
         try:

@@ -47,3 +47,11 @@ SCHEDULER_INTERVAL_SECONDS = 0.2
 WORKER_THREADS = 8
 #: A deployment's jobs run one at a time; the run lock of a crashed job expires after this long.
 RUN_LOCK_SECONDS = 60
+#: Rollout worker processes started by one `python -m workers`.
+WORKERS = 1
+#: HTTP port of `python -m bot` (/slack/events, /healthz).
+PORT = 3000
+#: Base URL of Slack's Web API when SLACK_API_URL is unset.
+SLACK_API_URL = "https://slack.com/api/"
+#: Python log level of both processes when LOG_LEVEL is unset.
+LOG_LEVEL = "INFO"

@@ -169,8 +169,9 @@ def _sum_queries(
         "EndTime": end,
         "ScanBy": "TimestampAscending",
     }
-    while True:
-        page = cloudwatch.get_metric_data(**request)
+    # boto3's paginator follows NextToken: one GetMetricData call per page, as CloudWatch answers
+    # (botocore's cloudwatch paginators-1.json: input and output token NextToken).
+    for page in cloudwatch.get_paginator("get_metric_data").paginate(**request):
         for result in page.get("MetricDataResults", []):
             query_id = result.get("Id")
             if query_id not in sums:
@@ -184,10 +185,6 @@ def _sum_queries(
                     result.get("StatusCode"),
                     result.get("Messages"),
                 )
-        token = page.get("NextToken")
-        if not token:
-            break
-        request["NextToken"] = token
     return sums
 
 
@@ -205,19 +202,14 @@ def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
         return ()
 
     states: dict[str, str] = {}
+    paginator = cloudwatch.get_paginator("describe_alarms")  # follows NextToken, a call a page
     for i in range(0, len(wanted), _ALARM_NAMES_PER_CALL):
-        request: dict[str, Any] = {
-            "AlarmNames": wanted[i : i + _ALARM_NAMES_PER_CALL],
-            "AlarmTypes": ["MetricAlarm", "CompositeAlarm"],
-        }
-        while True:
-            page = cloudwatch.describe_alarms(**request)
+        for page in paginator.paginate(
+            AlarmNames=wanted[i : i + _ALARM_NAMES_PER_CALL],
+            AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+        ):
             for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                 states[alarm["AlarmName"]] = alarm.get("StateValue", "")
-            token = page.get("NextToken")
-            if not token:
-                break
-            request["NextToken"] = token
 
     missing = [name for name in wanted if name not in states]
     if missing:

@@ -50,8 +50,13 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in NOT_FOUND_CODES
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A short "Code: message" text for embedding an AWS error in a sentence."""
+def describe_failure(exc: BaseException, *, operation: bool = False) -> str:
+    """An error for a person, without anything secret: "Code: message" of an AWS error, to embed
+    in a sentence, or with `operation` a sentence of its own ("AWS refused UpdateRoute: Code:
+    message"); any other error's own text (its type's name when it has none)."""
     code = error_code(exc)
-    message = error_message(exc)
-    return f"{code}: {message}" if code else message
+    message = error_message(exc) or type(exc).__name__
+    text = f"{code}: {message}" if code else message
+    if operation and isinstance(exc, ClientError):
+        return f"AWS refused {getattr(exc, 'operation_name', 'AWS')}: {text}"
+    return text

@@ -22,6 +22,7 @@ from pydantic import (
 from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
 from workers.domain.durations import DurationError, format_duration, parse_duration
+from workers.runtime.settings import load_settings
 
 
 class ConfigError(ValueError):
@@ -213,7 +214,7 @@ def parse_catalogue(data: Any) -> Catalogue:
 
 def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
     """Read the catalogue from `path`, else CANARY_CONFIG, else canary.yaml."""
-    where = Path(path or os.environ.get("CANARY_CONFIG") or defaults.CONFIG_PATH)
+    where = Path(path or load_settings().canary_config)
     try:
         text = where.read_text()
     except OSError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.aws.errors import AwsStepError
+from workers.aws.errors import AwsStepError, describe_failure
 from workers.domain.deployment import Deployment
 from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
 from workers.engine.machine import Engine
@@ -48,7 +48,7 @@ class Runner:
         lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
         # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
         # shift still in flight); other steps leave it to a re-run.
-        if not lock.acquire(wait=10.0 if dep.state in URGENT else 0.0):
+        if not lock.acquire(blocking_timeout=10.0 if dep.state in URGENT else 0.0):
             self.rt.scheduler.run(dep_id, version, delay=1, urgent=dep.state in URGENT)
             return "busy"
         try:
@@ -70,7 +70,7 @@ class Runner:
             lock.release()
 
     def _on_error(self, dep: Deployment, exc: Exception) -> None:
-        message = describe_error(exc)
+        message = describe_failure(exc, operation=True)
         log.warning("deployment %s: %s failed: %s", dep.id, dep.state.value, message)
         dep = self.store.get(dep.id) or dep
         attempts = dep.attempts + 1
@@ -110,12 +110,3 @@ class Runner:
             names = ", ".join(f"{k} {v}" for k, v in backend.describe(stable).items() if v)
             return [f"the canary is promoted; remove the old version by hand: {names}"]
         return []
-
-
-def describe_error(exc: Exception) -> str:
-    """One sentence about an AWS or engine error, without anything secret."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        op = getattr(exc, "operation_name", "AWS")
-        return f"AWS refused {op}: {err.get('Code', 'error')}: {err.get('Message', '')}".strip()
-    return str(exc) or type(exc).__name__

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
+from redis.lock import Lock
 
 from workers import defaults
 from workers.domain.deployment import Deployment, Event
@@ -100,27 +102,25 @@ class Store:
     def create(self, deployment: Deployment, first: Event) -> str | None:
         """Store a new deployment and take its service's lock; return the holder's id if busy."""
         lock = self._lock(deployment.service)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(lock)
-                    holder = pipe.get(lock)
-                    if holder:
-                        return _text(holder) if holder else None
-                    first.seq, first.version = 0, deployment.version
-                    pipe.multi()
-                    pipe.set(lock, deployment.id)
-                    pipe.set(self._dep(deployment.id), deployment.model_dump_json())
-                    pipe.rpush(self._events(deployment.id), first.model_dump_json())
-                    pipe.sadd(self._active(), deployment.id)
-                    pipe.sadd(self._undelivered(), deployment.id)
-                    pipe.zadd(
-                        self._history(deployment.service), {deployment.id: deployment.created_at}
-                    )
-                    pipe.execute()
-                    return None
-                except WatchError:
-                    continue
+
+        def create(pipe: Pipeline) -> str | None:
+            holder = pipe.get(lock)
+            if holder:
+                return _text(holder)
+            first.seq, first.version = 0, deployment.version
+            pipe.multi()
+            pipe.set(lock, deployment.id)
+            pipe.set(self._dep(deployment.id), deployment.model_dump_json())
+            pipe.rpush(self._events(deployment.id), first.model_dump_json())
+            pipe.sadd(self._active(), deployment.id)
+            pipe.sadd(self._undelivered(), deployment.id)
+            pipe.zadd(self._history(deployment.service), {deployment.id: deployment.created_at})
+            return None
+
+        # Redis.transaction watches, runs `create`, executes, and retries on a concurrent write.
+        # (redis-py's annotations say `func` returns None; with value_from_callable it returns.)
+        taken = self.redis.transaction(create, lock, value_from_callable=True)  # type: ignore[arg-type]
+        return cast("str | None", taken)
 
     def transition(self, dep_id: str, expected_version: int, change: Change) -> Deployment:
         """Apply `change` if the deployment is still at `expected_version`, else raise Conflict.
@@ -128,6 +128,8 @@ class Store:
         The new state, the version bump, the events and (on a terminal state) the release of the
         service lock are written in one MULTI, so a transition happens exactly once.
         """
+        # Not Redis.transaction(): it retries on a concurrent write, and a transition must not be
+        # re-applied to a deployment that moved meanwhile; the caller decides (Conflict).
         key, log = self._dep(dep_id), self._events(dep_id)
         with self.redis.pipeline() as pipe:
             try:
@@ -162,30 +164,23 @@ class Store:
                 raise Conflict(self.get(dep_id)) from None
 
     def _release_lock(self, pipe: Any, deployment: Deployment) -> None:
-        # Only the owner releases: compare inside Lua so another deployment's lock survives.
-        pipe.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-            "return 0",
-            1,
-            self._lock(deployment.service),
-            deployment.id,
-        )
+        # Only the owner releases: redis-py Lock's own compare-and-delete script, inside the MULTI,
+        # so another deployment's lock survives.
+        pipe.eval(Lock.LUA_RELEASE_SCRIPT, 1, self._lock(deployment.service), deployment.id)
 
     def append_event(self, dep_id: str, event: Event) -> Event:
         """Add an event that changes no state (a refused click, a reminder)."""
         log = self._events(dep_id)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(log)
-                    event.seq = pipe.llen(log)
-                    pipe.multi()
-                    pipe.rpush(log, event.model_dump_json())
-                    pipe.sadd(self._undelivered(), dep_id)
-                    pipe.execute()
-                    return event
-                except WatchError:
-                    continue
+
+        def append(pipe: Pipeline) -> Event:
+            event.seq = pipe.llen(log)
+            pipe.multi()
+            pipe.rpush(log, event.model_dump_json())
+            pipe.sadd(self._undelivered(), dep_id)
+            return event
+
+        added = self.redis.transaction(append, log, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(Event, added)
 
     # outbox --------------------------------------------------------------------------------
     def undelivered_ids(self) -> list[str]:
@@ -200,19 +195,15 @@ class Store:
     def mark_delivered(self, dep_id: str, seq: int) -> None:
         """Record that events up to `seq` were delivered; leave the outbox when caught up."""
         log, notes = self._events(dep_id), self._notes(dep_id)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(log)
-                    caught_up = pipe.llen(log) <= seq + 1
-                    pipe.multi()
-                    pipe.hset(notes, "delivered", str(seq))
-                    if caught_up:
-                        pipe.srem(self._undelivered(), dep_id)
-                    pipe.execute()
-                    return
-                except WatchError:
-                    continue
+
+        def mark(pipe: Pipeline) -> None:
+            caught_up = pipe.llen(log) <= seq + 1
+            pipe.multi()
+            pipe.hset(notes, "delivered", str(seq))
+            if caught_up:
+                pipe.srem(self._undelivered(), dep_id)
+
+        self.redis.transaction(mark, log)
 
     # notes: small per-deployment key/values owned by one component (e.g. the Slack notifier) ---
     def notes(self, dep_id: str) -> dict[str, str]:

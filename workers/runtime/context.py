@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from workers import defaults
 from workers.domain.catalogue import Catalogue, ServiceConfig, load_catalogue
 from workers.engine.store import Store
 from workers.runtime.queues import RqScheduler, Scheduler
+from workers.runtime.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the web process builds a Runtime too, and never loads the AWS drivers
     from workers.aws.base import Backend
@@ -65,30 +65,23 @@ class Runtime:
         return self._cache["catalogue"]  # type: ignore[return-value]
 
 
-def redis_url() -> str:
-    return os.environ.get("REDIS_URL") or defaults.REDIS_URL
+def connect(settings: Settings) -> Redis:
+    """A Redis client on the settings' REDIS_URL."""
+    return Redis.from_url(settings.redis_url.get_secret_value())
 
 
-def redis_prefix() -> str:
-    return os.environ.get("CANARY_REDIS_PREFIX") or defaults.REDIS_PREFIX
-
-
-def _float_env(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def runtime_from_env() -> Runtime:
+def runtime_from_env(settings: Settings | None = None) -> Runtime:
     """A Runtime for this process, from REDIS_URL and the other documented variables."""
-    redis = Redis.from_url(redis_url())
-    prefix = redis_prefix()
+    settings = settings or load_settings()
+    redis = connect(settings)
+    prefix = settings.canary_redis_prefix
     return Runtime(
         redis=redis,
         store=Store(redis, prefix),
         scheduler=RqScheduler(redis, prefix),
-        watchdog_grace=_float_env("CANARY_WATCHDOG_GRACE", defaults.WATCHDOG_GRACE_SECONDS),
-        ready_poll=_float_env("CANARY_READY_POLL", defaults.READY_POLL_SECONDS),
-        run_lock_seconds=_float_env("CANARY_RUN_LOCK_SECONDS", defaults.RUN_LOCK_SECONDS),
+        watchdog_grace=settings.canary_watchdog_grace,
+        ready_poll=settings.canary_ready_poll,
+        run_lock_seconds=settings.canary_run_lock_seconds,
     )
 
 
@@ -104,9 +97,3 @@ def get_runtime() -> Runtime:
             if _current is None:
                 _current = runtime_from_env()
     return _current
-
-
-def set_runtime(runtime: Runtime | None) -> None:
-    """Replace this process's Runtime (tests)."""
-    global _current
-    _current = runtime

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from workers.engine.outbox import LoggingNotifier, Notifier
+from workers.runtime.settings import load_settings
 
 _current: Notifier | None = None
 
@@ -13,7 +12,7 @@ def get_notifier() -> Notifier:
     """The process's notifier, chosen once from the environment."""
     global _current
     if _current is None:
-        if os.environ.get("SLACK_BOT_TOKEN"):
+        if load_settings().slack_bot_token is not None:
             from workers.slack.notifier import SlackNotifier
 
             _current = SlackNotifier.from_env()

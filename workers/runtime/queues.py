@@ -7,6 +7,7 @@ from typing import Protocol
 
 from redis import Redis
 from rq import Queue
+from rq.serializers import JSONSerializer
 
 from workers import defaults
 
@@ -16,6 +17,16 @@ RESULT_TTL = 60
 JOB_TTL = 24 * 3600
 #: Longest an AWS step may run before RQ kills the job (the watchdog then reschedules it).
 JOB_TIMEOUT = 600
+
+
+#: Jobs carry ids only, so JSON holds them all; RQ's default (pickle) would run whatever code
+#: anyone able to write to the Redis planted in a job (docs/SECURITY.md).
+SERIALIZER = JSONSerializer
+
+
+def rq_queue(name: str, redis: Redis) -> Queue:
+    """The RQ queue `name`, with the engine's serializer (every Queue of the engine is one)."""
+    return Queue(name, connection=redis, serializer=SERIALIZER)
 
 
 def queue_names(prefix: str = defaults.REDIS_PREFIX) -> tuple[str, str, str]:
@@ -37,9 +48,9 @@ class RqScheduler:
     def __init__(self, redis: Redis, prefix: str = defaults.REDIS_PREFIX) -> None:
         self.prefix = prefix
         high, default, notify = queue_names(prefix)
-        self.high = Queue(high, connection=redis)
-        self.default = Queue(default, connection=redis)
-        self.notify_queue = Queue(notify, connection=redis)
+        self.high = rq_queue(high, redis)
+        self.default = rq_queue(default, redis)
+        self.notify_queue = rq_queue(notify, redis)
 
     def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
         """Run the deployment's next step at `version`; a job id per version dedupes re-enqueues."""

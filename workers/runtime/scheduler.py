@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 
 from redis import Redis
-from rq import Queue
 from rq.scheduler import RQScheduler
 
 from workers import defaults
+from workers.runtime.queues import SERIALIZER, rq_queue
 
 
 class FrequentScheduler(RQScheduler):
@@ -42,7 +42,9 @@ class FrequentScheduler(RQScheduler):
 
 def run_scheduler(redis: Redis, names: Sequence[str]) -> None:
     """Move the due jobs of the queues `names` until stopped (a SIGTERM)."""
-    queues = [Queue(name, connection=redis) for name in names]
-    scheduler = FrequentScheduler(queues, connection=redis, logging_level="WARNING")
+    queues = [rq_queue(name, redis) for name in names]
+    scheduler = FrequentScheduler(
+        queues, connection=redis, logging_level="WARNING", serializer=SERIALIZER
+    )
     scheduler.acquire_locks()
     scheduler.work()

@@ -25,6 +25,8 @@ from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
 
+from workers.runtime.queues import SERIALIZER
+
 log = logging.getLogger(__name__)
 
 #: How long a warm shutdown waits for the jobs in progress (a job is a few API calls).
@@ -54,7 +56,10 @@ def run_threads(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    workers = [ThreadWorker(list(names), connection=connect()) for _ in range(max(1, threads))]
+    workers = [
+        ThreadWorker(list(names), connection=connect(), serializer=SERIALIZER)
+        for _ in range(max(1, threads))
+    ]
     running = [
         threading.Thread(
             target=worker.work,

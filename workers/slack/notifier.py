@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,7 @@ from slack_sdk.http_retry.state import RetryState
 from workers.domain.deployment import Deployment, Event
 from workers.domain.state import State
 from workers.engine.store import Store
+from workers.runtime.settings import SettingsError, load_settings
 from workers.slack.card import render_card
 from workers.slack.format import Message, mention, when
 from workers.slack.thread import (
@@ -43,8 +43,6 @@ from workers.slack.thread import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-
 #: Kinds after which a still-open gate message loses its buttons.
 _CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
 #: States the card skips unless they last SETTLE seconds: the engine leaves them within a job.
@@ -56,8 +54,7 @@ _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "fa
 
 def slack_api_url() -> str:
     """SLACK_API_URL (with or without a trailing "/"), else Slack's own, always ending in "/"."""
-    url = os.environ.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
-    return url if url.endswith("/") else url + "/"
+    return load_settings().slack_api_url
 
 
 class _ShortRateLimitRetry(RateLimitErrorRetryHandler):
@@ -137,7 +134,11 @@ class SlackNotifier:
 
     @classmethod
     def from_env(cls) -> SlackNotifier:
-        return cls(make_client(os.environ["SLACK_BOT_TOKEN"]))
+        """A notifier with the bot token of SLACK_BOT_TOKEN (which must be set)."""
+        token = load_settings().slack_bot_token
+        if token is None:
+            raise SettingsError("SLACK_BOT_TOKEN: must be set to post to Slack")
+        return cls(make_client(token.get_secret_value()))
 
     # Notifier protocol -----------------------------------------------------------------------
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:

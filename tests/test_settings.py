@@ -1,0 +1,115 @@
+"""The settings model: names and defaults of the README, bad values refused at start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workers import defaults
+from workers.runtime.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "xoxb-1111-settings-test-do-not-log"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_unset_variables_take_the_documented_defaults() -> None:
+    settings = load_settings()
+    assert settings.redis_url.get_secret_value() == defaults.REDIS_URL
+    assert settings.canary_redis_prefix == defaults.REDIS_PREFIX
+    assert str(settings.canary_config) == defaults.CONFIG_PATH
+    assert (settings.port, settings.canary_workers) == (3000, 1)
+    assert settings.canary_worker_threads == defaults.WORKER_THREADS
+    assert settings.canary_watchdog_interval == defaults.WATCHDOG_INTERVAL_SECONDS
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.slack_bot_token is None and settings.log_level == "INFO"
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "")
+    monkeypatch.setenv("CANARY_REDIS_PREFIX", "")
+    settings = load_settings()
+    assert (settings.port, settings.canary_redis_prefix) == (3000, "canary")
+
+
+def test_values_are_read_and_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_WORKERS", "3")
+    monkeypatch.setenv("CANARY_READY_POLL", "0.5")
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert (settings.canary_workers, settings.canary_ready_poll) == (3, 0.5)
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CANARY_WORKERS", "abc"),
+        ("CANARY_WORKERS", "0"),
+        ("CANARY_WORKER_THREADS", "-2"),
+        ("PORT", "-1"),
+        ("PORT", "70000"),
+        ("CANARY_WATCHDOG_INTERVAL", "0"),
+        ("CANARY_RUN_LOCK_SECONDS", "soon"),
+        ("LOG_LEVEL", "LOUD"),
+        ("SLACK_API_URL", "slack.com/api"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value).startswith(f"{name} must be ")
+    assert repr(value) in str(refused.value)
+
+
+def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cret-signing")
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@redis:6379/0")
+    settings = load_settings()
+    shown = repr(settings) + str(settings)
+    assert TOKEN not in shown and "s3cret-signing" not in shown and "hunter2" not in shown
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == TOKEN
+    # Another variable's refusal does not show them either.
+    monkeypatch.setenv("PORT", "x")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "hunter2" not in str(refused.value) and TOKEN not in str(refused.value)
+
+
+@pytest.mark.parametrize("process", ["workers", "bot"])
+@pytest.mark.parametrize(("name", "value"), [("CANARY_WORKERS", "abc"), ("PORT", "-1")])
+def test_a_process_refuses_to_start_on_a_bad_value(process: str, name: str, value: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _names()}
+    env.update({name: value, "SLACK_BOT_TOKEN": TOKEN, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    done = subprocess.run(
+        [sys.executable, "-m", process],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"{name} must be " in done.stderr and repr(value) in done.stderr
+    assert "Traceback" not in done.stderr  # one clear line, not a stack
+    assert TOKEN not in done.stderr + done.stdout
+
+
+def _names() -> set[str]:
+    return {name.upper() for name in Settings.model_fields}

@@ -105,3 +105,24 @@ def _loaded_after_import(module: str) -> list[str]:
 def test_the_web_process_loads_no_aws_driver() -> None:
     assert _loaded_after_import("bot.app") == []
     assert _loaded_after_import("bot.__main__") == []
+
+
+#: What each layer of workers/ may not import (docs/ARCHITECTURE.md, "Dependencies").
+FORBIDDEN = {
+    "workers.domain": ("workers.engine", "workers.runtime", "workers.aws", "workers.slack"),
+    "workers.analysis": ("workers.engine", "workers.runtime", "workers.aws", "workers.slack"),
+    "workers.aws": ("workers.engine", "workers.runtime", "workers.slack", "workers.api"),
+    "workers.slack": ("workers.aws", "workers.engine.runner", "workers.engine.steps"),
+}
+
+
+def test_each_layer_imports_only_what_lies_below_it() -> None:
+    offenders = sorted(
+        f"{module} -> {dep}"
+        for module, deps in import_graph().items()
+        for layer, banned in FORBIDDEN.items()
+        if module == layer or module.startswith(layer + ".")
+        for dep in deps
+        if dep.startswith(banned)
+    )
+    assert offenders == []

@@ -22,7 +22,6 @@ from pydantic import (
 from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
 from workers.domain.durations import DurationError, format_duration, parse_duration
-from workers.runtime.settings import load_settings
 
 
 class ConfigError(ValueError):
@@ -212,9 +211,9 @@ def parse_catalogue(data: Any) -> Catalogue:
     return Catalogue(defaults=base, services=services)
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
-    """Read the catalogue from `path`, else CANARY_CONFIG, else canary.yaml."""
-    where = Path(path or load_settings().canary_config)
+def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
+    """Read the catalogue from `path` (the runtime passes CANARY_CONFIG's)."""
+    where = Path(path)
     try:
         text = where.read_text()
     except OSError as exc:

@@ -28,6 +28,10 @@ def _make_clients() -> AwsClients:
     return make_clients()
 
 
+def _load_catalogue() -> Catalogue:
+    return load_catalogue(load_settings().canary_config)
+
+
 def _backend_for(settings: ServiceConfig, clients: AwsClients) -> Backend:
     from workers.aws.backends import backend_for  # the AWS drivers: loaded by the worker only
 
@@ -44,7 +48,7 @@ class Runtime:
     aws: Callable[[], AwsClients] = _make_clients
     backend_for: Callable[[ServiceConfig, AwsClients], Backend] = _backend_for
     clock: Callable[[], float] = time.time
-    catalogue_loader: Callable[[], Catalogue] = load_catalogue
+    catalogue_loader: Callable[[], Catalogue] = _load_catalogue
     watchdog_grace: float = defaults.WATCHDOG_GRACE_SECONDS
     ready_poll: float = defaults.READY_POLL_SECONDS
     run_lock_seconds: float = defaults.RUN_LOCK_SECONDS

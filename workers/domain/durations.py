@@ -7,6 +7,10 @@ import re
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([dhms])")
 _WHOLE = re.compile(r"(?:\d+[dhms])+")
+#: The longest duration accepted anywhere (catalogue or command): long enough for any real bake
+#: or gate, short enough that every date computed from it stays a date (`bake=3000000d` would
+#: put the card's "until" past the year 9999).
+MAX_SECONDS = 30 * 86400
 
 
 class DurationError(ValueError):
@@ -26,7 +30,12 @@ def parse_duration(text: str | int | float) -> int:
                 f"{value!r} is ambiguous: give a unit (s, m, h or d), e.g. {value}s or {value}m"
             )
         raise DurationError(f"{text!r} is not a duration: use e.g. 90s, 5m, 1h30m or 2d")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    parts = _PART.findall(value)
+    # Nine digits already exceed the maximum; longer numbers are not even converted.
+    too_long = any(len(n.lstrip("0")) > 9 for n, _ in parts)
+    seconds = 0 if too_long else sum(int(n) * _UNITS[unit] for n, unit in parts)
+    if too_long or seconds > MAX_SECONDS:
+        raise DurationError(f"{text!r} is too long: at most {format_duration(MAX_SECONDS)}")
     if seconds <= 0:
         raise DurationError(f"{text!r} must be longer than zero")
     return seconds

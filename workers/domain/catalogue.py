@@ -315,7 +315,7 @@ def apply_overrides(service: ServiceConfig, overrides: dict[str, str]) -> Servic
     given = checked.model_dump(exclude_none=True)
     if checked.bake is not None and checked.bake > service.gate_timeout:
         raise ConfigError(
-            f'"bake={overrides["bake"]}": bake must be at most {service.key}\'s gate_timeout '
+            f'"bake={overrides["bake"]}": bake must be at most the gate_timeout of {service.key} '
             f"({format_duration(service.gate_timeout)})"
         )
     planned = ServiceConfig.model_validate({**service.model_dump(), **given})

@@ -48,7 +48,7 @@ def start_deployment(
         return Answer(False, str(exc))
     # With `images` set the answer is known now; without, the worker checks the image against
     # the stable's repository once it has discovered it, before creating anything.
-    refused = entry.images and image_refusal(service, image, entry.images)
+    refused = image_refusal(service, image, entry.images) if entry.images else None
     if refused:
         return Answer(False, refused)
     now = rt.clock()

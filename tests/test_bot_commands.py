@@ -101,7 +101,7 @@ def test_overrides_that_loosen_the_catalogue_are_refused(slack: Slack, rt: Runti
     assert shown.startswith("gates=auto would skip the gates payments requires")
     assert "bake=1s would shorten the bake payments requires (5m)" in shown
     assert slack.answer(f"deploy payments {IMAGE} bake=3000000d") == (
-        "\"bake=3000000d\": '3000000d' is too long: at most 30d"
+        '"bake=3000000d": 3000000d is too long: at most 30d'
     )
     assert api.active_deployments(rt=rt) == []
 

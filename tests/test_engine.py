@@ -329,7 +329,7 @@ def test_overrides_that_loosen_the_plan_are_refused(world: World) -> None:
     for overrides, needle in [
         ({"steps": "100"}, "steps=100 would skip the gates payments requires"),
         ({"gates": "auto", "bake": "1s"}, "bake=1s would shorten the bake"),
-        ({"bake": "3000000d"}, "'3000000d' is too long: at most 30d"),
+        ({"bake": "3000000d"}, '"bake=3000000d": 3000000d is too long: at most 30d'),
         ({"bake": "2d"}, "bake must be at most the gate_timeout of payments (1d)"),
     ]:
         answer = api.start_deployment(

@@ -21,7 +21,7 @@ from pydantic import (
 
 from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
-from workers.domain.durations import DurationError, format_duration, parse_duration
+from workers.domain.durations import DurationError, bounded, format_duration, parse_duration
 from workers.domain.policy import (
     OVERRIDE_KEYS,
     PatternError,
@@ -100,15 +100,6 @@ class RolloutSettings(BaseModel):
     def _steps(cls, steps: list[int]) -> list[int]:
         return check_steps(steps)
 
-    @model_validator(mode="after")
-    def _bake_within_gate_timeout(self) -> RolloutSettings:
-        if self.bake > self.gate_timeout:
-            raise ValueError(
-                f"bake ({format_duration(self.bake)}) must be at most gate_timeout "
-                f"({format_duration(self.gate_timeout)})"
-            )
-        return self
-
     @property
     def plan(self) -> Plan:
         """The steps, bake and gates a rollout with these settings follows."""
@@ -116,6 +107,33 @@ class RolloutSettings(BaseModel):
 
 
 OverrideKey = Literal["steps", "bake", "gates"]
+#: The keys that hold a duration.
+DURATION_KEYS = (
+    "bake",
+    "analysis_interval",
+    "gate_timeout",
+    "post_promotion_bake",
+    "ready_timeout",
+    "metric_period",
+)
+
+
+def limit_problems(settings: RolloutSettings) -> list[str]:
+    """What breaks the limits on what a person writes: each duration at most 30 days, the bake
+    at most the gate timeout. Checked when the catalogue is read, not when a stored deployment
+    is (so a record from before a limit still loads)."""
+    problems = []
+    for key in DURATION_KEYS:
+        try:
+            bounded(getattr(settings, key))
+        except DurationError as exc:
+            problems.append(f"{key}: {exc}")
+    if settings.bake > settings.gate_timeout:
+        problems.append(
+            f"bake ({format_duration(settings.bake)}) must be at most gate_timeout "
+            f"({format_duration(settings.gate_timeout)})"
+        )
+    return problems
 
 
 class ServiceConfig(RolloutSettings):
@@ -243,6 +261,8 @@ def parse_catalogue(data: Any) -> Catalogue:
             services[str(key)] = ServiceConfig(**{**raw_defaults, **raw, "key": str(key)})
         except ValidationError as exc:
             problems.append(_explain(exc, f"services.{key}"))
+            continue
+        problems += [f"services.{key}.{p}" for p in limit_problems(services[str(key)])]
     if problems:
         raise ConfigError("; ".join(problems))
     return Catalogue(defaults=base, services=services)
@@ -282,6 +302,14 @@ class _Overrides(BaseModel):
     @classmethod
     def _steps(cls, steps: list[int] | None) -> list[int] | None:
         return None if steps is None else check_steps(steps)
+
+    @field_validator("bake")
+    @classmethod
+    def _bake(cls, bake: int | None) -> int | None:
+        try:
+            return None if bake is None else bounded(bake)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def apply_overrides(service: ServiceConfig, overrides: dict[str, str]) -> ServiceConfig:

@@ -105,7 +105,8 @@ def parse(text: str) -> Command:
         raise UsageError(f"Usage: `{SLASH} {sub.usage}`")
     if name == "history" and len(args) > 1:
         n = args[1]
-        if not n.isdigit() or not 1 <= int(n) <= HISTORY_MAX:
+        # isdigit() alone admits "²", which int() refuses; three digits bound the conversion.
+        if not (n.isascii() and n.isdigit() and len(n) <= 3 and 1 <= int(n) <= HISTORY_MAX):
             raise UsageError(f'"{n}": n must be a number from 1 to {HISTORY_MAX}.')
     return Command(name, tuple(args), options)
 
@@ -116,6 +117,7 @@ def help_text() -> str:
     lines += [f"• `{SLASH} {c.usage}`: {c.summary}" for c in COMMANDS]
     lines.append(
         "Durations are written 90s, 5m, 1h30m. Gates: manual (after every step), "
-        "final (before 100 % only), auto (none)."
+        "final (before 100 % only), auto (none). Options may only add caution: more steps, "
+        "a longer bake, stricter gates."
     )
     return "\n".join(lines)

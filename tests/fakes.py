@@ -92,15 +92,17 @@ SERVICE = {
 }
 
 
-def catalogue(**overrides: object) -> Catalogue:
-    """A catalogue with one service, `payments`, seeded by sandbox.seed with its defaults."""
+def catalogue(service: dict[str, object] | None = None, **overrides: object) -> Catalogue:
+    """A catalogue with one service, `payments`, seeded by sandbox.seed with its defaults
+    (`overrides`) and keys of its own (`service`)."""
     defaults = {
         "bake": "5m",
         "analysis_interval": "1m",
         "metric_period": "60s",
         **overrides,
     }
-    return parse_catalogue({"defaults": defaults, "services": {"payments": dict(SERVICE)}})
+    entry = {**SERVICE, **(service or {})}
+    return parse_catalogue({"defaults": defaults, "services": {"payments": entry}})
 
 
 def no_aws() -> Any:

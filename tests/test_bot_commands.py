@@ -81,11 +81,33 @@ def test_deploy_acks_at_once_and_the_worker_posts_the_card(
 
 
 def test_deploy_with_overrides_uses_them(slack: Slack, rt: Runtime) -> None:
-    slack.answer(f"deploy search {IMAGE} steps=20,100 bake=2m gates=final", user=STRANGER)
-    dep = api.active_deployment("search", rt=rt)
+    shown = slack.answer(
+        f"deploy web {IMAGE} steps=5,10,25,50,100 bake=10m gates=final", user=STRANGER
+    )
+    dep = api.active_deployment("web", rt=rt)
     assert dep is not None
-    assert dep.settings.steps == [20, 100] and dep.settings.bake == 120
+    assert dep.settings.steps == [5, 10, 25, 50, 100] and dep.settings.bake == 600
     assert dep.settings.gates == "final"
+    # the first answer shows the plan in force
+    assert "Plan: steps 5, 10, 25, 50, 100 · bake 10m · gates final." in shown
+
+
+def test_overrides_that_loosen_the_catalogue_are_refused(slack: Slack, rt: Runtime) -> None:
+    assert slack.answer(f"deploy payments {IMAGE} steps=100") == (
+        "steps=100 would skip the gates payments requires (manual after 10, 25, 50). "
+        "Allowed: more steps, a longer bake, stricter gates."
+    )
+    shown = slack.answer(f"deploy payments {IMAGE} gates=auto bake=1s")
+    assert shown.startswith("gates=auto would skip the gates payments requires")
+    assert "bake=1s would shorten the bake payments requires (5m)" in shown
+    assert slack.answer(f"deploy payments {IMAGE} bake=3000000d") == (
+        '"bake=3000000d": 3000000d is too long: at most 30d'
+    )
+    assert api.active_deployments(rt=rt) == []
+
+
+def test_history_size_is_refused_not_crashed_on(slack: Slack) -> None:
+    assert slack.answer("history payments ²") == '"²": n must be a number from 1 to 50.'
 
 
 def test_unknown_service_is_refused_with_a_suggestion(slack: Slack, rt: Runtime) -> None:

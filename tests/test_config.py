@@ -97,8 +97,8 @@ def test_load_reports_bad_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_overrides_validated_like_the_catalogue() -> None:
     svc = parse_catalogue({"services": {"payments": SERVICE}}).service("payments")
-    changed = apply_overrides(svc, {"steps": "5,50,100", "bake": "30s", "gates": "auto"})
-    assert (changed.steps, changed.bake, changed.gates) == ([5, 50, 100], 30, "auto")
+    changed = apply_overrides(svc, {"steps": "5,10,25,50,100", "bake": "10m", "gates": "manual"})
+    assert (changed.steps, changed.bake, changed.gates) == ([5, 10, 25, 50, 100], 600, "manual")
     assert svc.steps == [10, 25, 50, 100]  # the catalogue entry is untouched
     for overrides, needle in [
         (

@@ -18,7 +18,8 @@ from workers import api
 from workers.domain.state import State
 
 SERVICES: dict[str, dict[str, object]] = {
-    "payments": {},  # promoted with gates approved
+    # promoted with gates approved; a command may drop its gates once an approver accepts that
+    "payments": {"allow_overrides": ["gates"]},
     "search": {},  # 20 % 5xx: rolled back by itself
     "web": {},  # aborted at a gate
     "quiet": {"gate_timeout": "6s"},  # no traffic: held, then rolled back
@@ -108,6 +109,9 @@ def test_worker_killed_mid_rollout_another_finishes_it(stack: World) -> None:
     )
     assert dep_id.ok and dep_id.deployment is not None
     dep_id_str = dep_id.deployment.id
+    # gates=auto loosens the catalogue's plan: an approver accepts it before the first shift
+    stack.wait(dep_id_str, lambda d: d.state == State.AWAITING_APPROVAL, timeout=30)
+    assert api.decide_gate(dep_id_str, 1, approve=True, actor="USAM", rt=stack.rt).ok
     stack.wait(dep_id_str, lambda d: d.step_index >= 1 and d.state == State.BAKING)
     for worker in stack.workers:
         worker.kill()  # SIGKILL to the process group: no clean-up at all

@@ -24,8 +24,13 @@ ERROR_RATES = {"v3": 0.2, "v2": 0.002}
 
 
 def make_world(
-    monkeypatch: pytest.MonkeyPatch, backend: str, rps: float = 20.0, **settings: object
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    rps: float = 20.0,
+    service: dict[str, object] | None = None,
+    **settings: object,
 ) -> World:
+    """A world whose catalogue has `settings` as defaults and `service` in payments' entry."""
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
     clients = make_clients()
     clock = FakeClock(time.time())
@@ -41,6 +46,7 @@ def make_world(
                         "router": "alb",
                         "cluster": "prod",
                         "listener_rule": seeded["listener_rule"],
+                        **(service or {}),
                     }
                 },
             }
@@ -54,7 +60,7 @@ def make_world(
         )
     else:
         seeded = seed_appmesh_service(clients)
-        cat = catalogue(**settings)
+        cat = catalogue(service, **settings)
         sim = TrafficSimulator(
             clients,
             cluster="prod",
@@ -78,6 +84,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 def world(aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[World]:
     with mock_aws():
         yield make_world(monkeypatch, backend)
+
+
+@pytest.fixture
+def auto_world(aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[World]:
+    """A world whose catalogue has no gates (a command may not remove them)."""
+    with mock_aws():
+        yield make_world(monkeypatch, backend, gates="auto")
 
 
 def start(world: World, image: str = V2, requester: str = "UDANA", **overrides: str) -> str:
@@ -123,10 +136,11 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert log.count("shifted") == 4 and log[-1] == "promoted"
 
 
-def test_the_next_deployment_discovers_the_promoted_canary_as_stable(world: World) -> None:
-    first = start(world, gates="auto")
+def test_the_next_deployment_discovers_the_promoted_canary_as_stable(auto_world: World) -> None:
+    world = auto_world
+    first = start(world)
     assert world.drive(first, lambda d: not d.active).state == State.PROMOTED
-    second = start(world, V3, gates="auto")
+    second = start(world, V3)
     dep = world.drive(second, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
     assert dep.stable is not None
@@ -236,12 +250,13 @@ def test_bad_input_changes_nothing(world: World) -> None:
     assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
 
 
-def test_aws_calls_per_weight_step(world: World) -> None:
+def test_aws_calls_per_weight_step(auto_world: World) -> None:
     """A shift is one read and one write of the route (or rule).
 
     A check is one GetMetricData, plus one DescribeServices and one DescribeVirtualNode (or
     DescribeTargetGroups) to see the canary is still there.
     """
+    world = auto_world
     calls: list[str] = []
 
     def count(model, **_: object) -> None:  # type: ignore[no-untyped-def]
@@ -251,7 +266,7 @@ def test_aws_calls_per_weight_step(world: World) -> None:
     clients = world.clients
     for client in (clients.appmesh, clients.cloudwatch, clients.elbv2, clients.ecs):
         client.meta.events.register("before-call.*.*", count)
-    dep_id = start(world, gates="auto")
+    dep_id = start(world)
     world.drive(dep_id, lambda d: d.state == State.BAKING)
     calls.clear()
     world.drive(dep_id, lambda d: d.state == State.BAKING and d.step_index == 1)
@@ -264,3 +279,92 @@ def test_aws_calls_per_weight_step(world: World) -> None:
     assert calls.count("DescribeServices") == calls.count(still_there) == per_check
     world.drive(dep_id, lambda d: not d.active)
     assert world.dep(dep_id).state == State.PROMOTED
+
+
+# policy: the catalogue is the law --------------------------------------------------------------
+FOREIGN = "docker.io/someone/payments:1"
+
+
+def test_a_foreign_image_ends_before_anything_is_created(world: World) -> None:
+    ecs = world.clients.ecs
+    revisions = ecs.list_task_definitions()["taskDefinitionArns"]
+    services = ecs.list_services(cluster="prod")["serviceArns"]
+    targets = world.traffic_targets()
+    # Without `images` in the catalogue only the worker knows the stable's repository.
+    answer = api.start_deployment("payments", FOREIGN, requester="UDANA", rt=world.rt)
+    assert answer.ok and answer.deployment is not None
+    dep = world.drive(answer.deployment.id, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK and dep.ended_by == "image policy"
+    assert dep.reason == (
+        f"{FOREIGN} is not an image payments deploys. "
+        "Allowed: 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments (tag or digest)."
+    )
+    assert ecs.list_task_definitions()["taskDefinitionArns"] == revisions
+    assert ecs.list_services(cluster="prod")["serviceArns"] == services
+    assert world.traffic_targets() == targets and world.weights() == {"payments-v1": 100}
+    last = world.rt.store.events(dep.id)[-1]
+    assert last.kind == "rolled_back" and last.data["canary_existed"] is False
+    assert world.rt.store.lock_holder("payments") is None
+
+
+def test_images_in_the_catalogue_refuse_at_command_time(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    with mock_aws():
+        world = make_world(
+            monkeypatch, backend, service={"images": ["123456789012.dkr.ecr.*.amazonaws.com/*"]}
+        )
+        answer = api.start_deployment("payments", FOREIGN, requester="UDANA", rt=world.rt)
+        assert answer.message == (
+            f"{FOREIGN} is not an image payments deploys. "
+            "Allowed: 123456789012.dkr.ecr.*.amazonaws.com/* (tag or digest)."
+        )
+        assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
+        other_region = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments:v2"
+        assert api.start_deployment("payments", other_region, requester="UDANA", rt=world.rt).ok
+
+
+def test_overrides_that_loosen_the_plan_are_refused(world: World) -> None:
+    for overrides, needle in [
+        ({"steps": "100"}, "steps=100 would skip the gates payments requires"),
+        ({"gates": "auto", "bake": "1s"}, "bake=1s would shorten the bake"),
+        ({"bake": "3000000d"}, '"bake=3000000d": 3000000d is too long: at most 30d'),
+        ({"bake": "2d"}, "bake must be at most the gate_timeout of payments (1d)"),
+    ]:
+        answer = api.start_deployment(
+            "payments", V2, requester="UDANA", overrides=overrides, rt=world.rt
+        )
+        assert not answer.ok and needle in answer.message, answer.message
+    assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
+
+
+def test_allowed_loosening_waits_for_an_approver_to_accept_the_plan(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    with mock_aws():
+        world = make_world(monkeypatch, backend, service={"allow_overrides": ["steps", "gates"]})
+        dep_id = start(world, steps="50,100", gates="auto")
+        assert world.dep(dep_id).accept_plan == ["steps", "gates"]
+        dep = world.drive(dep_id, at_gate)
+        assert dep.state == State.AWAITING_APPROVAL and dep.step_index == -1
+        # no traffic moved before the acceptance (an ALB lists the canary at weight 0)
+        assert {k: w for k, w in world.weights().items() if w} == {"payments-v1": 100}
+        gate = next(e for e in world.rt.store.events(dep_id) if e.kind == "gate_opened")
+        assert gate.data["plan"] == "steps 50, 100 · bake 5m · gates auto"
+        assert gate.data["accept"] == ["steps", "gates"] and gate.data["next_step"] == 1
+        own = api.decide_gate(dep_id, 1, approve=True, actor="UDANA", rt=world.rt)
+        assert not own.ok and "four-eyes" in own.message
+        assert api.decide_gate(dep_id, 1, approve=True, actor="USAM", rt=world.rt).ok
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.PROMOTED, dep.reason
+        assert [a.step for a in dep.approvals] == [1]
+        log = kinds(world, dep_id)
+        assert log[:6] == [
+            "requested",
+            "provisioned",
+            "ready",
+            "gate_opened",
+            "approved",
+            "shifted",
+        ]
+        assert log.count("gate_opened") == 1  # gates=auto: no other gate

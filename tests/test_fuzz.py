@@ -201,7 +201,8 @@ def test_overrides_apply_or_say_why(overrides: dict[str, str]) -> None:
     try:
         changed = apply_overrides(cat.service("payments"), overrides)
     except ConfigError as exc:
-        assert str(exc).startswith('"')
+        # A value that cannot be read is quoted; a readable one that loosens the plan names it.
+        assert str(exc).startswith('"') or str(exc).endswith("stricter gates.")
     else:
         assert changed.steps[-1] == 100
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.domain.catalogue import ConfigError, apply_overrides
+from workers.domain.catalogue import ConfigError, apply_overrides, overrides_to_accept
 from workers.domain.deployment import Approval, Deployment, Event
 from workers.domain.ids import new_deployment_id
 from workers.domain.images import ImageError, check_image
+from workers.domain.policy import image_refusal
 from workers.domain.state import ROLLBACKABLE, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
@@ -40,10 +41,16 @@ def start_deployment(
     """Start a canary of `image` for `service`; refuse with a reason when it cannot start."""
     rt = _rt(rt)
     try:
-        settings = apply_overrides(rt.catalogue().service(service), overrides or {})
+        entry = rt.catalogue().service(service)
+        settings = apply_overrides(entry, overrides or {})
         check_image(image)
     except (ConfigError, ImageError) as exc:
         return Answer(False, str(exc))
+    # With `images` set the answer is known now; without, the worker checks the image against
+    # the stable's repository once it has discovered it, before creating anything.
+    refused = image_refusal(service, image, entry.images) if entry.images else None
+    if refused:
+        return Answer(False, refused)
     now = rt.clock()
     dep = Deployment(
         id=new_deployment_id(),
@@ -52,6 +59,7 @@ def start_deployment(
         requester=requester,
         channel=channel,
         settings=settings,
+        accept_plan=overrides_to_accept(entry, settings, overrides or {}),
         created_at=now,
         updated_at=now,
         state_since=now,

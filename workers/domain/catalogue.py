@@ -21,7 +21,17 @@ from pydantic import (
 
 from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
-from workers.domain.durations import DurationError, format_duration, parse_duration
+from workers.domain.durations import DurationError, bounded, format_duration, parse_duration
+from workers.domain.policy import (
+    OVERRIDE_KEYS,
+    PatternError,
+    Plan,
+    breaches,
+    check_pattern,
+    gate_follows,
+    refusal,
+    to_accept,
+)
 
 
 class ConfigError(ValueError):
@@ -90,6 +100,41 @@ class RolloutSettings(BaseModel):
     def _steps(cls, steps: list[int]) -> list[int]:
         return check_steps(steps)
 
+    @property
+    def plan(self) -> Plan:
+        """The steps, bake and gates a rollout with these settings follows."""
+        return Plan(tuple(self.steps), self.bake, self.gates)
+
+
+OverrideKey = Literal["steps", "bake", "gates"]
+#: The keys that hold a duration.
+DURATION_KEYS = (
+    "bake",
+    "analysis_interval",
+    "gate_timeout",
+    "post_promotion_bake",
+    "ready_timeout",
+    "metric_period",
+)
+
+
+def limit_problems(settings: RolloutSettings) -> list[str]:
+    """What breaks the limits on what a person writes: each duration at most 30 days, the bake
+    at most the gate timeout. Checked when the catalogue is read, not when a stored deployment
+    is (so a record from before a limit still loads)."""
+    problems = []
+    for key in DURATION_KEYS:
+        try:
+            bounded(getattr(settings, key))
+        except DurationError as exc:
+            problems.append(f"{key}: {exc}")
+    if settings.bake > settings.gate_timeout:
+        problems.append(
+            f"bake ({format_duration(settings.bake)}) must be at most gate_timeout "
+            f"({format_duration(settings.gate_timeout)})"
+        )
+    return problems
+
 
 class ServiceConfig(RolloutSettings):
     """One entry of `services:` with the defaults merged in."""
@@ -115,6 +160,22 @@ class ServiceConfig(RolloutSettings):
     #: The metric judged with router alb (the target groups' ALB counters by default).
     alb_metrics: AlbMetricTemplate = Field(default_factory=AlbMetricTemplate)
 
+    # Policy (workers/domain/policy.py): what a command may loosen, where images come from.
+    #: Overrides a command may make even when they loosen the catalogue's plan; the deployment
+    #: then waits for an approver to accept its plan before any traffic moves.
+    allow_overrides: list[OverrideKey] = Field(default_factory=list)
+    #: Repository patterns the service's images come from (`*`: any characters within one path
+    #: component); empty: the repository of its stable image only.
+    images: list[str] = Field(default_factory=list)
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, patterns: list[str]) -> list[str]:
+        try:
+            return [check_pattern(p) for p in patterns]
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+
     @model_validator(mode="after")
     def _router_keys(self) -> ServiceConfig:
         groups = ROUTER_KEYS[self.router]
@@ -134,13 +195,7 @@ class ServiceConfig(RolloutSettings):
 
     def gate_after(self, step_index: int) -> bool:
         """True when a manual gate follows the step at `step_index` (0-based)."""
-        if self.steps[step_index] >= 100:
-            return False
-        if self.gates == "manual":
-            return True
-        if self.gates == "final":
-            return step_index == len(self.steps) - 2
-        return False
+        return gate_follows(self.steps, self.gates, step_index)
 
 
 class Catalogue(BaseModel):
@@ -206,6 +261,8 @@ def parse_catalogue(data: Any) -> Catalogue:
             services[str(key)] = ServiceConfig(**{**raw_defaults, **raw, "key": str(key)})
         except ValidationError as exc:
             problems.append(_explain(exc, f"services.{key}"))
+            continue
+        problems += [f"services.{key}.{p}" for p in limit_problems(services[str(key)])]
     if problems:
         raise ConfigError("; ".join(problems))
     return Catalogue(defaults=base, services=services)
@@ -229,7 +286,7 @@ def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
 
 
 #: The keys a deployment may override from the command line.
-OVERRIDABLE = ("steps", "bake", "gates")
+OVERRIDABLE = OVERRIDE_KEYS
 
 
 class _Overrides(BaseModel):
@@ -246,9 +303,21 @@ class _Overrides(BaseModel):
     def _steps(cls, steps: list[int] | None) -> list[int] | None:
         return None if steps is None else check_steps(steps)
 
+    @field_validator("bake")
+    @classmethod
+    def _bake(cls, bake: int | None) -> int | None:
+        try:
+            return None if bake is None else bounded(bake)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+
 
 def apply_overrides(service: ServiceConfig, overrides: dict[str, str]) -> ServiceConfig:
-    """The service's settings with `key=value` overrides from a command, validated the same way."""
+    """The service's settings with `key=value` overrides from a command, validated the same way.
+
+    Overrides may only add caution (workers/domain/policy.py): one that loosens the catalogue's
+    plan is refused with the rule, unless the service's `allow_overrides` lists it.
+    """
     values: dict[str, Any] = {}
     for key, text in overrides.items():
         if key not in OVERRIDABLE:
@@ -271,6 +340,24 @@ def apply_overrides(service: ServiceConfig, overrides: dict[str, str]) -> Servic
         if first["type"] == "literal_error" and key == "gates":
             message = "gates must be manual, auto or final"
         raise ConfigError(f'"{key}={overrides.get(key, "")}": {message}') from None
-    return ServiceConfig.model_validate(
-        {**service.model_dump(), **checked.model_dump(exclude_none=True)}
+    given = checked.model_dump(exclude_none=True)
+    if checked.bake is not None and checked.bake > service.gate_timeout:
+        raise ConfigError(
+            f'"bake={overrides["bake"]}": bake must be at most the gate_timeout of {service.key} '
+            f"({format_duration(service.gate_timeout)})"
+        )
+    planned = ServiceConfig.model_validate({**service.model_dump(), **given})
+    refused = refusal(
+        breaches(service.key, service.plan, planned.plan, overrides), service.allow_overrides
     )
+    if refused:
+        raise ConfigError(refused)
+    return planned
+
+
+def overrides_to_accept(
+    service: ServiceConfig, planned: ServiceConfig, overrides: dict[str, str]
+) -> list[str]:
+    """The overrides (allowed by `allow_overrides`) that loosen the catalogue's plan: an approver
+    must accept the plan before its first shift. Empty when the overrides only add caution."""
+    return to_accept(breaches(service.key, service.plan, planned.plan, overrides))

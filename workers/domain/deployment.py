@@ -27,6 +27,9 @@ class Deployment(BaseModel):
     requester: str
     channel: str | None = None
     settings: ServiceConfig
+    #: Overrides beyond the catalogue's caution (allowed by its `allow_overrides`): an approver
+    #: accepts the plan at a gate before the first shift. Empty for an ordinary deployment.
+    accept_plan: list[str] = Field(default_factory=list)
     state: State = State.PROVISIONING
     version: int = 0
     created_at: float

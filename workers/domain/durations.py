@@ -7,6 +7,11 @@ import re
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([dhms])")
 _WHOLE = re.compile(r"(?:\d+[dhms])+")
+#: The longest duration a person may write (catalogue or command): long enough for any real bake
+#: or gate, short enough that every date computed from it stays a date (`bake=3000000d` would
+#: put the card's "until" past the year 9999). Checked where a person writes it (`bounded`), not
+#: when a stored deployment is read back.
+MAX_SECONDS = 30 * 86400
 
 
 class DurationError(ValueError):
@@ -26,9 +31,22 @@ def parse_duration(text: str | int | float) -> int:
                 f"{value!r} is ambiguous: give a unit (s, m, h or d), e.g. {value}s or {value}m"
             )
         raise DurationError(f"{text!r} is not a duration: use e.g. 90s, 5m, 1h30m or 2d")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    parts = _PART.findall(value)
+    # Numbers of thousands of digits are not even converted (int() refuses past 4300 digits).
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts):
+        raise DurationError(f"{text!r} is too long: at most {format_duration(MAX_SECONDS)}")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in parts)
     if seconds <= 0:
         raise DurationError(f"{text!r} must be longer than zero")
+    return seconds
+
+
+def bounded(seconds: int) -> int:
+    """`seconds` if a person may write it (at most MAX_SECONDS), else DurationError."""
+    if seconds > MAX_SECONDS:
+        raise DurationError(
+            f"{format_duration(seconds)} is too long: at most {format_duration(MAX_SECONDS)}"
+        )
     return seconds
 
 

@@ -9,7 +9,8 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 # A first component is a registry only if it looks like a host: a dot, a port or localhost.
 _HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REGISTRY = rf"(?:(?:{_HOST}(?:\.{_HOST})+|localhost)(?::[0-9]+)?/|{_HOST}:[0-9]+/)"
-_REFERENCE = re.compile(
+#: An image reference; `repo` is the repository, `tag` and `digest` what pins the version.
+REFERENCE = re.compile(
     rf"^(?P<repo>{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
@@ -22,7 +23,7 @@ class ImageError(ValueError):
 
 def check_image(image: str) -> str:
     """Return `image` if it is a valid, pinned reference (a tag or a digest), else raise."""
-    match = _REFERENCE.match(image or "")
+    match = REFERENCE.match(image or "")
     if not match or len(image) > 255:
         raise ImageError(
             f'"{image}" is not an image reference, '
@@ -35,7 +36,7 @@ def check_image(image: str) -> str:
 
 def repository(image: str) -> str:
     """The image without its tag or digest."""
-    match = _REFERENCE.match(image)
+    match = REFERENCE.match(image)
     return match.group("repo") if match else image.split("@")[0].rsplit(":", 1)[0]
 
 

@@ -33,7 +33,7 @@ class Trigger(StrEnum):
     CHECKED = "checked"  # a check that changes nothing but records its figures
     NOT_ENOUGH_DATA = "not_enough_data"  # bake over, too few requests to judge: hold
     PASSED = "passed"  # step passed, no gate: go to the next step
-    GATE_OPENED = "gate_opened"  # step passed, wait for a person
+    GATE_OPENED = "gate_opened"  # step passed (or a plan to accept): wait for a person
     APPROVED = "approved"  # a person approved the next step
     BAKE_DONE = "bake_done"  # post-promotion bake over: tear the old version down
     TORN_DOWN = "torn_down"  # old version removed: done
@@ -66,6 +66,8 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (_S.PROVISIONING, _T.PROVISIONED): _S.WAITING_READY,
     (_S.WAITING_READY, _T.CHECKED): _S.WAITING_READY,
     (_S.WAITING_READY, _T.READY): _S.SHIFTING,
+    # A plan loosened by allowed overrides is accepted by an approver before the first shift.
+    (_S.WAITING_READY, _T.GATE_OPENED): _S.AWAITING_APPROVAL,
     (_S.SHIFTING, _T.SHIFTED): _S.BAKING,
     (_S.BAKING, _T.CHECKED): _S.BAKING,
     (_S.BAKING, _T.NOT_ENOUGH_DATA): _S.HOLDING,

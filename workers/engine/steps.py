@@ -13,6 +13,7 @@ from typing import Any
 from workers.aws.errors import AwsStepError
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
+from workers.domain.policy import allowed_images, image_refusal
 from workers.domain.state import State, Trigger
 from workers.domain.traffic import canary_weights
 from workers.engine.checks import check, check_delay
@@ -31,6 +32,13 @@ def provision(engine: Engine, dep: Deployment) -> None:
         # route and a rollback knows what to restore.
         dep = engine.move(dep, None, mutate=remember, delay=None)
     stable = dep.stable or {}
+    # Without `images` in the catalogue only the worker knows where the service's images come
+    # from: the stable's repository. A foreign image ends here, before anything is created.
+    patterns = allowed_images(dep.settings.images, stable.get("image"))
+    refused = image_refusal(dep.service, dep.image, patterns)
+    if refused:
+        engine.roll_back(dep, by="image policy", actor=None, reason=refused)
+        return
     canary = backend.provision(stable, name=canary_name(dep), image=dep.image, deployment_id=dep.id)
 
     def provisioned(d: Deployment) -> None:
@@ -51,6 +59,9 @@ def provision(engine: Engine, dep: Deployment) -> None:
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:
     ready = engine.backend(dep).readiness(dep.canary or {})
+    if ready.ready and dep.accept_plan and not dep.approvals:
+        accept_plan_gate(engine, dep, ready.running, ready.desired)
+        return
     if ready.ready:
 
         def first_step(d: Deployment) -> None:
@@ -79,6 +90,36 @@ def wait_ready(engine: Engine, dep: Deployment) -> None:
         )
         return
     engine.move(dep, Trigger.CHECKED, delay=engine.ready_poll)
+
+
+def accept_plan_gate(engine: Engine, dep: Deployment, running: int, desired: int) -> None:
+    """Overrides beyond the catalogue's caution (allowed by `allow_overrides`): before any
+    traffic moves, a gate asks an approver to accept the plan in force; approving it shifts to
+    the first step as any gate does."""
+    now, s = engine.now(), dep.settings
+
+    def open_gate(d: Deployment) -> None:
+        d.gate_opened_at, d.attempts = now, 0
+
+    gate = engine.event(
+        "gate_opened",
+        weight=dep.next_weight,
+        data={
+            "next_step": 1,
+            "next_weight": dep.next_weight,
+            "timeout_at": now + s.gate_timeout,
+            "plan": s.plan.describe(),
+            "accept": dep.accept_plan,
+        },
+    )
+    ready = engine.event("ready", data={"running": running, "desired": desired})
+    engine.move(
+        dep,
+        Trigger.GATE_OPENED,
+        mutate=open_gate,
+        events=[ready, gate],
+        delay=s.analysis_interval,
+    )
 
 
 def shift(engine: Engine, dep: Deployment) -> None:

@@ -18,8 +18,14 @@ _ICONS = {State.PROMOTED: "✅", State.ROLLED_BACK: "❌", State.FAILED: "⚠"}
 
 
 def starting(dep: Deployment) -> str:
+    plan = f"Plan: {dep.settings.plan.describe()}."
+    if dep.accept_plan:
+        plan += (
+            f" Looser than the catalogue's ({', '.join(dep.accept_plan)}): an approver accepts "
+            "it before any traffic moves."
+        )
     return (
-        f"Starting deployment {dep.id} of {dep.service}: {dep.image}\n"
+        f"Starting deployment {dep.id} of {dep.service}: {dep.image}\n{plan}\n"
         "The card and its thread appear in this channel in a moment."
     )
 

@@ -195,6 +195,11 @@ def _gate_opened(dep: Deployment, e: Event) -> Message:
     question = gate_question(dep, e)
     timeout = e.data.get("timeout_at")
     detail = f"Step {step} of {len(dep.settings.steps)}: {weight} % of traffic to the canary."
+    if e.data.get("plan"):  # overrides beyond the catalogue's caution: accept the plan first
+        loosened = ", ".join(e.data.get("accept") or [])
+        detail = (
+            f"Plan in force, looser than the catalogue's ({loosened}): {e.data['plan']}. {detail}"
+        )
     if timeout:
         detail += f" Rolls back at {when(timeout)} without a decision; monitoring goes on."
     value = ButtonValue(dep.id, step).encode()
@@ -251,6 +256,7 @@ _BY = {
     "gate_timeout": "gate timed out",
     "ready_timeout": "canary tasks never became ready",
     "hold_timeout": "not enough traffic to judge",
+    "image policy": "image not allowed",
     "error": "stopped by an error",
 }
 

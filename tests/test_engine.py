@@ -14,10 +14,13 @@ from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
 from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
 from tests.fakes import FakeClock, catalogue, fake_runtime
 from workers import api
+from workers.analysis.judge import Outcome
 from workers.aws.clients import make_clients
 from workers.domain.catalogue import parse_catalogue
+from workers.domain.outcomes import Refusal
 from workers.domain.state import State
 from workers.runtime.jobs import runner
+from workers.slack import answers
 
 V2 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 V3 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v3"
@@ -85,7 +88,7 @@ def start(world: World, image: str = V2, requester: str = "UDANA", **overrides: 
     answer = api.start_deployment(
         "payments", image, requester=requester, channel="C1", overrides=overrides, rt=world.rt
     )
-    assert answer.ok, answer.message
+    assert answer.ok, answer.refusal
     assert answer.deployment is not None
     return answer.deployment.id
 
@@ -108,7 +111,7 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
             f"payments-{dep_id}": dep.weight,
         }
         answer = api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=world.rt)
-        assert answer.ok, answer.message
+        assert answer.ok, answer.refusal
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.PROMOTED, dep.reason
     assert world.weights() == {f"payments-{dep_id}": 100}
@@ -142,7 +145,7 @@ def test_canary_with_errors_is_rolled_back_by_itself(world: World) -> None:
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
     assert dep.ended_by == "canary check" and "5xx" in (dep.reason or "")
-    assert dep.last_verdict is not None and dep.last_verdict["outcome"] == "fail"
+    assert dep.last_verdict is not None and dep.last_verdict.outcome == Outcome.FAIL
     assert world.weights() == {"payments-v1": 100}
     assert world.traffic_targets() == {"payments-v1"}
     canary = world.clients.ecs.describe_services(cluster="prod", services=[f"payments-{dep_id}"])
@@ -156,13 +159,13 @@ def test_abort_at_a_gate_restores_stable_first(world: World) -> None:
     dep_id = start(world)
     assert world.drive(dep_id, at_gate).state == State.AWAITING_APPROVAL
     answer = api.decide_gate(dep_id, 2, approve=False, actor="USAM", rt=world.rt)
-    assert answer.ok, answer.message
+    assert answer.ok, answer.refusal
     job = world.scheduler.pop_due("run")
     assert job is not None and job.urgent  # the fast path: high-priority queue
     runner(world.rt).run(job.dep_id, job.version)  # type: ignore[arg-type]
     assert world.weights() == {"payments-v1": 100}  # one job later, stable has all traffic
     dep = world.drive(dep_id, lambda d: not d.active)
-    assert dep.state == State.ROLLED_BACK and dep.reason == "aborted by <@USAM>"
+    assert dep.state == State.ROLLED_BACK and dep.reason == "aborted" and dep.stopped_by == "USAM"
 
 
 def test_canary_without_traffic_is_held_never_promoted(
@@ -176,7 +179,7 @@ def test_canary_without_traffic_is_held_never_promoted(
             lambda d: d.state != State.PROVISIONING and (d.state == State.HOLDING or not d.active),
         )
         assert dep.state == State.HOLDING and dep.weight == 10
-        assert "0 canary requests" in (dep.last_verdict or {}).get("reason", "")
+        assert dep.last_verdict is not None and "0 canary requests" in dep.last_verdict.reason
         dep = world.drive(dep_id, lambda d: not d.active)
         assert dep.state == State.ROLLED_BACK and dep.ended_by == "hold_timeout"
         assert "holding" in kinds(world, dep_id) and "step_passed" not in kinds(world, dep_id)
@@ -210,18 +213,22 @@ def test_approve_refusals(world: World) -> None:
     dep_id = start(world)
     world.drive(dep_id, at_gate)
     own = api.decide_gate(dep_id, 2, approve=True, actor="UDANA", rt=world.rt)
-    assert not own.ok and "four-eyes" in own.message
+    assert not own.ok and own.refusal == Refusal.OWN_DEPLOYMENT
     stale = api.decide_gate(dep_id, 3, approve=True, actor="USAM", rt=world.rt)
-    assert not stale.ok and "waiting for step 2" in stale.message
+    assert not stale.ok and stale.refusal == Refusal.OTHER_GATE
+    assert "waiting for step 2" in answers.refused(stale)
     assert api.decide_gate(dep_id, 2, approve=True, actor="USAM", rt=world.rt).ok
     again = api.decide_gate(dep_id, 2, approve=True, actor="ULEE", rt=world.rt)
-    assert not again.ok and "already approved by <@USAM>" in again.message
+    assert not again.ok and again.refusal == Refusal.ALREADY_APPROVED
+    assert answers.refused(again) == "Step 2 was already approved by <@USAM>."
 
 
 def test_second_deploy_of_a_busy_service_names_the_running_one(world: World) -> None:
     dep_id = start(world)
     answer = api.start_deployment("payments", V3, requester="ULEE", rt=world.rt)
-    assert not answer.ok and dep_id in answer.message and "Abort it first" in answer.message
+    assert not answer.ok and answer.refusal == Refusal.BUSY and answer.dep_id == dep_id
+    assert answer.deployment is not None and answer.deployment.id == dep_id
+    assert "Abort it first" in answers.refused(answer)
 
 
 def test_bad_input_changes_nothing(world: World) -> None:
@@ -233,7 +240,8 @@ def test_bad_input_changes_nothing(world: World) -> None:
         answer = api.start_deployment(
             service, image, requester="U1", overrides=overrides, rt=world.rt
         )
-        assert not answer.ok and needle in answer.message
+        assert not answer.ok and answer.refusal == Refusal.INVALID
+        assert needle in answers.refused(answer)
     assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
 
 

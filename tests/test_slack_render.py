@@ -14,9 +14,11 @@ from tests.bot_harness import (
     make_runtime,
     verdict,
 )
-from workers.domain.deployment import Deployment
+from workers.domain.deployment import Approval, Deployment
 from workers.domain.events import Event
+from workers.domain.outcomes import Answer, Refusal
 from workers.domain.state import State
+from workers.slack import answers
 from workers.slack.card import card_status, render_card
 from workers.slack.format import MAX_BLOCKS, MAX_TEXT, Message
 from workers.slack.notifier import slack_api_url
@@ -182,3 +184,30 @@ def test_slack_api_url_works_with_or_without_a_slash(monkeypatch: pytest.MonkeyP
     assert slack_api_url() == "http://127.0.0.1:9/api/"
     monkeypatch.delenv("SLACK_API_URL")
     assert slack_api_url() == "https://slack.com/api/"
+
+
+# answers to a request the engine refused ------------------------------------------------------
+@pytest.mark.parametrize("refusal", list(Refusal))
+def test_every_refusal_is_worded(refusal: Refusal) -> None:
+    dep = deployment(
+        State.AWAITING_APPROVAL,
+        step_index=1,
+        approvals=[Approval(step=2, actor=SAM, at=NOW)],
+    )
+    text = answers.refused(
+        Answer(False, dep, refusal, dep_id=dep.id, step=2, detail="steps must increase")
+    )
+    assert text and text != "Nothing was changed."
+    if refusal == Refusal.ALREADY_APPROVED:
+        assert text == f"Step 2 was already approved by <@{SAM}>."
+    if refusal == Refusal.BUSY:
+        assert text.startswith(f"payments is busy: deployment #{dep.id} by <@{DANA}> is at 25 %")
+
+
+def test_a_busy_service_whose_holder_just_finished_still_says_so() -> None:
+    answer = Answer(False, None, Refusal.BUSY, dep_id="4f2a9c1e")
+    assert answers.busy("payments", None, "4f2a9c1e", None) == (
+        "payments is busy: deployment #4f2a9c1e is running. "
+        "Abort it first with `/canary abort payments`."
+    )
+    assert "#4f2a9c1e is running" in answers.refused(answer)

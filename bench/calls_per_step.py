@@ -192,7 +192,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
         answer = api.start_deployment(
             KEY, IMAGE.format(key=KEY, tag="v2"), requester=DEV, channel=CHANNEL, rt=rt
         )
-        assert answer.ok and answer.deployment is not None, answer.message
+        assert answer.ok and answer.deployment is not None, answer.refusal
         dep_id = answer.deployment.id
         counts = Counts()
         last_tick = time.time()
@@ -205,7 +205,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
                 decided = api.decide_gate(
                     dep_id, dep.step_number + 1, approve=True, actor=OPS, rt=rt
                 )
-                assert decided.ok, decided.message
+                assert decided.ok, decided.refusal
                 counter.take()  # the click's own reads are the bot's, not a step's
             job = scheduler.pop_due(deadline)
             if job is None:

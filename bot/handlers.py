@@ -15,6 +15,7 @@ from bot.permissions import Action, GroupsResolver, may
 from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
+from workers.domain.outcomes import Answer, Refusal
 from workers.runtime.context import Runtime
 from workers.slack import answers as views
 from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
@@ -112,12 +113,12 @@ class Handlers:
         )
         if answer.ok and answer.deployment is not None:
             return views.starting(answer.deployment)
-        if answer.holder is not None:
-            api.record_refusal(
-                answer.holder.id, actor=user, action="deploy", reason=answer.message, rt=rt
-            )
-            return views.busy(service, answer.holder, thread_url(rt.store, answer.holder.id))
-        return answer.message
+        if answer.refusal == Refusal.BUSY and answer.dep_id:
+            holder_id = answer.dep_id
+            _record(rt, holder_id, user, "deploy", answer)
+            url = thread_url(rt.store, holder_id)
+            return views.busy(service, answer.deployment, holder_id, url)
+        return views.refused(answer)
 
     def abort(self, rt: Runtime, service: str, user: str) -> str:
         rt.catalogue().service(service)
@@ -128,9 +129,10 @@ class Handlers:
         if refusal:
             return refusal
         answer = api.abort(dep.id, actor=user, rt=rt)
-        if not answer.ok:
-            api.record_refusal(dep.id, actor=user, action="abort", reason=answer.message, rt=rt)
-        return answer.message
+        if answer.ok:
+            return views.aborting(dep.id)
+        _record(rt, dep.id, user, "abort", answer)
+        return views.refused(answer)
 
     # buttons ---------------------------------------------------------------------------------
     def on_button(
@@ -165,19 +167,19 @@ class Handlers:
         refusal = self._refusal(rt, kind, user, dep)
         if refusal:
             return refusal
+        hint = ""
         if action_id == APPROVE:
             answer = api.decide_gate(dep.id, step, approve=True, actor=user, rt=rt)
         elif action_id == ABORT:
             answer = api.decide_gate(dep.id, step, approve=False, actor=user, rt=rt)
             if not answer.ok and answer.deployment is not None and answer.deployment.active:
                 hint = f" To stop it anyway: `{SLASH} abort {dep.service}`."
-                answer = api.Answer(False, answer.message + hint, answer.deployment)
         else:
             answer = api.roll_back(dep.id, actor=user, rt=rt)
         if answer.ok:
             return None
-        api.record_refusal(dep.id, actor=user, action=kind, reason=answer.message, rt=rt)
-        return answer.message
+        _record(rt, dep.id, user, kind, answer)
+        return views.refused(answer) + hint
 
     # helpers ---------------------------------------------------------------------------------
     def _refusal(self, rt: Runtime, kind: Action, user: str, dep: Deployment) -> str | None:
@@ -195,6 +197,12 @@ class Handlers:
     def _thread_links(rt: Runtime, deps: list[Deployment]) -> views.ThreadLink:
         """The thread links of `deps`, read at once: one round trip however many there are."""
         return thread_urls(rt.store, [d.id for d in deps]).get
+
+
+def _record(rt: Runtime, dep_id: str, user: str, action: str, answer: Answer) -> None:
+    """Keep a refusal of the engine in the deployment's log (its code: no Slack wording)."""
+    reason = answer.refusal.value if answer.refusal else "refused"
+    api.record_refusal(dep_id, actor=user, action=action, reason=reason, rt=rt)
 
 
 def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:

@@ -13,8 +13,10 @@ from sandbox.slack_user import block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
 from tests.fakes import fake_runtime, no_aws
 from tests.slack_mock import MockSlack
+from workers.analysis.judge import Counts, Outcome, Verdict
 from workers.domain.catalogue import parse_catalogue
-from workers.domain.deployment import Deployment, Event
+from workers.domain.deployment import Deployment
+from workers.domain.events import EVENTS, Event
 from workers.domain.state import State
 from workers.runtime.context import Runtime
 from workers.slack.notifier import SlackNotifier, make_client
@@ -175,23 +177,26 @@ def advance(
 
 
 def event(kind: str, **fields: Any) -> Event:
-    return Event(at=time.time(), kind=kind, state=State.PROVISIONING, version=0, **fields)
+    """An event of `kind` with its typed fields, as the engine writes it."""
+    return EVENTS.validate_python({"kind": kind, "at": time.time(), **fields})
 
 
-def verdict(canary: tuple[int, int], stable: tuple[int, int], outcome: str = "pass") -> dict:
-    def side(req: int, err: int) -> dict:
-        return {"requests": req, "errors": err, "rate_pct": err / req * 100 if req else None}
-
-    return {
-        "outcome": outcome,
-        "canary": side(*canary),
-        "stable": side(*stable),
-        "threshold_pct": 1.0,
-        "wilson_lower_pct": 0.1,
-        "p_value": 0.6,
-        "alarms_firing": [],
-        "reason": f"canary {canary[1]} × 5xx of {canary[0]} req",
-    }
+def verdict(
+    canary: tuple[int, int],
+    stable: tuple[int, int],
+    outcome: str = "pass",
+    reason: str | None = None,
+) -> Verdict:
+    return Verdict(
+        outcome=Outcome(outcome),
+        canary=Counts(*canary),
+        stable=Counts(*stable),
+        threshold_pct=1.0,
+        wilson_lower_pct=0.1,
+        p_value=0.6,
+        alarms_firing=(),
+        reason=reason or f"canary {canary[1]} × 5xx of {canary[0]} req",
+    )
 
 
 def to_gate(rt: Runtime, dep_id: str) -> Deployment:
@@ -203,13 +208,13 @@ def to_gate(rt: Runtime, dep_id: str) -> Deployment:
         [
             event(
                 "provisioned",
-                data={
+                canary={
                     "task_definition": "payments:58",
                     "virtual_node": f"payments-{dep_id}",
                     "ecs_service": f"payments-{dep_id}",
-                    "desired": 2,
-                    "old_image": OLD_IMAGE,
                 },
+                desired=2,
+                old_image=OLD_IMAGE,
             )
         ],
         mutate=lambda d: setattr(d, "old_image", OLD_IMAGE),
@@ -223,8 +228,8 @@ def to_gate(rt: Runtime, dep_id: str) -> Deployment:
         dep_id,
         State.BAKING,
         [
-            event("ready", data={"running": 2, "desired": 2}),
-            event("shifted", weight=10, data={"route": "payments-route"}),
+            event("ready", running=2, desired=2),
+            event("shifted", weight=10, route="route payments-route"),
         ],
         mutate=first,
     )
@@ -238,23 +243,8 @@ def to_gate(rt: Runtime, dep_id: str) -> Deployment:
         dep_id,
         State.AWAITING_APPROVAL,
         [
-            event(
-                "step_passed",
-                weight=10,
-                reason=v["reason"],
-                data={"verdict": v, "shown_with": "gate_opened"},
-            ),
-            event(
-                "gate_opened",
-                weight=25,
-                data={
-                    "next_step": 2,
-                    "next_weight": 25,
-                    "timeout_at": time.time() + 86400,
-                    "verdict": v,
-                    "passed_weight": 10,
-                },
-            ),
+            event("step_passed", step=1, weight=10, verdict=v),
+            event("gate_opened", next_step=2, next_weight=25, timeout_at=time.time() + 86400),
         ],
         mutate=gate,
     )

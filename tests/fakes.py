@@ -17,6 +17,7 @@ from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
 from workers.domain.catalogue import Catalogue, parse_catalogue
 from workers.domain.deployment import Deployment
+from workers.domain.events import EVENTS, Event
 from workers.engine.outbox import LoggingNotifier, deliver_pending
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
@@ -218,3 +219,26 @@ class World:
             self.clock.advance(step)
             if step > 0:
                 self.sim.tick(step, at=datetime.fromtimestamp(self.clock.now - step / 2, UTC))
+
+
+#: The fields each kind of event requires, with dull values: for tests that only need the kind.
+_REQUIRED: dict[str, dict[str, object]] = {
+    "requested": {"actor": "U1", "image": "x/payments:v2"},
+    "provisioned": {"canary": {}},
+    "ready": {"running": 1, "desired": 1},
+    "shifted": {"weight": 10, "route": "route payments-route"},
+    "approved": {"actor": "U1", "weight": 25},
+    "refused": {"actor": "U1", "action": "approve", "reason": "not_at_gate"},
+    "rolled_back": {
+        "by": "abort",
+        "reason": "aborted",
+        "kept": False,
+        "took": 1.0,
+        "canary_existed": True,
+    },
+}
+
+
+def sample_event(kind: str, at: float = 1.0) -> Event:
+    """An event of `kind` whose fields do not matter to the test."""
+    return EVENTS.validate_python({"kind": kind, "at": at, **_REQUIRED[kind]})

@@ -56,7 +56,7 @@ def run_round(stack: World, slack: SlackEmulator, rng: random.Random, report: Re
             key, IMAGE.format(key=key, tag=tag), requester="UKILL", channel=CHANNEL, rt=stack.rt
         )
         if not answer.ok or answer.deployment is None:
-            report.problems.append(f"{key}: could not start: {answer.message}")
+            report.problems.append(f"{key}: could not start: {answer.refusal}")
             continue
         ids[key] = (answer.deployment.id, tag)
     deadline = time.monotonic() + 240

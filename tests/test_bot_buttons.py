@@ -22,6 +22,7 @@ from tests.bot_harness import (
 from tests.slack_mock import MockSlack, Posted
 from workers import api
 from workers.domain.deployment import Deployment
+from workers.domain.events import Refused
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
@@ -99,8 +100,8 @@ def test_self_approval_is_refused_under_four_eyes(
     )
     assert api.get_deployment(dep_id, rt=rt).state == State.AWAITING_APPROVAL
     refused = api.get_events(dep_id, rt=rt)[-1]
-    assert refused.kind == "refused" and refused.actor == DANA
-    assert refused.data["action"] == "approve"
+    assert isinstance(refused, Refused) and refused.actor == DANA
+    assert refused.action == "approve"
     [ephemeral] = mock.ephemerals
     assert ephemeral["user"] == DANA and ephemeral["channel"] == PAYMENTS_CHANNEL
 
@@ -136,12 +137,15 @@ def test_click_on_a_finished_deployment_is_refused(
 ) -> None:
     dep_id = start_at_gate(slack, rt, mock)
     api.abort(dep_id, actor=DANA, rt=rt)
-    advance(rt, dep_id, State.CLEANING_UP, [event("route_restored", data={"seconds": 0.4})])
+    advance(rt, dep_id, State.CLEANING_UP, [event("route_restored", seconds=0.4, stable=None)])
+    ended = event(
+        "rolled_back", by="abort", reason="aborted", kept=False, took=60, canary_existed=True
+    )
     advance(
         rt,
         dep_id,
         State.ROLLED_BACK,
-        [event("rolled_back", reason="aborted", data={"by": "abort"})],
+        [ended],
         mutate=lambda d: setattr(d, "finished_at", time.time()),
     )
     told = slack.click_and_wait("canary_approve", f"{dep_id}:2", user=SAM)
@@ -158,11 +162,7 @@ def test_roll_back_button_after_promotion(slack: Slack, rt: Runtime, mock: MockS
         rt,
         dep_id,
         State.POST_PROMOTION,
-        [
-            event(
-                "shifted", weight=100, data={"route": "payments-route", "post_promotion_bake": 900}
-            )
-        ],
+        [event("shifted", weight=100, route="route payments-route", post_promotion_bake=900)],
         mutate=to_full,
     )
     deliver_pending(rt, notifier(mock), dep_id)

@@ -18,6 +18,7 @@ from tests.bot_harness import (
     advance,
     notifier,
     signed_headers,
+    verdict,
 )
 from tests.slack_mock import MockSlack
 from workers import api
@@ -208,7 +209,7 @@ def test_status_of_a_service_shows_its_last_check(slack: Slack, rt: Runtime) -> 
     reason = "baking, no breach so far: canary 0.25 % (3 × 5xx of 1,204 req): within 1 %"
 
     def checked(d: Deployment) -> None:
-        d.last_verdict = {"outcome": "baking", "reason": reason}
+        d.last_verdict = verdict((1204, 3), (10877, 31), "baking", reason)
 
     advance(rt, dep.id, State.BAKING, mutate=checked)
     assert slack.answer("status payments").endswith(f"\nLast check: {reason}")

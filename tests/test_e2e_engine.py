@@ -52,7 +52,7 @@ def deploy(stack: World, key: str, tag: str) -> str:
     answer = api.start_deployment(
         key, IMAGE.format(key=key, tag=tag), requester="UDANA", channel="C1", rt=stack.rt
     )
-    assert answer.ok, answer.message
+    assert answer.ok, answer.refusal
     assert answer.deployment is not None
     return answer.deployment.id
 

@@ -13,10 +13,13 @@ from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
 from tests.fakes import BACKENDS, SHIFT_CALLS, FakeClock, Simulator, World, catalogue, fake_runtime
 from workers import api
+from workers.analysis.judge import Outcome
 from workers.aws.clients import make_clients
 from workers.domain.catalogue import parse_catalogue
+from workers.domain.outcomes import Refusal
 from workers.domain.state import State
 from workers.runtime.jobs import runner
+from workers.slack import answers
 
 V2 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
 V3 = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v3"
@@ -97,7 +100,7 @@ def start(world: World, image: str = V2, requester: str = "UDANA", **overrides: 
     answer = api.start_deployment(
         "payments", image, requester=requester, channel="C1", overrides=overrides, rt=world.rt
     )
-    assert answer.ok, answer.message
+    assert answer.ok, answer.refusal
     assert answer.deployment is not None
     return answer.deployment.id
 
@@ -120,7 +123,7 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
             f"payments-{dep_id}": dep.weight,
         }
         answer = api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=world.rt)
-        assert answer.ok, answer.message
+        assert answer.ok, answer.refusal
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.PROMOTED, dep.reason
     assert world.weights() == {f"payments-{dep_id}": 100}
@@ -155,7 +158,7 @@ def test_canary_with_errors_is_rolled_back_by_itself(world: World) -> None:
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
     assert dep.ended_by == "canary check" and "5xx" in (dep.reason or "")
-    assert dep.last_verdict is not None and dep.last_verdict["outcome"] == "fail"
+    assert dep.last_verdict is not None and dep.last_verdict.outcome == Outcome.FAIL
     assert world.weights() == {"payments-v1": 100}
     assert world.traffic_targets() == {"payments-v1"}
     canary = world.clients.ecs.describe_services(cluster="prod", services=[f"payments-{dep_id}"])
@@ -169,13 +172,13 @@ def test_abort_at_a_gate_restores_stable_first(world: World) -> None:
     dep_id = start(world)
     assert world.drive(dep_id, at_gate).state == State.AWAITING_APPROVAL
     answer = api.decide_gate(dep_id, 2, approve=False, actor="USAM", rt=world.rt)
-    assert answer.ok, answer.message
+    assert answer.ok, answer.refusal
     job = world.scheduler.pop_due("run")
     assert job is not None and job.urgent  # the fast path: high-priority queue
     runner(world.rt).run(job.dep_id, job.version)  # type: ignore[arg-type]
     assert world.weights() == {"payments-v1": 100}  # one job later, stable has all traffic
     dep = world.drive(dep_id, lambda d: not d.active)
-    assert dep.state == State.ROLLED_BACK and dep.reason == "aborted by <@USAM>"
+    assert dep.state == State.ROLLED_BACK and dep.reason == "aborted" and dep.stopped_by == "USAM"
 
 
 def test_canary_without_traffic_is_held_never_promoted(
@@ -189,7 +192,7 @@ def test_canary_without_traffic_is_held_never_promoted(
             lambda d: d.state != State.PROVISIONING and (d.state == State.HOLDING or not d.active),
         )
         assert dep.state == State.HOLDING and dep.weight == 10
-        assert "0 canary requests" in (dep.last_verdict or {}).get("reason", "")
+        assert dep.last_verdict is not None and "0 canary requests" in dep.last_verdict.reason
         dep = world.drive(dep_id, lambda d: not d.active)
         assert dep.state == State.ROLLED_BACK and dep.ended_by == "hold_timeout"
         assert "holding" in kinds(world, dep_id) and "step_passed" not in kinds(world, dep_id)
@@ -223,18 +226,22 @@ def test_approve_refusals(world: World) -> None:
     dep_id = start(world)
     world.drive(dep_id, at_gate)
     own = api.decide_gate(dep_id, 2, approve=True, actor="UDANA", rt=world.rt)
-    assert not own.ok and "four-eyes" in own.message
+    assert not own.ok and own.refusal == Refusal.OWN_DEPLOYMENT
     stale = api.decide_gate(dep_id, 3, approve=True, actor="USAM", rt=world.rt)
-    assert not stale.ok and "waiting for step 2" in stale.message
+    assert not stale.ok and stale.refusal == Refusal.OTHER_GATE
+    assert "waiting for step 2" in answers.refused(stale)
     assert api.decide_gate(dep_id, 2, approve=True, actor="USAM", rt=world.rt).ok
     again = api.decide_gate(dep_id, 2, approve=True, actor="ULEE", rt=world.rt)
-    assert not again.ok and "already approved by <@USAM>" in again.message
+    assert not again.ok and again.refusal == Refusal.ALREADY_APPROVED
+    assert answers.refused(again) == "Step 2 was already approved by <@USAM>."
 
 
 def test_second_deploy_of_a_busy_service_names_the_running_one(world: World) -> None:
     dep_id = start(world)
     answer = api.start_deployment("payments", V3, requester="ULEE", rt=world.rt)
-    assert not answer.ok and dep_id in answer.message and "Abort it first" in answer.message
+    assert not answer.ok and answer.refusal == Refusal.BUSY and answer.dep_id == dep_id
+    assert answer.deployment is not None and answer.deployment.id == dep_id
+    assert "Abort it first" in answers.refused(answer)
 
 
 def test_bad_input_changes_nothing(world: World) -> None:
@@ -246,7 +253,8 @@ def test_bad_input_changes_nothing(world: World) -> None:
         answer = api.start_deployment(
             service, image, requester="U1", overrides=overrides, rt=world.rt
         )
-        assert not answer.ok and needle in answer.message
+        assert not answer.ok and answer.refusal == Refusal.INVALID
+        assert needle in answers.refused(answer)
     assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
 
 
@@ -303,7 +311,7 @@ def test_a_foreign_image_ends_before_anything_is_created(world: World) -> None:
     assert ecs.list_services(cluster="prod")["serviceArns"] == services
     assert world.traffic_targets() == targets and world.weights() == {"payments-v1": 100}
     last = world.rt.store.events(dep.id)[-1]
-    assert last.kind == "rolled_back" and last.data["canary_existed"] is False
+    assert last.kind == "rolled_back" and last.canary_existed is False
     assert world.rt.store.lock_holder("payments") is None
 
 
@@ -315,7 +323,7 @@ def test_images_in_the_catalogue_refuse_at_command_time(
             monkeypatch, backend, service={"images": ["123456789012.dkr.ecr.*.amazonaws.com/*"]}
         )
         answer = api.start_deployment("payments", FOREIGN, requester="UDANA", rt=world.rt)
-        assert answer.message == (
+        assert answer.detail == (
             f"{FOREIGN} is not an image payments deploys. "
             "Allowed: 123456789012.dkr.ecr.*.amazonaws.com/* (tag or digest)."
         )
@@ -334,7 +342,7 @@ def test_overrides_that_loosen_the_plan_are_refused(world: World) -> None:
         answer = api.start_deployment(
             "payments", V2, requester="UDANA", overrides=overrides, rt=world.rt
         )
-        assert not answer.ok and needle in answer.message, answer.message
+        assert not answer.ok and needle in (answer.detail or ""), answer.detail
     assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
 
 
@@ -350,10 +358,10 @@ def test_allowed_loosening_waits_for_an_approver_to_accept_the_plan(
         # no traffic moved before the acceptance (an ALB lists the canary at weight 0)
         assert {k: w for k, w in world.weights().items() if w} == {"payments-v1": 100}
         gate = next(e for e in world.rt.store.events(dep_id) if e.kind == "gate_opened")
-        assert gate.data["plan"] == "steps 50, 100 · bake 5m · gates auto"
-        assert gate.data["accept"] == ["steps", "gates"] and gate.data["next_step"] == 1
+        assert gate.kind == "gate_opened" and gate.plan == "steps 50, 100 · bake 5m · gates auto"
+        assert gate.accept == ["steps", "gates"] and gate.next_step == 1
         own = api.decide_gate(dep_id, 1, approve=True, actor="UDANA", rt=world.rt)
-        assert not own.ok and "four-eyes" in own.message
+        assert not own.ok and own.refusal == Refusal.OWN_DEPLOYMENT
         assert api.decide_gate(dep_id, 1, approve=True, actor="USAM", rt=world.rt).ok
         dep = world.drive(dep_id, lambda d: not d.active)
         assert dep.state == State.PROMOTED, dep.reason

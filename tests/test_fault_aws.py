@@ -164,9 +164,8 @@ def test_a_route_someone_else_split_is_left_alone(
             dep.reason or ""
         )
         assert world.weights() == {"payments-v1": 60, "other-v1": 40}  # not ours to touch
-        shown = [
-            m.text for e in world.rt.store.events(dep.id) if (m := render_event(dep, e)) is not None
-        ]
+        log = world.rt.store.events(dep.id)
+        shown = [m.text for e in log if (m := render_event(dep, e, log)) is not None]
         assert shown[0].startswith("↩️ Stopping: Route payments-route already splits traffic")
         assert shown[0].endswith("No traffic had moved to the canary.")
         assert shown[1].startswith("Rolled back ❌ Nothing had been created in AWS.")

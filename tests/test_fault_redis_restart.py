@@ -72,7 +72,7 @@ def test_rollouts_carry_on_across_a_redis_restart(
         answer = api.start_deployment(
             key, IMAGE.format(key=key, tag="v2"), requester="U1", rt=stack.rt
         )
-        assert answer.ok and answer.deployment is not None, answer.message
+        assert answer.ok and answer.deployment is not None, answer.refusal
         ids[key] = answer.deployment.id
     for dep_id in ids.values():
         stack.wait(dep_id, lambda d: d.step_index >= 1)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.fakes import fake_runtime
+from tests.fakes import fake_runtime, sample_event
 from workers import api
-from workers.domain.deployment import Deployment, Event
-from workers.domain.state import State
+from workers.domain.deployment import Deployment
+from workers.domain.events import Event
 from workers.engine.outbox import deliver_pending
 from workers.engine.store import Store
 
@@ -36,9 +36,7 @@ class FlakyNotifier:
 
 
 def add(rt, dep_id: str, kind: str) -> None:  # type: ignore[no-untyped-def]
-    rt.store.append_event(
-        dep_id, Event(at=rt.clock(), kind=kind, state=State.PROVISIONING, version=0)
-    )
+    rt.store.append_event(dep_id, sample_event(kind, at=rt.clock()))
 
 
 def test_delivers_in_order_once_and_retries_later_on_failure() -> None:

@@ -53,12 +53,12 @@ def test_card_and_replies_are_posted_once_across_a_crash() -> None:
             dep_id,
             event(
                 "provisioned",
-                data={
+                canary={
                     "virtual_node": f"payments-{dep_id}",
                     "ecs_service": f"payments-{dep_id}",
                     "task_definition": "payments:7",
-                    "desired": 2,
                 },
+                desired=2,
             ),
         )
         rt.store.armed = True

@@ -27,6 +27,7 @@ from tests.bot_harness import (
 from tests.slack_mock import MockSlack
 from workers import api
 from workers.domain.deployment import Deployment
+from workers.domain.events import Cause
 from workers.domain.state import State
 from workers.engine.machine import Engine
 from workers.engine.outbox import deliver_pending
@@ -57,11 +58,7 @@ def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
         rt,
         dep_id,
         State.POST_PROMOTION,
-        [
-            event(
-                "shifted", weight=100, data={"route": "payments-route", "post_promotion_bake": 900}
-            )
-        ],
+        [event("shifted", weight=100, route="route payments-route", post_promotion_bake=900)],
         mutate=full,
     )
     advance(
@@ -71,15 +68,10 @@ def test_a_promoted_deployment_reads_like_the_mockup(mock: MockSlack) -> None:
         [
             event(
                 "promoted",
-                weight=100,
-                data={
-                    "problems": [],
-                    "took": 44 * 60,
-                    "approvers": [SAM],
-                    "checks": 3,
-                    "old_virtual_node": "payments-v41",
-                    "old_service": "payments-v41",
-                },
+                took=44 * 60,
+                approvers=[SAM],
+                checks=3,
+                old={"virtual_node": "payments-v41", "ecs_service": "payments-v41"},
             )
         ],
         mutate=lambda d: setattr(d, "finished_at", time.time()),
@@ -115,7 +107,7 @@ def shifted_to(rt: Runtime, dep_id: str, step_index: int, weight: int, state: St
     def at(d: Deployment) -> None:
         d.step_index = step_index
 
-    event_ = event("shifted", weight=weight, data={"route": "payments-route"})
+    event_ = event("shifted", weight=weight, route="route payments-route")
     advance(rt, dep_id, state, [event_], mutate=at)
 
 
@@ -201,7 +193,7 @@ def test_refresh_updates_the_card_only_when_it_changed(mock: MockSlack) -> None:
     deliver_pending(rt, note, dep_id)
     assert len(mock.api_calls("chat.update")) == updates
     assert len(mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])) == 0
-    advance(rt, dep_id, State.WAITING_READY, [event("provisioned", data={"desired": 2})])
+    advance(rt, dep_id, State.WAITING_READY, [event("provisioned", canary={}, desired=2)])
     deliver_pending(rt, note, dep_id)
     assert len(mock.api_calls("chat.update")) == updates + 1
     assert "Waiting for tasks" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
@@ -217,11 +209,11 @@ def test_checks_alone_never_update_the_card(mock: MockSlack) -> None:
     def checked(n: int) -> Callable[[Deployment], None]:
         def mutate(d: Deployment) -> None:
             d.checks += 1
-            d.last_verdict = {"outcome": "baking", "reason": f"baking, no breach so far: {n} req"}
+            d.last_verdict = verdict((n, 0), (n, 0), "baking", f"baking, no breach so far: {n} req")
 
         return mutate
 
-    advance(rt, dep_id, State.BAKING, [event("shifted", weight=10)])
+    advance(rt, dep_id, State.BAKING, [event("shifted", weight=10, route="route payments-route")])
     deliver_pending(rt, note, dep_id)
     updates = len(mock.api_calls("chat.update"))
     for state in (State.BAKING, State.AWAITING_APPROVAL):
@@ -245,14 +237,24 @@ def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:
         rt,
         dep_id,
         State.CLEANING_UP,
-        [event("route_restored", weight=0, data={"seconds": 0.4, "stable": "payments-v41"})],
+        [event("route_restored", seconds=0.4, stable="payments-v41")],
         mutate=lambda d: setattr(d, "last_verdict", failed),
     )
     advance(
         rt,
         dep_id,
         State.ROLLED_BACK,
-        [event("rolled_back", reason=f"aborted by <@{DANA}>", data={"by": "abort", "took": 720})],
+        [
+            event(
+                "rolled_back",
+                by="abort",
+                reason="aborted",
+                actor=DANA,
+                kept=False,
+                took=720,
+                canary_existed=True,
+            )
+        ],
         mutate=lambda d: setattr(d, "finished_at", time.time()),
     )
     deliver_pending(rt, notifier(mock), dep_id)
@@ -280,7 +282,7 @@ def test_a_gate_that_timed_out_says_why_the_rollback_began(mock: MockSlack) -> N
     note = notifier(mock)
     deliver_pending(rt, note, dep_id)
     why = "nobody approved step 2 within 24h"
-    assert Engine(rt).request_rollback(dep_id, reason=why, actor=None, by="gate_timeout")
+    assert Engine(rt).request_rollback(dep_id, reason=why, actor=None, by=Cause.GATE_TIMEOUT)
     posted = len(mock.api_calls("chat.postMessage"))
     deliver_pending(rt, note, dep_id)
     assert len(mock.api_calls("chat.postMessage")) == posted
@@ -299,24 +301,32 @@ def test_a_failed_check_and_its_rollback_are_told_once(mock: MockSlack) -> None:
     dep_id = started(rt)
     to_gate(rt, dep_id)
     deliver_pending(rt, notifier(mock), dep_id)
-    failed = verdict((812, 97), (10877, 29), outcome="fail")
     why = "canary 812 req, 97 × 5xx (11.9 %) > 1.0 % with 99 % confidence (lower bound 9.4 %)"
-    engine = Engine(rt)
-    step_failed = engine.event("step_failed", weight=10, reason=why, data={"verdict": failed})
-    assert engine.request_rollback(
-        dep_id, reason=why, actor=None, by="canary check", events=[step_failed], verdict=failed
+    failed = verdict((812, 97), (10877, 29), outcome="fail", reason=why)
+    step_failed = event("step_failed", step=1, weight=10, verdict=failed)
+    assert Engine(rt).request_rollback(
+        dep_id, reason=why, actor=None, by=Cause.CANARY_CHECK, events=[step_failed], verdict=failed
     )
     advance(
         rt,
         dep_id,
         State.CLEANING_UP,
-        [event("route_restored", weight=0, data={"seconds": 0.4, "stable": "payments-v41"})],
+        [event("route_restored", seconds=0.4, stable="payments-v41")],
     )
     advance(
         rt,
         dep_id,
         State.ROLLED_BACK,
-        [event("rolled_back", reason=why, data={"by": "canary check", "took": 720})],
+        [
+            event(
+                "rolled_back",
+                by="canary check",
+                reason=why,
+                kept=False,
+                took=720,
+                canary_existed=True,
+            )
+        ],
         mutate=lambda d: setattr(d, "finished_at", time.time()),
     )
     posted = len(mock.api_calls("chat.postMessage"))
@@ -350,8 +360,10 @@ def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
     deliver_pending(rt, note, dep_id)  # card and thread so far
     posted = len(mock.api_calls("chat.postMessage"))
     assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
-    advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, data={"route": "r"})])
-    advance(rt, dep_id, State.HOLDING, [event("holding", weight=25, reason="too few")])
+    advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, route="route r")])
+    too_few = verdict((3, 0), (30, 0), "not_enough_data", "too few")
+    holding = event("holding", weight=25, verdict=too_few, deadline=time.time() + 600, interval=60)
+    advance(rt, dep_id, State.HOLDING, [holding])
 
     # Slack fails while the gate is closed (with the shift) and the hold is told.
     mock.fail(status, times=4, retry_after=30 if status == 429 else None)

@@ -14,10 +14,13 @@ from tests.bot_harness import (
     make_runtime,
     verdict,
 )
-from workers.domain.deployment import Deployment
+from workers.domain.deployment import Approval, Deployment
+from workers.domain.events import Event
+from workers.domain.outcomes import Answer, Refusal
 from workers.domain.state import State
+from workers.slack import answers
 from workers.slack.card import card_status, render_card
-from workers.slack.format import MAX_BLOCKS, MAX_TEXT
+from workers.slack.format import MAX_BLOCKS, MAX_TEXT, Message
 from workers.slack.notifier import slack_api_url
 from workers.slack.thread import render_event
 
@@ -92,60 +95,86 @@ def test_card_progress_bar_follows_the_weight() -> None:
     assert "`■■■■■□□□□□□□□□□□□□□□`  25 % → canary · step 2 of 4" in shown
 
 
+def thread(dep: Deployment, *events: Event) -> list[Message | None]:
+    """What each event of a log made of `events` shows in the thread (None: nothing of its own)."""
+    for seq, e in enumerate(events):
+        e.seq = seq
+    return [render_event(dep, e, events) for e in events]
+
+
 def test_long_texts_stay_within_block_kit_limits() -> None:
     dep = deployment(State.FAILED, problems=["x" * 5000] * 30)
-    for message in (
-        render_card(dep),
-        render_event(dep, event("failed", reason="y" * 5000, data={"problems": dep.problems})),
-    ):
+    [failed] = thread(dep, event("failed", reason="y" * 5000, problems=dep.problems))
+    for message in (render_card(dep), failed):
         assert message is not None and len(message.blocks) <= MAX_BLOCKS
         for block in message.blocks:
             text = block.get("text", {}).get("text", "")
             assert len(text) <= MAX_TEXT
 
 
-def test_step_passed_reads_like_the_mockup() -> None:
-    dep = deployment(State.AWAITING_APPROVAL, step_index=0)
-    message = render_event(
+def test_a_passed_step_is_told_by_the_shift_that_follows_it() -> None:
+    dep = deployment(State.BAKING, step_index=1)
+    v = verdict((1204, 3), (10877, 31))
+    passed, refused, shifted = thread(
         dep,
-        event("step_passed", step=1, weight=10, data={"verdict": verdict((1204, 3), (10877, 31))}),
+        event("step_passed", step=1, weight=10, verdict=v),
+        event("refused", actor=SAM, action="approve", reason="not_at_gate"),
+        event("shifted", step=2, weight=25, route="route payments-route"),
     )
-    assert message.text == (
+    assert passed is None and refused is None
+    assert shifted is not None and shifted.text.split("\n") == [
         "✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable 10,877 req, 31 × 5xx "
-        "(0.29 %) · threshold 1.0 % · alarms OK"
+        "(0.29 %) · threshold 1.0 % · alarms OK",
+        "Traffic 25 % → canary (route payments-route).",
+    ]
+    # After an approval the gate showed the verdict: the shift says only where traffic went.
+    *_, after_gate = thread(
+        dep,
+        event("step_passed", step=1, weight=10, verdict=v),
+        event("approved", actor=SAM, step=2, weight=25),
+        event("shifted", step=2, weight=25, route="route payments-route"),
     )
-    assert render_event(dep, event("refused", actor=SAM, reason="no")) is None
+    assert (
+        after_gate is not None
+        and after_gate.text == "Traffic 25 % → canary (route payments-route)."
+    )
 
 
 def test_a_gate_and_the_verdict_before_it_are_one_message() -> None:
     dep = deployment(State.AWAITING_APPROVAL, step_index=0)
     v = verdict((1204, 3), (10877, 31))
-    assert (
-        render_event(
-            dep,
-            event(
-                "step_passed", step=1, weight=10, data={"verdict": v, "shown_with": "gate_opened"}
-            ),
-        )
-        is None
-    )
-    gate = render_event(
+    passed, gate = thread(
         dep,
-        event(
-            "gate_opened",
-            step=1,
-            weight=25,
-            data={"next_step": 2, "next_weight": 25, "verdict": v, "passed_weight": 10},
-        ),
+        event("step_passed", step=1, weight=10, verdict=v),
+        event("gate_opened", step=1, next_step=2, next_weight=25, timeout_at=NOW + 3600),
     )
-    assert gate is not None
-    passed, question = gate.text.split("\n")
-    assert passed.startswith("✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable")
+    assert passed is None and gate is not None
+    line, question = gate.text.split("\n")
+    assert line.startswith("✅ Step 1 passed · canary 1,204 req, 3 × 5xx (0.25 %) · stable")
     assert question.startswith("✋ Approve 25 %?")
     assert [b["type"] for b in gate.blocks] == ["section", "section", "context", "actions"]
-    # A gate recorded before the verdict was part of it (an upgrade mid-deployment) still reads.
-    older = render_event(dep, event("gate_opened", step=1, weight=25, data={"next_step": 2}))
-    assert older is not None and older.text.startswith("✋ Approve 25 %?")
+
+
+def test_a_failed_step_says_the_rollback_began_and_the_rollback_says_nothing_more() -> None:
+    dep = deployment(State.ROLLING_BACK, step_index=0)
+    v = verdict((812, 97), (10877, 29), outcome="fail", reason="too many 5xx")
+    failed, started = thread(
+        dep,
+        event("step_failed", step=1, weight=10, verdict=v),
+        event("rollback_started", by="canary check", reason="too many 5xx", weight=10),
+    )
+    assert started is None and failed is not None
+    assert failed.text.split("\n")[1:] == [
+        "too many 5xx",
+        "↩️ Rolling back: restoring 100 % stable first.",
+    ]
+    # An abort has no failed step before it: its own reply, with who aborted.
+    [aborted] = thread(
+        dep, event("rollback_started", by="abort", reason="aborted", actor=SAM, weight=10)
+    )
+    assert aborted is not None and aborted.text == (
+        f"↩️ Rolling back: aborted by <@{SAM}>. Restoring 100 % stable first."
+    )
 
 
 def test_slack_api_url_works_with_or_without_a_slash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +184,30 @@ def test_slack_api_url_works_with_or_without_a_slash(monkeypatch: pytest.MonkeyP
     assert slack_api_url() == "http://127.0.0.1:9/api/"
     monkeypatch.delenv("SLACK_API_URL")
     assert slack_api_url() == "https://slack.com/api/"
+
+
+# answers to a request the engine refused ------------------------------------------------------
+@pytest.mark.parametrize("refusal", list(Refusal))
+def test_every_refusal_is_worded(refusal: Refusal) -> None:
+    dep = deployment(
+        State.AWAITING_APPROVAL,
+        step_index=1,
+        approvals=[Approval(step=2, actor=SAM, at=NOW)],
+    )
+    text = answers.refused(
+        Answer(False, dep, refusal, dep_id=dep.id, step=2, detail="steps must increase")
+    )
+    assert text and text != "Nothing was changed."
+    if refusal == Refusal.ALREADY_APPROVED:
+        assert text == f"Step 2 was already approved by <@{SAM}>."
+    if refusal == Refusal.BUSY:
+        assert text.startswith(f"payments is busy: deployment #{dep.id} by <@{DANA}> is at 25 %")
+
+
+def test_a_busy_service_whose_holder_just_finished_still_says_so() -> None:
+    answer = Answer(False, None, Refusal.BUSY, dep_id="4f2a9c1e")
+    assert answers.busy("payments", None, "4f2a9c1e", None) == (
+        "payments is busy: deployment #4f2a9c1e is running. "
+        "Abort it first with `/canary abort payments`."
+    )
+    assert "#4f2a9c1e is running" in answers.refused(answer)

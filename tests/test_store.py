@@ -7,8 +7,9 @@ import threading
 import fakeredis
 import pytest
 
-from tests.fakes import catalogue
-from workers.domain.deployment import Deployment, Event
+from tests.fakes import catalogue, sample_event
+from workers.domain.deployment import Deployment
+from workers.domain.events import Approved, Event, Requested
 from workers.domain.state import State
 from workers.engine.store import Conflict, Store
 
@@ -27,7 +28,7 @@ def make(dep_id: str = "abcd1234", service: str = "payments", at: float = 1000.0
 
 
 def ev(kind: str) -> Event:
-    return Event(at=1.0, kind=kind, state=State.PROVISIONING, version=0)
+    return sample_event(kind)
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def test_racing_transitions_on_real_redis_apply_exactly_once(real_redis) -> None
     def approve(i: int) -> None:
         barrier.wait()
         try:
-            store.transition("abcd1234", 0, lambda d: [ev(f"approved-{i}")])
+            store.transition("abcd1234", 0, lambda d: [Approved(at=1.0, actor=f"U{i}", weight=25)])
             winners.append(i)
         except Conflict:
             pass
@@ -125,8 +126,9 @@ def test_racing_transitions_on_real_redis_apply_exactly_once(real_redis) -> None
     for t in threads:
         t.join()
     assert len(winners) == 1
-    kinds = [e.kind for e in store.events("abcd1234")]
-    assert kinds == ["requested", f"approved-{winners[0]}"]
+    requested, approved = store.events("abcd1234")
+    assert isinstance(requested, Requested) and requested.seq == 0
+    assert isinstance(approved, Approved) and approved.actor == f"U{winners[0]}"
     assert store.get("abcd1234").version == 1  # type: ignore[union-attr]
 
 

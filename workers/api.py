@@ -1,28 +1,21 @@
-"""The engine's public API for the bot: start, decide, abort, roll back, read."""
+"""The engine's public API for the bot: start, decide, abort, roll back, read.
+
+Answers say what happened in typed fields; how a person is told is workers.slack.answers'.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from workers.domain.catalogue import ConfigError, apply_overrides, overrides_to_accept
-from workers.domain.deployment import Approval, Deployment, Event
+from workers.domain.deployment import Approval, Deployment
+from workers.domain.events import Approved, Cause, Event, Refused, Requested
 from workers.domain.ids import new_deployment_id
 from workers.domain.images import ImageError, check_image
+from workers.domain.outcomes import Answer, Refusal, refused
 from workers.domain.policy import image_refusal
 from workers.domain.state import ROLLBACKABLE, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
 from workers.runtime.context import Runtime, get_runtime
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the engine made of a request: done, or refused with a sentence saying why."""
-
-    ok: bool
-    message: str
-    deployment: Deployment | None = None
-    holder: Deployment | None = field(default=None)
 
 
 def _rt(rt: Runtime | None) -> Runtime:
@@ -45,12 +38,12 @@ def start_deployment(
         settings = apply_overrides(entry, overrides or {})
         check_image(image)
     except (ConfigError, ImageError) as exc:
-        return Answer(False, str(exc))
+        return refused(Refusal.INVALID, detail=str(exc))
     # With `images` set the answer is known now; without, the worker checks the image against
     # the stable's repository once it has discovered it, before creating anything.
-    refused = image_refusal(service, image, entry.images) if entry.images else None
-    if refused:
-        return Answer(False, refused)
+    foreign = image_refusal(service, image, entry.images) if entry.images else None
+    if foreign:
+        return refused(Refusal.INVALID, detail=foreign)
     now = rt.clock()
     dep = Deployment(
         id=new_deployment_id(),
@@ -65,40 +58,15 @@ def start_deployment(
         state_since=now,
         next_due_at=now,
     )
-    first = Event(
-        at=now,
-        kind="requested",
-        state=dep.state,
-        version=0,
-        actor=requester,
-        data={"image": image, "overrides": overrides or {}},
+    first = Requested(
+        at=now, state=dep.state, actor=requester, image=image, overrides=overrides or {}
     )
     holder_id = rt.store.create(dep, first)
     if holder_id is not None:
-        holder = rt.store.get(holder_id)
-        return Answer(False, busy_message(service, holder, holder_id), holder=holder)
+        return refused(Refusal.BUSY, rt.store.get(holder_id), dep_id=holder_id)
     rt.scheduler.run(dep.id, dep.version)
     rt.scheduler.notify(dep.id)
-    return Answer(True, f"Deployment {dep.id} of {service} started.", dep)
-
-
-def busy_message(service: str, holder: Deployment | None, holder_id: str) -> str:
-    """'payments is busy: deployment #4f2a by @dana is at 25 %. Abort it first.'"""
-    if holder is None:
-        return f"{service} is busy: deployment {holder_id} is running. Abort it first."
-    return (
-        f"{service} is busy: deployment {holder.id} by <@{holder.requester}> is "
-        f"{describe_progress(holder)}. Abort it first."
-    )
-
-
-def describe_progress(dep: Deployment) -> str:
-    """Where a deployment is, in a few words ("at 25 %", "provisioning")."""
-    if dep.state in (State.PROVISIONING, State.WAITING_READY):
-        return "provisioning"
-    if dep.state in (State.ROLLING_BACK, State.CLEANING_UP):
-        return "rolling back"
-    return f"at {dep.weight} %"
+    return Answer(True, dep)
 
 
 def decide_gate(
@@ -110,22 +78,18 @@ def decide_gate(
     for _ in range(20):
         dep = rt.store.get(dep_id)
         if dep is None:
-            return Answer(False, f"There is no deployment {dep_id}.")
+            return refused(Refusal.UNKNOWN, dep_id=dep_id)
         if not dep.active:
-            return Answer(False, f"Deployment {dep_id} is already over ({dep.state.label}).", dep)
+            return refused(Refusal.OVER, dep)
         if not approve:
             # Abort is the safe direction: an Abort button from an earlier gate still stops a
             # deployment that is running.
             return abort(dep_id, actor=actor, rt=rt)
         gate_step = dep.step_number + 1
         if dep.state != State.AWAITING_APPROVAL or gate_step != step:
-            return Answer(False, stale_gate_message(dep, step), dep)
+            return refused(stale_gate(dep, step), dep, step=step)
         if dep.settings.four_eyes and actor == dep.requester:
-            return Answer(
-                False,
-                f"You can't approve your own deployment (four-eyes is on for {dep.service}).",
-                dep,
-            )
+            return refused(Refusal.OWN_DEPLOYMENT, dep, step=step)
         try:
             approval = Approval(step=step, actor=actor, at=rt.clock())
 
@@ -135,52 +99,44 @@ def decide_gate(
                 d.gate_opened_at = None
                 d.attempts = 0
 
-            event = engine.event("approved", actor=actor, step=step, weight=dep.next_weight)
+            event = Approved(at=rt.clock(), actor=actor, step=step, weight=dep.next_weight)
             updated = engine.move(dep, Trigger.APPROVED, mutate=approved, events=[event])
-            return Answer(True, f"Step {step} approved.", updated)
+            return Answer(True, updated, step=step)
         except Conflict:
             continue
-    return Answer(False, "The deployment is changing too fast; try again.")
+    return refused(Refusal.TOO_FAST, dep_id=dep_id, step=step)
 
 
-def stale_gate_message(dep: Deployment, step: int) -> str:
+def stale_gate(dep: Deployment, step: int) -> Refusal:
     """Why a click on the gate of `step` no longer applies."""
     if dep.state == State.AWAITING_APPROVAL:
-        return (
-            f"That button is for step {step}, but deployment {dep.id} is waiting for "
-            f"step {dep.step_number + 1}."
-        )
-    approvals = [a for a in dep.approvals if a.step == step]
-    if approvals:
-        return f"Step {step} was already approved by <@{approvals[-1].actor}>."
+        return Refusal.OTHER_GATE
+    if any(a.step == step for a in dep.approvals):
+        return Refusal.ALREADY_APPROVED
     if dep.state in (State.ROLLING_BACK, State.CLEANING_UP):
-        return f"Step {step} can't be approved: deployment {dep.id} is rolling back."
-    return f"Step {step} is not waiting for approval (deployment {dep.id} is {dep.state.label})."
+        return Refusal.ROLLING_BACK
+    return Refusal.NOT_AT_GATE
 
 
-def abort(
-    dep_id: str, *, actor: str, reason: str | None = None, rt: Runtime | None = None
-) -> Answer:
-    """Roll the deployment back now (fast path: the route first, from the high-priority queue)."""
+def abort(dep_id: str, *, actor: str, reason: str = "aborted", rt: Runtime | None = None) -> Answer:
+    """Roll the deployment back now (fast path: the route first, from the high-priority queue).
+
+    `reason` is plain words; the actor is kept apart (`Deployment.stopped_by`).
+    """
     rt = _rt(rt)
     dep = rt.store.get(dep_id)
     if dep is None:
-        return Answer(False, f"There is no deployment {dep_id}.")
+        return refused(Refusal.UNKNOWN, dep_id=dep_id)
     if dep.state not in ROLLBACKABLE:
-        if dep.active:
-            return Answer(False, f"Deployment {dep_id} is already {dep.state.label}.", dep)
-        return Answer(False, f"Deployment {dep_id} is already over ({dep.state.label}).", dep)
-    why = reason or f"aborted by <@{actor}>"
-    if not Engine(rt).request_rollback(dep_id, reason=why, actor=actor, by="abort"):
-        current = rt.store.get(dep_id)
-        state = current.state.label if current else "gone"
-        return Answer(False, f"Deployment {dep_id} could not be aborted: it is {state}.", current)
-    return Answer(True, f"Rolling back deployment {dep_id}.", rt.store.get(dep_id))
+        return refused(Refusal.NOT_ROLLBACKABLE if dep.active else Refusal.OVER, dep)
+    if not Engine(rt).request_rollback(dep_id, reason=reason, actor=actor, by=Cause.ABORT):
+        return refused(Refusal.NOT_ABORTED, rt.store.get(dep_id), dep_id=dep_id)
+    return Answer(True, rt.store.get(dep_id), dep_id=dep_id)
 
 
 def roll_back(dep_id: str, *, actor: str, rt: Runtime | None = None) -> Answer:
     """The Roll back button after 100 %: same fast path as an abort."""
-    return abort(dep_id, actor=actor, reason=f"rolled back by <@{actor}>", rt=rt)
+    return abort(dep_id, actor=actor, reason="rolled back", rt=rt)
 
 
 def record_refusal(
@@ -193,21 +149,15 @@ def record_refusal(
         return
     rt.store.append_event(
         dep_id,
-        Event(
+        Refused(
             at=rt.clock(),
-            kind="refused",
             state=dep.state,
             version=dep.version,
             actor=actor,
+            action=action,
             reason=reason,
-            data={"action": action},
         ),
     )
-
-
-def thread_url(dep_id: str, rt: Runtime | None = None) -> str | None:
-    """The link to the deployment's Slack thread, once the notifier has posted its card."""
-    return _rt(rt).store.notes(dep_id).get("thread_url") or None
 
 
 def get_deployment(dep_id: str, rt: Runtime | None = None) -> Deployment | None:

@@ -1,4 +1,4 @@
-"""The records the engine keeps: a Deployment and the Events of its log."""
+"""The record the engine keeps of one deployment (its events are in workers.domain.events)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from workers.analysis.judge import Verdict
 from workers.domain.catalogue import ServiceConfig
-from workers.domain.state import MONITORED, State, is_active
+from workers.domain.events import Cause
+from workers.domain.state import State, is_active
 
 
 class Approval(BaseModel):
@@ -44,15 +46,18 @@ class Deployment(BaseModel):
     stable: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
     old_image: str | None = None
+    #: Why it was rolled back or failed, in plain words (no Slack markup).
     reason: str | None = None
-    ended_by: str | None = None
+    ended_by: Cause | None = None
+    #: The Slack user id of the person who aborted or rolled it back, when one did.
+    stopped_by: str | None = None
     approvals: list[Approval] = Field(default_factory=list)
     checks: int = 0
     #: Failed attempts at the current step (reset when the state moves on).
     attempts: int = 0
     #: The reminder at half the gate timeout has been sent.
     reminded: bool = False
-    last_verdict: dict[str, Any] | None = None
+    last_verdict: Verdict | None = None
     #: When the next job is due; the watchdog reschedules deployments far past it.
     next_due_at: float | None = None
     problems: list[str] = Field(default_factory=list)
@@ -63,10 +68,6 @@ class Deployment(BaseModel):
     @property
     def active(self) -> bool:
         return is_active(self.state)
-
-    @property
-    def monitored(self) -> bool:
-        return self.state in MONITORED
 
     @property
     def step_number(self) -> int:
@@ -83,18 +84,3 @@ class Deployment(BaseModel):
         """Canary weight of the next step, None after the last."""
         nxt = self.step_index + 1
         return self.settings.steps[nxt] if nxt < len(self.settings.steps) else None
-
-
-class Event(BaseModel):
-    """One entry of a deployment's append-only log; also the outbox of its notifications."""
-
-    seq: int = -1
-    at: float
-    kind: str
-    state: State
-    version: int
-    actor: str | None = None
-    step: int | None = None
-    weight: int | None = None
-    reason: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)

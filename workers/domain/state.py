@@ -43,8 +43,6 @@ class Trigger(StrEnum):
     GIVE_UP = "give_up"  # something could not be undone automatically
 
 
-#: Where the engine waits on metrics; a failing check rolls back from any of them.
-MONITORED = frozenset({State.BAKING, State.HOLDING, State.AWAITING_APPROVAL, State.POST_PROMOTION})
 #: States from which the deployment can still be rolled back.
 ROLLBACKABLE = frozenset(
     {

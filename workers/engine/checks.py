@@ -12,11 +12,17 @@ from workers.analysis.judge import Counts, Outcome, Verdict
 from workers.analysis.judge import judge as judge_counts
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
+from workers.domain.events import (
+    Cause,
+    Event,
+    GateOpened,
+    GateReminder,
+    Holding,
+    StepFailed,
+    StepPassed,
+)
 from workers.domain.state import State, Trigger
 from workers.engine.machine import Engine, Mutate
-
-#: (post-promotion, gated) -> the event whose message shows a passed step's verdict.
-_NEXT = {(True, False): "promoted", (False, True): "gate_opened", (False, False): "shifted"}
 
 
 def check(engine: Engine, dep: Deployment) -> None:
@@ -28,24 +34,20 @@ def check(engine: Engine, dep: Deployment) -> None:
     now = engine.now()
 
     def seen(d: Deployment) -> None:
-        d.checks, d.last_verdict, d.attempts = d.checks + 1, verdict.to_dict(), 0
+        d.checks, d.last_verdict, d.attempts = d.checks + 1, verdict, 0
 
+    step = dep.step_number or None
     if verdict.outcome == Outcome.FAIL:
-        failed = engine.event(
-            "step_failed",
-            weight=dep.weight,
-            reason=verdict.reason,
-            data={"verdict": verdict.to_dict()},
-        )
+        failed = StepFailed(at=now, step=step, weight=dep.weight, verdict=verdict)
         # Not a compare-and-set on the version this check read: a breach must win even if a
         # click moved the deployment on meanwhile (it is still rolled back, from there).
         engine.request_rollback(
             dep.id,
             reason=verdict.reason,
             actor=None,
-            by="canary check",
+            by=Cause.CANARY_CHECK,
             events=[failed],
-            verdict=verdict.to_dict(),
+            verdict=verdict,
         )
         return
     s = dep.settings
@@ -60,7 +62,7 @@ def check(engine: Engine, dep: Deployment) -> None:
         if now - hold_since >= s.gate_timeout:
             engine.roll_back(
                 dep,
-                by="hold_timeout",
+                by=Cause.HOLD_TIMEOUT,
                 actor=None,
                 reason=(
                     f"not enough traffic to judge step {dep.step_number} "
@@ -74,15 +76,13 @@ def check(engine: Engine, dep: Deployment) -> None:
             d.hold_since = hold_since
 
         if dep.state == State.BAKING:
-            holding = engine.event(
-                "holding",
+            holding = Holding(
+                at=now,
+                step=step,
                 weight=dep.weight,
-                reason=verdict.reason,
-                data={
-                    "verdict": verdict.to_dict(),
-                    "deadline": hold_since + s.gate_timeout,
-                    "interval": s.analysis_interval,
-                },
+                verdict=verdict,
+                deadline=hold_since + s.gate_timeout,
+                interval=s.analysis_interval,
             )
             engine.move(
                 dep,
@@ -97,15 +97,8 @@ def check(engine: Engine, dep: Deployment) -> None:
     # PASS
     full = dep.state == State.POST_PROMOTION
     gated = not full and s.gate_after(dep.step_index)
-    passed = engine.event(
-        "step_passed",
-        weight=dep.weight,
-        reason=verdict.reason,
-        # The message of what comes next (the gate, the next shift, the promotion) shows this
-        # verdict as well: Slack gets one reply instead of two.
-        data={"verdict": verdict.to_dict(), "shown_with": _NEXT[(full, gated)]},
-    )
-    if dep.state == State.POST_PROMOTION:
+    passed = StepPassed(at=now, step=step, weight=dep.weight, verdict=verdict)
+    if full:
         engine.move(dep, Trigger.BAKE_DONE, mutate=seen, events=[passed])
     elif gated:
 
@@ -113,16 +106,12 @@ def check(engine: Engine, dep: Deployment) -> None:
             seen(d)
             d.gate_opened_at = now
 
-        gate = engine.event(
-            "gate_opened",
-            weight=dep.next_weight,
-            data={
-                "next_step": dep.step_number + 1,
-                "next_weight": dep.next_weight,
-                "timeout_at": now + s.gate_timeout,
-                "verdict": verdict.to_dict(),
-                "passed_weight": dep.weight,
-            },
+        gate = GateOpened(
+            at=now,
+            step=step,
+            next_step=dep.step_number + 1,
+            next_weight=dep.next_weight,
+            timeout_at=now + s.gate_timeout,
         )
         engine.move(
             dep,
@@ -146,7 +135,7 @@ def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
     if now - opened >= s.gate_timeout:
         engine.roll_back(
             dep,
-            by="gate_timeout",
+            by=Cause.GATE_TIMEOUT,
             actor=None,
             reason=(
                 f"nobody approved step {dep.step_number + 1} within "
@@ -154,14 +143,10 @@ def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
             ),
         )
         return
-    events = []
+    events: list[Event] = []
     if not dep.reminded and now - opened >= s.gate_timeout / 2:
         events.append(
-            engine.event(
-                "gate_reminder",
-                weight=dep.next_weight,
-                data={"timeout_at": opened + s.gate_timeout},
-            )
+            GateReminder(at=now, next_weight=dep.next_weight, timeout_at=opened + s.gate_timeout)
         )
 
     def remind(d: Deployment) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from workers.domain.deployment import Deployment, Event
+from workers.analysis.judge import Verdict
+from workers.domain.deployment import Deployment
+from workers.domain.events import Cause, Event, RollbackStarted
 from workers.domain.state import (
     ROLLBACKABLE,
     URGENT,
-    State,
     Trigger,
     next_state,
 )
@@ -44,9 +45,9 @@ class Engine:
         *,
         reason: str,
         actor: str | None,
-        by: str,
+        by: Cause,
         events: Iterable[Event] = (),
-        verdict: dict[str, Any] | None = None,
+        verdict: Verdict | None = None,
     ) -> bool:
         """Move a deployment to ROLLING_BACK (once); False if it cannot be rolled back now."""
         for _ in range(20):
@@ -65,9 +66,6 @@ class Engine:
     # moving on -------------------------------------------------------------------------------
     def now(self) -> float:
         return self.rt.clock()
-
-    def event(self, kind: str, **fields: Any) -> Event:
-        return Event(at=self.now(), kind=kind, state=State.PROVISIONING, version=0, **fields)
 
     def move(
         self,
@@ -121,25 +119,20 @@ class Engine:
         *,
         reason: str,
         actor: str | None,
-        by: str,
+        by: Cause,
         events: Iterable[Event] = (),
-        verdict: dict[str, Any] | None = None,
+        verdict: Verdict | None = None,
     ) -> Deployment:
+        """Move `dep` to ROLLING_BACK after `events` (a failed check), saying why and who."""
+
         def mark(d: Deployment) -> None:
-            d.reason, d.ended_by, d.attempts = reason, by, 0
+            d.reason, d.ended_by, d.stopped_by, d.attempts = reason, by, actor, 0
             d.rollback_requested_at = self.now()
             if verdict is not None:  # the failing check is the last verdict people see
                 d.last_verdict, d.checks = verdict, d.checks + 1
 
-        events = list(events)
-        data: dict[str, Any] = {"by": by}
-        for event in events:
-            if event.kind == "step_failed":
-                # Its message says the rollback has begun: Slack gets one reply, not two.
-                event.data["rolling_back"] = True
-                data["shown_with"] = "step_failed"
-        started = self.event(
-            "rollback_started", actor=actor, reason=reason, weight=dep.weight, data=data
+        started = RollbackStarted(
+            at=self.now(), by=by, reason=reason, actor=actor, weight=dep.weight
         )
         return self.move(dep, Trigger.ROLL_BACK, events=[*events, started], mutate=mark)
 

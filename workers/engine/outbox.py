@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from workers.domain.deployment import Deployment, Event
+from workers.domain.deployment import Deployment
+from workers.domain.events import Event
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
 from workers.runtime.run_lock import RunLock
@@ -37,14 +38,11 @@ class LoggingNotifier:
     """A notifier that writes each event as a log line (no Slack configured)."""
 
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
-        log.info(
-            "[%s %s] %s%s%s",
-            deployment.service,
-            deployment.id,
-            event.kind,
-            f" {event.weight}%" if event.weight is not None else "",
-            f": {event.reason}" if event.reason else "",
+        # What the event says, without what every event has.
+        said = event.model_dump(
+            mode="json", exclude={"seq", "at", "state", "version", "kind"}, exclude_none=True
         )
+        log.info("[%s %s] %s %s", deployment.service, deployment.id, event.kind, said)
         return None
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:

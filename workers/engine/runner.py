@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.aws.errors import AwsStepError, describe_failure
 from workers.domain.deployment import Deployment
+from workers.domain.events import Cause, Failed
 from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
@@ -77,7 +78,7 @@ class Runner:
         deterministic = isinstance(exc, AwsStepError | ValueError)
         if dep.state in ROLLBACKABLE:
             if deterministic or attempts >= FORWARD_ATTEMPTS:
-                self.engine.roll_back(dep, reason=message, actor=None, by="error")
+                self.engine.roll_back(dep, reason=message, actor=None, by=Cause.ERROR)
                 return
         elif attempts >= CLEANUP_ATTEMPTS:
             problems = [*dep.problems, message, *self._what_is_left(dep)]
@@ -85,7 +86,7 @@ class Runner:
             def give_up(d: Deployment) -> None:
                 d.problems, d.finished_at = problems, self.engine.now()
 
-            failed = self.engine.event("failed", reason=message, data={"problems": problems})
+            failed = Failed(at=self.engine.now(), reason=message, problems=problems)
             self.engine.move(dep, Trigger.GIVE_UP, events=[failed], mutate=give_up, delay=None)
             return
 

@@ -8,11 +8,21 @@ workers.engine.checks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from workers.aws.errors import AwsStepError
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
+from workers.domain.events import (
+    Cause,
+    GateOpened,
+    Promoted,
+    Provisioned,
+    Ready,
+    Resources,
+    RolledBack,
+    RouteRestored,
+    Shifted,
+)
 from workers.domain.policy import allowed_images, image_refusal
 from workers.domain.state import State, Trigger
 from workers.domain.traffic import canary_weights
@@ -37,24 +47,20 @@ def provision(engine: Engine, dep: Deployment) -> None:
     patterns = allowed_images(dep.settings.images, stable.get("image"))
     refused = image_refusal(dep.service, dep.image, patterns)
     if refused:
-        engine.roll_back(dep, by="image policy", actor=None, reason=refused)
+        engine.roll_back(dep, by=Cause.IMAGE_POLICY, actor=None, reason=refused)
         return
     canary = backend.provision(stable, name=canary_name(dep), image=dep.image, deployment_id=dep.id)
 
     def provisioned(d: Deployment) -> None:
         d.canary, d.attempts = canary, 0
 
-    data = {
-        **backend.describe(canary),
-        "desired": stable.get("desired_count"),
-        "old_image": stable.get("image"),
-    }
-    engine.move(
-        dep,
-        Trigger.PROVISIONED,
-        mutate=provisioned,
-        events=[engine.event("provisioned", data=data)],
+    told = Provisioned(
+        at=engine.now(),
+        canary=Resources.model_validate(backend.describe(canary)),
+        desired=stable.get("desired_count"),
+        old_image=stable.get("image"),
     )
+    engine.move(dep, Trigger.PROVISIONED, mutate=provisioned, events=[told])
 
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:
@@ -71,16 +77,14 @@ def wait_ready(engine: Engine, dep: Deployment) -> None:
             dep,
             Trigger.READY,
             mutate=first_step,
-            events=[
-                engine.event("ready", data={"running": ready.running, "desired": ready.desired})
-            ],
+            events=[Ready(at=engine.now(), running=ready.running, desired=ready.desired)],
         )
         return
     waited = engine.now() - dep.state_since
     if waited >= dep.settings.ready_timeout:
         engine.roll_back(
             dep,
-            by="ready_timeout",
+            by=Cause.READY_TIMEOUT,
             actor=None,
             reason=(
                 f"canary tasks not steady after {format_duration(dep.settings.ready_timeout)} "
@@ -101,18 +105,15 @@ def accept_plan_gate(engine: Engine, dep: Deployment, running: int, desired: int
     def open_gate(d: Deployment) -> None:
         d.gate_opened_at, d.attempts = now, 0
 
-    gate = engine.event(
-        "gate_opened",
-        weight=dep.next_weight,
-        data={
-            "next_step": 1,
-            "next_weight": dep.next_weight,
-            "timeout_at": now + s.gate_timeout,
-            "plan": s.plan.describe(),
-            "accept": dep.accept_plan,
-        },
+    gate = GateOpened(
+        at=now,
+        next_step=1,
+        next_weight=dep.next_weight,
+        timeout_at=now + s.gate_timeout,
+        plan=s.plan.describe(),
+        accept=dep.accept_plan,
     )
-    ready = engine.event("ready", data={"running": running, "desired": desired})
+    ready = Ready(at=now, running=running, desired=desired)
     engine.move(
         dep,
         Trigger.GATE_OPENED,
@@ -133,23 +134,19 @@ def shift(engine: Engine, dep: Deployment) -> None:
         d.step_started_at, d.gate_opened_at, d.hold_since = engine.now(), None, None
         d.attempts, d.last_verdict, d.reminded = 0, None, False
 
-    data: dict[str, Any] = {"route": backend.traffic_name(), "weights": weights}
-    if dep.weight >= 100:
-        data["post_promotion_bake"] = dep.settings.post_promotion_bake
-    before = dep.step_index - 1
-    if before >= 0 and dep.last_verdict and not dep.settings.gate_after(before):
-        # The step before passed with no gate: this message shows its verdict (see checks).
-        data["passed"] = {
-            "step": before + 1,
-            "weight": dep.settings.steps[before],
-            "verdict": dep.last_verdict,
-        }
+    shifted = Shifted(
+        at=engine.now(),
+        weight=dep.weight,
+        route=backend.traffic_name(),
+        weights=weights,
+        post_promotion_bake=dep.settings.post_promotion_bake if dep.weight >= 100 else None,
+    )
     engine.move(
         dep,
         Trigger.SHIFTED,
         mutate=applied,
         delay=check_delay(engine, dep, fresh=True),
-        events=[engine.event("shifted", weight=dep.weight, data=data)],
+        events=[shifted],
     )
 
 
@@ -163,17 +160,13 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
     def done(d: Deployment) -> None:
         d.problems, d.finished_at, d.attempts = problems, now, 0
 
-    promoted = engine.event(
-        "promoted",
-        weight=100,
-        data={
-            "problems": problems,
-            "took": now - dep.created_at,
-            "approvers": [a.actor for a in dep.approvals],
-            "checks": dep.checks,
-            "old": backend.describe(stable),
-            "verdict": dep.last_verdict,  # of the post-promotion bake, shown in this message
-        },
+    promoted = Promoted(
+        at=now,
+        problems=problems,
+        took=now - dep.created_at,
+        approvers=[a.actor for a in dep.approvals],
+        checks=dep.checks,
+        old=Resources.model_validate(backend.describe(stable)),
     )
     engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)
 
@@ -196,13 +189,7 @@ def restore_route(engine: Engine, dep: Deployment) -> None:
         dep,
         Trigger.ROUTE_RESTORED,
         mutate=restored,
-        events=[
-            engine.event(
-                "route_restored",
-                weight=0,
-                data={"seconds": round(took, 3), "stable": target},
-            )
-        ],
+        events=[RouteRestored(at=now, seconds=round(took, 3), stable=target)],
     )
 
 
@@ -228,16 +215,14 @@ def clean_up(engine: Engine, dep: Deployment) -> None:
         mutate=done,
         delay=None,
         events=[
-            engine.event(
-                "rolled_back",
+            RolledBack(
+                at=now,
+                by=dep.ended_by,
                 reason=dep.reason,
-                data={
-                    "kept": s.keep_failed_canary,
-                    "by": dep.ended_by,
-                    "took": now - dep.created_at,
-                    # False when the deployment stopped before creating anything in AWS.
-                    "canary_existed": found is not None,
-                },
+                actor=dep.stopped_by,
+                kept=s.keep_failed_canary,
+                took=now - dep.created_at,
+                canary_existed=found is not None,
             )
         ],
     )

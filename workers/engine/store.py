@@ -12,7 +12,8 @@ from redis.exceptions import WatchError
 from redis.lock import Lock
 
 from workers import defaults
-from workers.domain.deployment import Deployment, Event
+from workers.domain.deployment import Deployment
+from workers.domain.events import EVENTS, Event
 
 
 class Conflict(Exception):
@@ -72,7 +73,7 @@ class Store:
     def events(self, dep_id: str, start: int = 0) -> list[Event]:
         """The deployment's events from `start` (0-based) on, in order."""
         raws = self.redis.lrange(self._events(dep_id), start, -1)
-        return [Event.model_validate_json(raw) for raw in raws]
+        return [EVENTS.validate_json(raw) for raw in raws]
 
     def lock_holder(self, service: str) -> str | None:
         """Id of the deployment that holds the service's lock, if any."""

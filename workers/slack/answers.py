@@ -1,15 +1,27 @@
-"""The bot's own answers (ephemeral): deploy acknowledgements, status, history, services."""
+"""The bot's own answers (ephemeral): deploy acknowledgements, refusals, status, history,
+services."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from workers.analysis.judge import format_pct
 from workers.domain.catalogue import Catalogue
 from workers.domain.deployment import Deployment
+from workers.domain.events import Cause
 from workers.domain.images import short_name
+from workers.domain.outcomes import Answer, Refusal
 from workers.domain.state import State
-from workers.slack.card import card_status
-from workers.slack.format import duration, mention, mentions, pct, tag_change, version_change, when
+from workers.slack.card import card_status, headline
+from workers.slack.format import (
+    duration,
+    mention,
+    mentions,
+    tag_change,
+    version_change,
+    when,
+    why,
+)
 
 #: The permalink of a deployment's thread, when its card has been posted.
 ThreadLink = Callable[[str], str | None]
@@ -34,13 +46,63 @@ def link(url: str | None, label: str = "thread") -> str:
     return f"<{url}|{label}>" if url else "(no thread yet)"
 
 
-def busy(service: str, holder: Deployment, url: str | None) -> str:
+def busy(service: str, holder: Deployment | None, holder_id: str, url: str | None) -> str:
     """'payments is busy: deployment #4f2a by @dana is at 25 % (thread: <link>). Abort it first.'"""
-    where = f"at {holder.weight} %" if holder.weight else card_status(holder).split(" (")[0].lower()
+    abort = f"Abort it first with `/canary abort {service}`."
+    if holder is None:  # it finished just now, between the lock and the read
+        return f"{service} is busy: deployment #{holder_id} is running. {abort}"
+    where = f"at {holder.weight} %" if holder.weight else headline(holder).lower()
     return (
         f"{service} is busy: deployment #{holder.id} by {mention(holder.requester)} is {where} "
-        f"(thread: {link(url)}). Abort it first with `/canary abort {service}`."
+        f"(thread: {link(url)}). {abort}"
     )
+
+
+def aborting(dep_id: str) -> str:
+    return f"Rolling back deployment {dep_id}."
+
+
+def refused(answer: Answer) -> str:
+    """Why the engine did not do what was asked, for the person who asked."""
+    dep, dep_id, step = answer.deployment, answer.dep_id, answer.step
+    match answer.refusal:
+        case Refusal.INVALID:
+            return answer.detail or "That request is not valid."
+        case Refusal.BUSY:
+            service = dep.service if dep else "The service"
+            return busy(service, dep, dep_id or "?", None)
+        case Refusal.UNKNOWN:
+            return f"There is no deployment {dep_id}."
+        case Refusal.TOO_FAST:
+            return "The deployment is changing too fast; try again."
+        case Refusal.NOT_ABORTED:
+            state = dep.state.label if dep else "gone"
+            return f"Deployment {dep_id} could not be aborted: it is {state}."
+    if dep is None:
+        return "Nothing was changed."
+    match answer.refusal:
+        case Refusal.OVER:
+            return f"Deployment {dep.id} is already over ({dep.state.label})."
+        case Refusal.NOT_ROLLBACKABLE:
+            return f"Deployment {dep.id} is already {dep.state.label}."
+        case Refusal.OTHER_GATE:
+            return (
+                f"That button is for step {step}, but deployment {dep.id} is waiting for "
+                f"step {dep.step_number + 1}."
+            )
+        case Refusal.ALREADY_APPROVED:
+            approver = [a.actor for a in dep.approvals if a.step == step][-1]
+            return f"Step {step} was already approved by {mention(approver)}."
+        case Refusal.ROLLING_BACK:
+            return f"Step {step} can't be approved: deployment {dep.id} is rolling back."
+        case Refusal.NOT_AT_GATE:
+            return (
+                f"Step {step} is not waiting for approval "
+                f"(deployment {dep.id} is {dep.state.label})."
+            )
+        case Refusal.OWN_DEPLOYMENT:
+            return f"You can't approve your own deployment (four-eyes is on for {dep.service})."
+    return "Nothing was changed."
 
 
 def deployment_line(dep: Deployment, url: str | None, now: float) -> str:
@@ -69,7 +131,7 @@ def service_status(
 ) -> str:
     if running is not None:
         line = deployment_line(running, thread(running.id), now)
-        reason = (running.last_verdict or {}).get("reason")
+        reason = running.last_verdict.reason if running.last_verdict else None
         # The card leaves a check's numbers out (they change every check): here they are.
         return f"{line}\nLast check: {reason}" if reason else line
     if last is None:
@@ -84,12 +146,10 @@ def outcome(dep: Deployment, now: float) -> str:
         approvers = list(dict.fromkeys(a.actor for a in dep.approvals))
         return f"approved {mentions(approvers)}" if approvers else "no approvals needed"
     if dep.state == State.ROLLED_BACK:
-        verdict = dep.last_verdict or {}
-        canary = verdict.get("canary") or {}
-        if dep.ended_by == "canary check" and canary.get("requests"):
-            rate = canary["errors"] / canary["requests"] * 100
-            return f"5xx {pct(rate)} at {dep.weight} %"
-        return dep.reason or "rolled back"
+        canary = dep.last_verdict.canary if dep.last_verdict else None
+        if dep.ended_by == Cause.CANARY_CHECK and canary and canary.requests:
+            return f"5xx {format_pct(canary.errors / canary.requests * 100)} at {dep.weight} %"
+        return why(dep.reason, dep.stopped_by) or "rolled back"
     if dep.state == State.FAILED:
         return "failed: " + ("; ".join(dep.problems) or dep.reason or "see the thread")
     return card_status(dep, now)
@@ -119,7 +179,7 @@ def service_line(key: str, running: Deployment | None, last: Deployment | None) 
         stable = f"`{short_name(running.old_image)}`" if running.old_image else "stable"
         return (
             f"• *{key}*: canary #{running.id} `{short_name(running.image)}` at {running.weight} %, "
-            f"{100 - running.weight} % {stable} ({card_status(running).split(' (')[0].lower()})"
+            f"{100 - running.weight} % {stable} ({headline(running).lower()})"
         )
     if last is None:
         return f"• *{key}*: stable image unknown (no deployment yet; found in AWS at deploy time)"

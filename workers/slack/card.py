@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workers.analysis.judge import format_pct
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
 from workers.domain.state import State
@@ -13,12 +14,12 @@ from workers.slack.format import (
     clock,
     context,
     mention,
-    pct,
     plain,
     section,
     short_id,
     version_change,
     when,
+    why,
 )
 
 #: Width of the weight bar on the card, in cells.
@@ -28,6 +29,12 @@ BAR_CELLS = 20
 # the card --------------------------------------------------------------------------------------
 def card_status(dep: Deployment, now: float | None = None) -> str:
     """The state line of the card; `now` None leaves out anything that changes by the second."""
+    head, detail = headline(dep), _detail(dep, now)
+    return f"{head} ({detail})" if detail else head
+
+
+def headline(dep: Deployment) -> str:
+    """The deployment's state in a few words, without details: "Baking 10 %", "Rolling back"."""
     s, weight = dep.settings, dep.weight
     match dep.state:
         case State.PROVISIONING:
@@ -37,9 +44,7 @@ def card_status(dep: Deployment, now: float | None = None) -> str:
         case State.SHIFTING:
             return f"Shifting to {weight} %"
         case State.BAKING:
-            ends = (dep.step_started_at or dep.state_since) + s.bake
-            left = f"{clock(ends - now)} left, " if now is not None else ""
-            return f"Baking {weight} % ({left}until {when(ends)})"
+            return f"Baking {weight} %"
         case State.HOLDING:
             return "Holding: not enough traffic"
         case State.AWAITING_APPROVAL:
@@ -53,11 +58,23 @@ def card_status(dep: Deployment, now: float | None = None) -> str:
         case State.ROLLING_BACK | State.CLEANING_UP:
             return "Rolling back"
         case State.ROLLED_BACK:
-            return f"Rolled back ❌ ({dep.reason or 'no reason recorded'})"
+            return "Rolled back ❌"
         case State.FAILED:
-            what = "; ".join(dep.problems) or dep.reason or "see the thread"
-            return f"Failed ⚠ (needs a human: {what})"
+            return "Failed ⚠"
     return dep.state.label
+
+
+def _detail(dep: Deployment, now: float | None) -> str | None:
+    match dep.state:
+        case State.BAKING:
+            ends = (dep.step_started_at or dep.state_since) + dep.settings.bake
+            left = f"{clock(ends - now)} left, " if now is not None else ""
+            return f"{left}until {when(ends)}"
+        case State.ROLLED_BACK:
+            return why(dep.reason, dep.stopped_by) or "no reason recorded"
+        case State.FAILED:
+            return f"needs a human: {'; '.join(dep.problems) or dep.reason or 'see the thread'}"
+    return None
 
 
 def progress_bar(dep: Deployment) -> str:
@@ -82,7 +99,7 @@ def steps_line(dep: Deployment) -> str:
     ]
     return (
         f"Steps {' · '.join(marked)} · bake {format_duration(s.bake)} · gates {s.gates} · "
-        f"max 5xx {pct(s.max_error_rate)}"
+        f"max 5xx {format_pct(s.max_error_rate)}"
     )
 
 

@@ -1,7 +1,8 @@
 """Block Kit building blocks shared by the card, the thread replies and the bot's answers.
 
-Pure functions: limits, action ids, the Message type, small formatters (mentions, counts, rates,
-times) and block helpers. Nothing here talks to Slack.
+Pure functions: limits, action ids, the Message type, small formatters (mentions, times; counts
+and rates are workers.analysis.judge's, so a verdict's sentence and its figures read alike) and
+block helpers. Nothing here talks to Slack.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from workers.analysis.judge import Counts, Verdict, format_count, format_pct
 from workers.domain.durations import format_duration
 from workers.domain.images import repository, short_name
 
@@ -49,23 +51,9 @@ def mentions(members: list[str]) -> str:
     return ", ".join(mention(m) for m in members)
 
 
-def count(n: int | float) -> str:
-    """1204 -> "1,204"."""
-    return f"{int(n):,}"
-
-
-def pct(value: float | None) -> str:
-    """A percentage (already in percent): "11.9 %", "0.25 %", "0 %"; "n/a" when unknown."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0 %"
-    if abs(value) >= 1:
-        return f"{value:.1f} %"
-    digits = 2
-    while digits < 6 and round(value, digits) == 0:
-        digits += 1
-    return f"{value:.{digits}f} %"
+def why(reason: str | None, actor: str | None) -> str | None:
+    """A plain reason with the person who gave it, when one did: "aborted by @dana"."""
+    return f"{reason} by {mention(actor)}" if reason and actor else reason
 
 
 def duration(seconds: float) -> str:
@@ -115,23 +103,22 @@ def short_id(dep_id: str) -> str:
 
 
 # verdict figures -------------------------------------------------------------------------------
-def _side(figures: dict[str, Any] | None) -> str:
-    if not figures or not figures.get("requests"):
+def _side(counts: Counts) -> str:
+    if not counts.requests:
         return "no requests"
-    req, err = int(figures["requests"]), int(figures.get("errors", 0))
-    return f"{count(req)} req, {count(err)} × 5xx ({pct(err / req * 100)})"
+    req, err = counts.requests, counts.errors
+    return f"{format_count(req)} req, {format_count(err)} × 5xx ({format_pct(err / req * 100)})"
 
 
-def verdict_figures(verdict: dict[str, Any] | None, *, with_stable: bool = True) -> str:
+def verdict_figures(verdict: Verdict | None, *, with_stable: bool = True) -> str:
     """ "canary 1,204 req, 3 × 5xx (0.25 %) · stable … · threshold 1.0 % · alarms OK"."""
-    if not verdict:
+    if verdict is None:
         return "no figures"
-    parts = [f"canary {_side(verdict.get('canary'))}"]
+    parts = [f"canary {_side(verdict.canary)}"]
     if with_stable:
-        parts.append(f"stable {_side(verdict.get('stable'))}")
-    if verdict.get("threshold_pct") is not None:
-        parts.append(f"threshold {pct(float(verdict['threshold_pct']))}")
-    firing = verdict.get("alarms_firing") or []
+        parts.append(f"stable {_side(verdict.stable)}")
+    parts.append(f"threshold {format_pct(verdict.threshold_pct)}")
+    firing = verdict.alarms_firing
     parts.append(f"alarms in ALARM: {', '.join(firing)}" if firing else "alarms OK")
     return " · ".join(parts)
 

@@ -25,13 +25,23 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from workers.domain.deployment import Deployment, Event
+from workers.domain.deployment import Deployment
+from workers.domain.events import (
+    Approved,
+    Cause,
+    Event,
+    GateOpened,
+    Promoted,
+    RollbackStarted,
+    Shifted,
+)
 from workers.domain.state import State
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
 from workers.slack.card import render_card
-from workers.slack.format import Message, mention, when
+from workers.slack.format import Message, mention, when, why
 from workers.slack.thread import (
+    Log,
     ended_by,
     gate_closed,
     gate_verdict,
@@ -153,33 +163,34 @@ class SlackNotifier:
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel:
             return None  # no card (the deployment names no channel): nothing to reply under
-        if event.kind == "approved" and notes.get("gate_open"):
-            return self._approved(store, deployment, event, notes)
-        message = render_event(deployment, event)
-        if event.kind == "rollback_started" and notes.get("gate_open") and message is not None:
+        log = store.events(deployment.id)
+        if isinstance(event, Approved) and notes.get("gate_open"):
+            return self._approved(store, deployment, event, notes, log)
+        message = render_event(deployment, event, log)
+        if isinstance(event, RollbackStarted) and notes.get("gate_open") and message is not None:
             # A rollback from an open gate (an abort, a timeout): the gate, closed, says it began.
-            notes |= self._close_gate(store, deployment, event, notes, told=event)
+            notes |= self._close_gate(store, deployment, event, notes, log, told=event)
         key = f"msg:{event.seq}"
         if message is not None and key not in notes:
             ts = self._post_once(
                 store, deployment.id, f"{event.seq}", channel, message, thread_ts=card_ts
             )
             posted = {key: ts}
-            if event.kind == "gate_opened":
-                step = str(event.data.get("next_step") or (event.step or 0) + 1)
+            if isinstance(event, GateOpened):
+                step = str(event.next_step)
                 posted |= {
                     "gate_open": step,
                     f"gate:{step}": ts,
                     f"gate_seq:{step}": str(event.seq),
                 }
-            elif event.kind == "shifted" and (event.weight or 0) >= 100:
+            elif isinstance(event, Shifted) and event.weight >= 100:
                 posted |= {"rollback_ts": ts, "rollback_seq": str(event.seq)}
             store.set_notes(deployment.id, posted)
             notes |= posted
         if event.kind in _CLOSES_GATE and notes.get("gate_open"):
-            notes |= self._close_gate(store, deployment, event, notes)
+            notes |= self._close_gate(store, deployment, event, notes, log)
         if event.kind in _CLOSES_ROLLBACK and notes.get("rollback_ts"):
-            self._close_rollback(store, deployment, event, notes)
+            self._close_rollback(store, deployment, event, notes, log)
         return None
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
@@ -231,7 +242,7 @@ class SlackNotifier:
 
     # closing buttons -------------------------------------------------------------------------
     def _approved(
-        self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]
+        self, store: Store, dep: Deployment, event: Approved, notes: dict[str, str], log: Log
     ) -> float | None:
         """Close the gate saying who approved and, when it follows, the shift to that weight:
         one edit instead of an edit and a "Traffic N %" reply.
@@ -241,7 +252,7 @@ class SlackNotifier:
         the shift, when it comes, gets its own reply. A shift to 100 % always does: that message
         carries the Roll back button.
         """
-        later = [e for e in store.events(dep.id, event.seq + 1) if render_event(dep, e)]
+        later = [e for e in log[event.seq + 1 :] if render_event(dep, e, log)]
         if not later:
             wait = SETTLE - (self.clock() - event.at)
             if wait > 0:
@@ -249,12 +260,11 @@ class SlackNotifier:
         step = int(notes["gate_open"])
         shown = later[0] if later else None
         folds = (
-            shown is not None
-            and shown.kind == "shifted"
+            isinstance(shown, Shifted)
             and shown.weight == _gate_weight(dep, step)
-            and (shown.weight or 0) < 100
+            and shown.weight < 100
         )
-        self._close_gate(store, dep, event, notes, told=shown if folds else None)
+        self._close_gate(store, dep, event, notes, log, told=shown if folds else None)
         return None
 
     def _close_gate(
@@ -263,6 +273,7 @@ class SlackNotifier:
         dep: Deployment,
         event: Event,
         notes: dict[str, str],
+        log: Log,
         *,
         told: Event | None = None,
     ) -> dict[str, str]:
@@ -271,28 +282,28 @@ class SlackNotifier:
         it posts no reply of its own. Returns the notes written."""
         step = int(notes["gate_open"])
         ts = notes.get(f"gate:{step}")
-        if event.kind == "approved" and event.step not in (None, step):
+        if isinstance(event, Approved) and event.step not in (None, step):
             return {}  # an approval of another gate (cannot happen in order, but be safe)
         if ts:
             at = when(event.at)
-            if event.kind == "approved":
-                outcome = f"approved by {mention(event.actor or '?')} at {at}."
-                if told is not None:
-                    outcome += " " + traffic_sentence(dep, told)
-            elif event.kind == "rollback_started":
-                by = ended_by(dep, event.data.get("by"), event.actor)
+            if isinstance(event, Approved):
+                outcome = f"approved by {mention(event.actor)} at {at}."
+                if isinstance(told, Shifted):
+                    outcome += " " + traffic_sentence(told)
+            elif isinstance(event, RollbackStarted):
+                by = ended_by(dep, event.by, event.actor)
                 outcome = f"not approved: {by} at {at}."
                 if told is not None:  # its reason, unless it only repeats who aborted
-                    reason = event.reason if event.reason and event.reason not in by else None
-                    outcome += " " + rolling_back(reason)
-            elif event.kind == "promoted":
+                    reason = why(event.reason, event.actor)
+                    outcome += " " + rolling_back(reason if reason and reason not in by else None)
+            elif isinstance(event, Promoted):
                 outcome = "no longer needed: promoted."
             else:
                 outcome = f"closed: the deployment {event.kind.replace('_', ' ')} at {at}."
             weight = _gate_weight(dep, step)
             seq = int(notes.get(f"gate_seq:{step}") or -1)
-            opened = store.events(dep.id, seq)[:1] if seq >= 0 else []
-            verdict = gate_verdict(opened[0]) if opened else None
+            opened = log[seq] if 0 <= seq < len(log) else None
+            verdict = gate_verdict(opened, log) if isinstance(opened, GateOpened) else None
             self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome, verdict))
         closed = {"gate_open": ""}
         if told is not None and ts:
@@ -301,24 +312,23 @@ class SlackNotifier:
         return closed
 
     def _close_rollback(
-        self, store: Store, dep: Deployment, event: Event, notes: dict[str, str]
+        self, store: Store, dep: Deployment, event: Event, notes: dict[str, str], log: Log
     ) -> None:
         seq = int(notes.get("rollback_seq", "-1"))
-        shifted = store.events(dep.id, seq)[:1] if seq >= 0 else []
-        if shifted:
+        shifted = log[seq] if 0 <= seq < len(log) else None
+        if isinstance(shifted, Shifted):
             at = when(event.at)
-            if event.kind == "rollback_started":
-                by = event.actor and event.data.get("by") == "abort"
+            if isinstance(event, RollbackStarted):
                 outcome = (
-                    f"Rolled back by {mention(event.actor or '?')} at {at}."
-                    if by
+                    f"Rolled back by {mention(event.actor)} at {at}."
+                    if event.actor and event.by == Cause.ABORT
                     else f"Rolling back at {at}: {event.reason or 'see below'}."
                 )
-            elif event.kind == "promoted":
+            elif isinstance(event, Promoted):
                 outcome = f"Promoted at {at}; Roll back is no longer offered."
             else:
                 outcome = f"Roll back is no longer offered ({event.kind.replace('_', ' ')})."
-            message = shifted_closed(dep, shifted[0], outcome)
+            message = shifted_closed(dep, shifted, log, outcome)
             self._update(notes["card_channel"], notes["rollback_ts"], message)
         store.set_notes(dep.id, {"rollback_ts": ""})
 

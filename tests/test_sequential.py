@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import binom, fisher_exact, hypergeom
 
 from workers.analysis import sequential as seq
@@ -249,3 +251,52 @@ def test_evidence_never_overflows() -> None:
     assert v.outcome is Outcome.FAIL
     assert math.isfinite(v.figures.threshold_evidence or 0)
     assert math.isfinite(v.figures.worse_evidence or 0)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@st.composite
+def no_worse_steps(draw: st.DrawFn) -> list[StepCounts]:
+    """Steps where the canary's observed 5xx rate is at most the stable's."""
+    steps = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        cn = draw(st.integers(min_value=1, max_value=200_000))
+        sn = draw(st.integers(min_value=1, max_value=200_000))
+        se = draw(st.integers(min_value=0, max_value=sn))
+        ce = draw(st.integers(min_value=0, max_value=cn * se // sn))
+        steps.append(StepCounts(Counts(cn, ce), Counts(sn, se)))
+    return steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=no_worse_steps(), bake_complete=st.booleans())
+def test_a_canary_no_worse_than_the_stable_at_every_step_is_never_failed_as_worse(
+    steps: list[StepCounts], bake_complete: bool
+) -> None:
+    *earlier, last = steps
+    v = run(
+        last.canary,
+        last.stable,
+        earlier=earlier,
+        bake_complete=bake_complete,
+        max_error_rate_pct=99.0,
+    )
+    assert v.outcome is not Outcome.FAIL, v.reason
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=no_worse_steps(), data=st.data())
+def test_one_more_canary_error_never_turns_a_failure_into_a_pass(
+    steps: list[StepCounts], data: st.DataObject
+) -> None:
+    *earlier, last = steps
+    if last.canary.errors == last.canary.requests:
+        return
+    errors = data.draw(
+        st.integers(min_value=last.canary.errors, max_value=last.canary.requests - 1)
+    )
+    canary = Counts(last.canary.requests, errors)
+    worse = Counts(last.canary.requests, errors + 1)
+    if run(canary, last.stable, earlier=earlier).outcome is Outcome.FAIL:
+        assert run(worse, last.stable, earlier=earlier).outcome is Outcome.FAIL

@@ -1,121 +1,230 @@
-"""Simulated bakes: how often each rollback rule fails a healthy canary, and how fast a broken one.
+"""Simulated deployments: how often a healthy canary is rolled back, how often a bad one caught.
 
-Run from the repository root: .venv/bin/python -m bench.false_rollbacks [--bakes N] [--seed S]
+The model of issue 16: the stable at 0.5 % 5xx, max_error_rate 1 %, min_requests 100, steps
+10/25/50/100 with 5-minute bakes checked every minute (holding, still checked every minute,
+while a step lacks min_requests), Poisson traffic split by weight (the stable serves nothing at
+100 %). "Caught" means rolled back before the canary passes 25 %: at the 10 % or 25 % step.
+Each figure is measured for the old per-look rule and for the product's own
+`workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps).
+
+Run from the repository root:
+
+    .venv/bin/python -m bench.false_rollbacks [--quick] [--seed S]
+
+Each figure is simulated in batches until its 95 % Wilson interval is within ±0.3 points
+(at least MIN_TRIALS deployments); --quick runs QUICK_TRIALS per figure, for a smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from workers.analysis.judge import Counts, Outcome, judge
+from workers.analysis.judge import (
+    Counts,
+    Outcome,
+    StepCounts,
+    judge,
+    wilson_lower_bound,
+    worse_than_stable_p,
+)
 
 STABLE_RATE = 0.005  # the stable's true 5xx rate
 THRESHOLD_PCT = 1.0  # max_error_rate
 MIN_REQUESTS = 100
-CHECKS = 5  # analysis_interval 1m over a 5m bake
-STABLE_SHARE = 9  # at the 10 % step the stable serves 9 requests for every canary request
+STEPS = (10, 25, 50, 100)
+BAKE_LOOKS = 5  # analysis_interval 1m over a 5m bake
+MAX_HOLD_LOOKS = 24 * 60  # gate_timeout 24h: a hold that long rolls back (never reached here)
+CAUGHT_BEFORE = 2  # steps 10 and 25: rolled back before the canary passes 25 %
+HALF_WIDTH = 0.003  # wanted 95 % interval half-width of each figure
+MIN_TRIALS, MAX_TRIALS, BATCH, QUICK_TRIALS = 2000, 50_000, 1000, 200
+#: The old rule, each look on its own: Fisher's p below this, or the 99 % Wilson bound above.
+OLD_WORSE_P = 0.001
 
-# A rule sees (check number, cumulative canary n/errors, cumulative stable n/errors,
-# this minute's canary n/errors) and answers "roll back now".
-Rule = Callable[[int, int, int, int, int, int, int], bool]
+
+@dataclass(frozen=True)
+class Look:
+    """One check: the step (0-based), the step's cumulative counts, where it sits in the bake."""
+
+    step: int
+    canary: Counts
+    stable: Counts
+    bake_complete: bool
+    end_of_bake: bool
+    earlier: tuple[StepCounts, ...]
 
 
-def statistical(check: int, n: int, e: int, sn: int, se: int, wn: int, we: int) -> bool:
-    verdict = judge(
-        Counts(n, e),
-        Counts(sn, se),
+#: A rule answers one look: FAIL, PASS, or anything else to keep looking.
+Rule = Callable[[Look], Outcome]
+
+
+def old_rule(look: Look) -> Outcome:
+    """The rule before issue 16 (this step's counts only, every look on its own)."""
+    lower = wilson_lower_bound(look.canary.errors, look.canary.requests)
+    p = worse_than_stable_p(look.canary, look.stable)
+    if (lower is not None and lower * 100 > THRESHOLD_PCT) or (p is not None and p < OLD_WORSE_P):
+        return Outcome.FAIL
+    if look.bake_complete and look.canary.requests >= MIN_REQUESTS:
+        return Outcome.PASS
+    return Outcome.BAKING
+
+
+def new_rule(look: Look) -> Outcome:
+    """The product's decision, called as the engine calls it (docs/ANALYSIS.md)."""
+    return judge(
+        look.canary,
+        look.stable,
         max_error_rate_pct=THRESHOLD_PCT,
         min_requests=MIN_REQUESTS,
-        bake_complete=check == CHECKS,
-    )
-    return verdict.outcome is Outcome.FAIL
+        bake_complete=look.bake_complete,
+        earlier=look.earlier,
+        end_of_bake=look.end_of_bake,
+    ).outcome
 
 
-def naive_cumulative(check: int, n: int, e: int, sn: int, se: int, wn: int, we: int) -> bool:
-    return e / n * 100 > THRESHOLD_PCT
+RULES: dict[str, Rule] = {"before (per look)": old_rule, "after (error budget)": new_rule}
 
 
-def naive_window(check: int, n: int, e: int, sn: int, se: int, wn: int, we: int) -> bool:
-    return we / wn * 100 > THRESHOLD_PCT
+def deployment(
+    rng: np.random.Generator, rps: float, canary_rate: float, steps: int, rules: Sequence[Rule]
+) -> list[int | None]:
+    """For each rule, the step (0-based) at which it rolled the deployment back, or None.
+
+    The rules see the same traffic; a rule that has failed or passed a step stops looking at it
+    (the benchmark passes one rule at a time).
+    """
+    failed: list[int | None] = [None] * len(rules)
+    earlier: list[list[StepCounts]] = [[] for _ in rules]
+    alive = list(range(len(rules)))
+    for step in range(steps):
+        weight = STEPS[step] / 100
+        cn = ce = sn = se = 0
+        looking = list(alive)
+        look_number = 0
+        while looking and look_number < BAKE_LOOKS + MAX_HOLD_LOOKS:
+            look_number += 1
+            n = int(rng.poisson(rps * 60 * weight))
+            cn, ce = cn + n, ce + int(rng.binomial(n, canary_rate))
+            m = int(rng.poisson(rps * 60 * (1 - weight))) if weight < 1 else 0
+            sn, se = sn + m, se + int(rng.binomial(m, STABLE_RATE))
+            for i in list(looking):
+                look = Look(
+                    step,
+                    Counts(cn, ce),
+                    Counts(sn, se),
+                    bake_complete=look_number >= BAKE_LOOKS,
+                    end_of_bake=look_number == BAKE_LOOKS,
+                    earlier=tuple(earlier[i]),
+                )
+                outcome = rules[i](look)
+                if outcome is Outcome.FAIL:
+                    failed[i] = step
+                    looking.remove(i)
+                    alive.remove(i)
+                elif outcome is Outcome.PASS:
+                    earlier[i].append(StepCounts(look.canary, look.stable))
+                    looking.remove(i)
+        for i in looking:  # held for a whole gate_timeout: rolled back for lack of traffic
+            failed[i] = step
+            alive.remove(i)
+        if not alive:
+            break
+    return failed
 
 
-def any_5xx(check: int, n: int, e: int, sn: int, se: int, wn: int, we: int) -> bool:
-    return e > 0
+@dataclass(frozen=True)
+class Figure:
+    """A simulated share with its 95 % Wilson interval."""
+
+    hits: int
+    trials: int
+
+    @property
+    def share(self) -> float:
+        return self.hits / self.trials
+
+    @property
+    def half_width(self) -> float:
+        z, n, p = 1.96, self.trials, self.share
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(centre + half - p, p - (centre - half))
+
+    def text(self) -> str:
+        return f"{self.share:.2%} ±{self.half_width:.2%} (n={self.trials:,})"
 
 
-RULES: dict[str, Rule] = {
-    "statistical (this bot)": statistical,
-    "rate > 1 % (cumulative)": naive_cumulative,
-    "rate > 1 % (last minute)": naive_window,
-    "any 5xx": any_5xx,
-}
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rps: float
+    canary_rate: float
+    steps: int  # how many steps to simulate
+    goal: str
+
+    def counts(self, failed_at: int | None) -> bool:
+        """Whether a deployment counts towards this figure."""
+        if self.canary_rate == STABLE_RATE:
+            return failed_at is not None  # any rollback of a healthy canary is a false one
+        return failed_at is not None and failed_at < CAUGHT_BEFORE
 
 
-def simulate(
-    rule: Rule, canary_rps: float, canary_rate: float, *, bakes: int, seed: int
-) -> tuple[float, float | None]:
-    """(fraction of bakes rolled back, mean check of the rollback among those rolled back)."""
+SCENARIOS = (
+    Scenario("healthy canary rolled back, 1 req/s", 1, STABLE_RATE, len(STEPS), "≤ 0.5 %"),
+    Scenario("healthy canary rolled back, 10 req/s", 10, STABLE_RATE, len(STEPS), "≤ 0.5 %"),
+    Scenario("healthy canary rolled back, 100 req/s", 100, STABLE_RATE, len(STEPS), "≤ 0.5 %"),
+    Scenario("2× 5xx (1 %) caught before 25 %, 100 req/s", 100, 0.01, CAUGHT_BEFORE, "≥ 99 %"),
+    Scenario("5× 5xx (2.5 %) caught before 25 %, 10 req/s", 10, 0.025, CAUGHT_BEFORE, "≥ 99 %"),
+)
+
+
+def measure(scenario: Scenario, rule: Rule, *, seed: int, quick: bool) -> Figure:
+    """One figure, precise to HALF_WIDTH (or from QUICK_TRIALS deployments if quick)."""
     rng = np.random.default_rng(seed)
-    per_minute = round(canary_rps * 60)
-    window_errors = rng.binomial(per_minute, canary_rate, size=(bakes, CHECKS))
-    canary_errors = window_errors.cumsum(axis=1)
-    stable_errors = rng.binomial(
-        per_minute * STABLE_SHARE, STABLE_RATE, size=(bakes, CHECKS)
-    ).cumsum(axis=1)
-    first: list[int] = []
-    for bake in range(bakes):
-        for check in range(1, CHECKS + 1):
-            i = check - 1
-            if rule(
-                check,
-                per_minute * check,
-                int(canary_errors[bake, i]),
-                per_minute * STABLE_SHARE * check,
-                int(stable_errors[bake, i]),
-                per_minute,
-                int(window_errors[bake, i]),
-            ):
-                first.append(check)
-                break
-    return len(first) / bakes, (sum(first) / len(first) if first else None)
+    hits = trials = 0
+    while True:
+        for _ in range(QUICK_TRIALS if quick else BATCH):
+            (failed_at,) = deployment(rng, *_model(scenario), [rule])
+            hits += scenario.counts(failed_at)
+            trials += 1
+        figure = Figure(hits, trials)
+        if quick or trials >= MAX_TRIALS:
+            return figure
+        if trials >= MIN_TRIALS and figure.half_width <= HALF_WIDTH:
+            return figure
+
+
+def _model(s: Scenario) -> tuple[float, float, int]:
+    return s.rps, s.canary_rate, s.steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bakes", type=int, default=2000, help="simulated bakes per cell")
-    parser.add_argument("--seed", type=int, default=20260302)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TRIALS} per figure")
+    parser.add_argument("--seed", type=int, default=20261201)
     args = parser.parse_args()
     started = time.perf_counter()
-
     print(
-        f"Stable at {STABLE_RATE:.1%} 5xx serving {STABLE_SHARE}x the canary's traffic; "
-        f"checks every minute over a {CHECKS}-minute bake; {args.bakes} bakes per cell.\n"
+        f"Stable at {STABLE_RATE:.1%} 5xx; max_error_rate {THRESHOLD_PCT:g} %, min_requests "
+        f"{MIN_REQUESTS}; steps {'/'.join(map(str, STEPS))}, {BAKE_LOOKS}-minute bakes checked "
+        "every minute; Poisson traffic (req/s of the whole service) split by weight.\n"
+        "Each figure: share of simulated deployments, ± its 95 % Wilson interval, n deployments.\n"
     )
-    print("Healthy canary (same 0.5 % as the stable): share of bakes rolled back")
-    rates = (1, 10, 100)
-    print(f"{'rule':<26}" + "".join(f"{f'{r} req/s':>12}" for r in rates))
-    for name, rule in RULES.items():
-        cells = [
-            simulate(rule, rps, STABLE_RATE, bakes=args.bakes, seed=args.seed + rps)[0]
-            for rps in rates
+    names = list(RULES)
+    print(f"| measure | goal | {' | '.join(names)} |")
+    print("|---|---|" + "---|" * len(names))
+    for k, scenario in enumerate(SCENARIOS):
+        figures = [
+            measure(scenario, rule, seed=args.seed + k, quick=args.quick) for rule in RULES.values()
         ]
-        print(f"{name:<26}" + "".join(f"{c:>12.2%}" for c in cells))
-
-    print("\nBroken canary at 10 req/s: share rolled back within the bake (mean check of rollback)")
-    broken = (0.015, 0.02, 0.05, 0.20)
-    print(f"{'rule':<26}" + "".join(f"{f'{b:.1%} 5xx':>16}" for b in broken))
-    for name, rule in RULES.items():
-        cells = []
-        for rate in broken:
-            share, mean_check = simulate(rule, 10, rate, bakes=args.bakes // 4, seed=args.seed)
-            check_text = f"({mean_check:.1f})" if mean_check is not None else "(-)"
-            cells.append(f"{share:.0%} {check_text}")
-        print(f"{name:<26}" + "".join(f"{c:>16}" for c in cells))
-    print(f"\n{time.perf_counter() - started:.1f} s")
+        cells = " | ".join(f.text() for f in figures)
+        print(f"| {scenario.name} | {scenario.goal} | {cells} |", flush=True)
+    print(f"\n{time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from scipy.stats import fisher_exact
 
 from workers.analysis.judge import (
     CONFIDENCE,
-    WORSE_THAN_STABLE_P,
     Z_ONE_SIDED,
     Counts,
     Outcome,
@@ -36,8 +35,9 @@ def run(canary: Counts, stable: Counts, *, bake_complete: bool = True, **kwargs)
 
 
 def test_constants_match_the_design() -> None:
+    # The Wilson bound is a figure shown with each verdict; the decision's own constants are
+    # pinned in tests/test_sequential.py.
     assert CONFIDENCE == 0.99
-    assert WORSE_THAN_STABLE_P == 0.001
     assert abs(Z_ONE_SIDED - 2.3263) < 1e-4
 
 
@@ -111,7 +111,8 @@ def test_clear_breach_fails_with_a_checkable_sentence() -> None:
     assert v.outcome is Outcome.FAIL
     assert v.wilson_lower_pct == pytest.approx(9.547, abs=0.01)
     assert v.reason == (
-        "canary 812 req, 97 × 5xx (11.9 %) > 1.0 % with 99 % confidence (lower bound 9.5 %)"
+        "canary 812 req, 97 × 5xx (11.9 %) > 1.0 %: evidence 1.7e+65 to 1 against 1.0 % or less, "
+        "10,000 needed at any look"
     )
 
 
@@ -127,15 +128,21 @@ def test_worse_than_stable_fails_even_under_the_threshold() -> None:
     # 1.0 % vs 0.5 %: inside a 5 % threshold, but with 6,000 requests clearly worse.
     v = run(Counts(6000, 60), Counts(54000, 270), max_error_rate_pct=5.0, bake_complete=False)
     assert v.outcome is Outcome.FAIL
-    assert v.p_value is not None and v.p_value < WORSE_THAN_STABLE_P
-    assert "worse than stable (p=0.000004, below 0.001)" in v.reason
+    assert v.p_value == pytest.approx(0.000004, abs=1e-6)
+    # During the bake only the always-valid test speaks (tests/test_sequential.py).
+    assert v.reason == (
+        "canary 1.0 % (60 × 5xx of 6,000 req) vs stable 0.50 % (270 × 5xx of 54,000 req): "
+        "worse than stable, 60 of the 330 × 5xx were the canary's, 33.0 expected if it were no "
+        "worse; evidence 6,312 to 1, 2,500 needed at any look"
+    )
 
 
 def test_above_threshold_without_confidence_is_not_a_failure_and_says_so() -> None:
     v = run(Counts(200, 3), Counts(1800, 9))
     assert v.outcome is Outcome.PASS
     assert "1.5 %" in v.reason
-    assert "above 1.0 % but not with 99 % confidence (lower bound 0.43 %)" in v.reason
+    # P(Binomial(200, 1 %) >= 3) = 0.32, far above the 0.000225 of the end of step 1.
+    assert "above 1.0 % but within chance (p=0.32 against 1.0 %, boundary 0.000225)" in v.reason
 
 
 def test_alarm_fails_whatever_the_counts() -> None:
@@ -203,7 +210,7 @@ def test_breach_fails_before_min_requests() -> None:
 def test_close_values_never_print_alike() -> None:
     v = run(Counts(1_000_000, 10_100), Counts(0, 0), bake_complete=False)
     assert v.outcome is Outcome.BAKING
-    assert "canary 1.01 %" in v.reason and "above 1.0 %" in v.reason
+    assert "canary 1.01 %" in v.reason and "above 1.00 %" in v.reason
 
 
 @pytest.mark.parametrize("bad", [-1.0, 100.0, 150.0])
@@ -220,7 +227,7 @@ def test_huge_counts_are_fast() -> None:
     v = run(Counts(30_000_000, 300_000), Counts(270_000_000, 1_350_000))
     assert v.outcome is Outcome.FAIL
     assert v.p_value == 0.0 or v.p_value < 1e-300
-    assert "p<0.000001" in v.reason
+    assert "evidence over 1e+300 to 1" in v.reason
     assert time.perf_counter() - started < 1.0
 
 

@@ -12,12 +12,14 @@ from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
-#: One-sided confidence with which the canary's 5xx rate must exceed max_error_rate to fail.
+from workers.analysis import sequential as seq
+from workers.analysis.sequential import hypergeom_sf
+
+#: Confidence of the Wilson lower bound shown with each verdict (a figure for readers: the
+#: decision itself is the deployment's error budget, workers/analysis/sequential.py).
 CONFIDENCE = 0.99
 #: Normal quantile for CONFIDENCE (about 2.326), used by the Wilson score lower bound.
 Z_ONE_SIDED: float = NormalDist().inv_cdf(CONFIDENCE)
-#: One-sided Fisher exact p-value below which the canary is judged worse than the stable.
-WORSE_THAN_STABLE_P = 0.001
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,78 @@ class Counts:
         return cls(requests=int(data["requests"]), errors=int(data["errors"]))
 
 
+@dataclass(frozen=True)
+class StepCounts:
+    """The final counts of one earlier step of the deployment (the canary runs the same image)."""
+
+    canary: Counts
+    stable: Counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"canary": self.canary.to_dict(), "stable": self.stable.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepCounts:
+        return cls(Counts.from_dict(data["canary"]), Counts.from_dict(data["stable"]))
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The sequential figures behind a verdict (docs/ANALYSIS.md): all of them over the
+    deployment so far, not only this step."""
+
+    #: Exact binomial p-value of the canary's 5xx against max_error_rate.
+    threshold_p: float | None = None
+    #: Evidence ratios (e-values) against "at most max_error_rate" and "no worse than stable".
+    threshold_evidence: float | None = None
+    worse_evidence: float | None = None
+    #: The p-value boundaries of this look: set only at the end of a bake.
+    threshold_boundary: float | None = None
+    worse_boundary: float | None = None
+    #: How many steps the evidence covers (this one included).
+    steps: int = 1
+    #: The canary's and stable's counts over those steps, when more than one.
+    deployment_canary: Counts | None = None
+    deployment_stable: Counts | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold_p": self.threshold_p,
+            "threshold_evidence": self.threshold_evidence,
+            "worse_evidence": self.worse_evidence,
+            "threshold_boundary": self.threshold_boundary,
+            "worse_boundary": self.worse_boundary,
+            "steps": self.steps,
+            "deployment_canary": _opt_counts_dict(self.deployment_canary),
+            "deployment_stable": _opt_counts_dict(self.deployment_stable),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Figures:
+        def opt_float(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        def opt_counts(key: str) -> Counts | None:
+            value = data.get(key)
+            return None if value is None else Counts.from_dict(value)
+
+        return cls(
+            threshold_p=opt_float("threshold_p"),
+            threshold_evidence=opt_float("threshold_evidence"),
+            worse_evidence=opt_float("worse_evidence"),
+            threshold_boundary=opt_float("threshold_boundary"),
+            worse_boundary=opt_float("worse_boundary"),
+            steps=int(data.get("steps", 1)),
+            deployment_canary=opt_counts("deployment_canary"),
+            deployment_stable=opt_counts("deployment_stable"),
+        )
+
+
+def _opt_counts_dict(counts: Counts | None) -> dict[str, Any] | None:
+    return None if counts is None else counts.to_dict()
+
+
 class Outcome(StrEnum):
     PASS = "pass"
     FAIL = "fail"
@@ -70,6 +144,7 @@ class Verdict:
     p_value: float | None
     alarms_firing: tuple[str, ...]
     reason: str
+    figures: Figures = Figures()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for the event log (rates are included for readers, not read back)."""
@@ -82,6 +157,7 @@ class Verdict:
             "p_value": self.p_value,
             "alarms_firing": list(self.alarms_firing),
             "reason": self.reason,
+            "figures": self.figures.to_dict(),
         }
 
     @classmethod
@@ -98,6 +174,7 @@ class Verdict:
             p_value=opt_float(data.get("p_value")),
             alarms_firing=tuple(data.get("alarms_firing", ())),
             reason=str(data["reason"]),
+            figures=Figures.from_dict(data.get("figures") or {}),
         )
 
 
@@ -145,48 +222,6 @@ def worse_than_stable_p(canary: Counts, stable: Counts) -> float | None:
     return min(1.0, max(0.0, p))
 
 
-def hypergeom_sf(k: int, total: int, marked: int, drawn: int) -> float:
-    """P(X > k) for X the marked items among `drawn` taken from `total`, `marked` of them marked.
-
-    The same as scipy.stats.hypergeom.sf(k, total, marked, drawn), in plain Python: scipy costs
-    about 75 MB of resident memory in every process that imports it. The tail on the far side
-    of the mode is summed term by term (each term from the previous by the pmf's ratio, the
-    first from log-gamma), stopping once terms no longer change the sum.
-    """
-    low, high = max(0, drawn - (total - marked)), min(marked, drawn)
-    first = k + 1
-    if first <= low:
-        return 1.0
-    if first > high:
-        return 0.0
-    unmarked = total - marked
-    mode = (drawn + 1) * (marked + 1) // (total + 2)
-
-    def log_pmf(x: int) -> float:
-        return _log_choose(marked, x) + _log_choose(unmarked, drawn - x) - _log_choose(total, drawn)
-
-    if first > mode:  # the upper tail: terms fall from `first` on
-        term = total_sum = math.exp(log_pmf(first))
-        x = first
-        while x < high and term > total_sum * 1e-18:
-            term *= (marked - x) * (drawn - x) / ((x + 1) * (unmarked - drawn + x + 1))
-            x += 1
-            total_sum += term
-        return total_sum
-    # The lower tail P(X <= k): terms fall from k down.
-    term = lower = math.exp(log_pmf(k))
-    x = k
-    while x > low and term > lower * 1e-18:
-        term *= x * (unmarked - drawn + x) / ((marked - x + 1) * (drawn - x + 1))
-        x -= 1
-        lower += term
-    return 1.0 - lower
-
-
-def _log_choose(n: int, r: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(r + 1) - math.lgamma(n - r + 1)
-
-
 def judge(
     canary: Counts,
     stable: Counts,
@@ -195,12 +230,21 @@ def judge(
     min_requests: int,
     bake_complete: bool,
     alarms_firing: Sequence[str] = (),
+    earlier: Sequence[StepCounts] = (),
+    end_of_bake: bool | None = None,
 ) -> Verdict:
-    """Judge a step from its cumulative counts since the step's weight was applied.
+    """Judge a look at a step from its cumulative counts since the step's weight was applied.
 
-    FAIL needs strong evidence (an alarm, the Wilson bound above the threshold, or Fisher's
-    p below WORSE_THAN_STABLE_P); PASS needs the bake over and at least min_requests (and at
-    least one request: no data is never a pass); otherwise NOT_ENOUGH_DATA or BAKING.
+    `earlier` holds the final counts of the deployment's earlier steps, in order (same image,
+    so their evidence counts too); the step being judged is step len(earlier) + 1.
+    `end_of_bake` is true at the one look that decides the step (the first with the bake over)
+    and false at every other look (during the bake, while holding, at a gate); by default it
+    follows `bake_complete`. The error budget behind the boundaries is in
+    workers/analysis/sequential.py and docs/ANALYSIS.md.
+
+    FAIL needs an alarm, or the deployment's evidence crossing a boundary (above max_error_rate,
+    or worse than the stable); PASS needs the bake over and at least min_requests at this step
+    (and at least one request: no data is never a pass); otherwise NOT_ENOUGH_DATA or BAKING.
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -211,44 +255,93 @@ def judge(
         raise TypeError("alarms_firing must be a sequence of alarm names, not a string")
 
     alarms = tuple(alarms_firing)
-    lower = wilson_lower_bound(canary.errors, canary.requests)
-    lower_pct = None if lower is None else lower * 100
-    p_value = worse_than_stable_p(canary, stable)
+    steps = [*earlier, StepCounts(canary, stable)]
+    step_number = len(steps)
+    deciding = bake_complete if end_of_bake is None else end_of_bake
+    all_canary = Counts(sum(s.canary.requests for s in steps), sum(s.canary.errors for s in steps))
+    all_stable = Counts(sum(s.stable.requests for s in steps), sum(s.stable.errors for s in steps))
     threshold = float(max_error_rate_pct)
+    theta = threshold / 100
+    layers = strata(steps)
+    lower = wilson_lower_bound(all_canary.errors, all_canary.requests)
+    threshold_e = seq.threshold_evidence(all_canary.requests, all_canary.errors, theta)
+    worse_e = seq.worse_evidence(layers)
+    figures = Figures(
+        threshold_p=seq.threshold_p(all_canary.requests, all_canary.errors, theta),
+        threshold_evidence=threshold_e,
+        worse_evidence=worse_e,
+        threshold_boundary=(
+            seq.end_alpha(seq.THRESHOLD_BUDGET, step_number - 1) if deciding else None
+        ),
+        worse_boundary=seq.end_alpha(seq.WORSE_BUDGET, step_number - 1) if deciding else None,
+        steps=step_number,
+        deployment_canary=all_canary if earlier else None,
+        deployment_stable=all_stable if earlier else None,
+    )
+    lower_pct = None if lower is None else lower * 100
+    p_value = seq.worse_p(layers)
 
     def verdict(outcome: Outcome, reason: str) -> Verdict:
-        return Verdict(outcome, canary, stable, threshold, lower_pct, p_value, alarms, reason)
+        return Verdict(
+            outcome, canary, stable, threshold, lower_pct, p_value, alarms, reason, figures
+        )
 
+    scope = f" over steps 1-{step_number}" if earlier else ""
     if alarms:
         noun = "alarm" if len(alarms) == 1 else "alarms"
         verb = "is" if len(alarms) == 1 else "are"
         return verdict(
             Outcome.FAIL, f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}"
         )
-    if lower_pct is not None and lower_pct > threshold:
-        shown_lower, shown_threshold = _distinct_pcts(lower_pct, threshold)
+    above = (
+        f"canary {format_count(all_canary.requests)} req, {format_count(all_canary.errors)} × 5xx"
+        f"{scope} ({format_pct(_rate_pct(all_canary))}) > {format_pct(threshold)}"
+        if all_canary.requests
+        else ""
+    )
+    needed = seq.evidence_needed(seq.THRESHOLD_BUDGET)
+    if all_canary.requests and threshold_e >= needed:
         return verdict(
             Outcome.FAIL,
-            f"canary {format_count(canary.requests)} req, {format_count(canary.errors)} × 5xx "
-            f"({format_pct(canary.errors / canary.requests * 100)}) > {shown_threshold} "
-            f"with {_confidence_text()} confidence (lower bound {shown_lower})",
+            f"{above}: evidence {_ratio_text(threshold_e)} to 1 against "
+            f"{format_pct(threshold)} or less, {_ratio_text(needed)} needed at any look",
         )
-    if p_value is not None and p_value < WORSE_THAN_STABLE_P:
+    tp, tb = figures.threshold_p, figures.threshold_boundary
+    if tp is not None and tb is not None and tp <= tb:
         return verdict(
             Outcome.FAIL,
-            f"canary {_rate_with_counts(canary)} vs stable {_rate_with_counts(stable)}: "
-            f"worse than stable ({_p_text(p_value)}, below {WORSE_THAN_STABLE_P:g})",
+            f"{above}: {_p_text(tp)} against {format_pct(threshold)} (exact binomial), "
+            f"below {_small(tb)}, the boundary at the end of step {step_number}",
+        )
+    compared = (
+        f"canary {_rate_with_counts(all_canary)} vs stable {_rate_with_counts(all_stable)}{scope}"
+    )
+    shares = _shares_text(layers)
+    needed = seq.evidence_needed(seq.WORSE_BUDGET)
+    if worse_e >= needed:
+        return verdict(
+            Outcome.FAIL,
+            f"{compared}: worse than stable, {shares}; evidence "
+            f"{_ratio_text(worse_e)} to 1, {_ratio_text(needed)} needed at any look",
+        )
+    wb = figures.worse_boundary
+    if p_value is not None and wb is not None and p_value <= wb:
+        return verdict(
+            Outcome.FAIL,
+            f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below {_small(wb)}, "
+            f"the boundary at the end of step {step_number}",
         )
 
     if bake_complete and canary.requests >= max(min_requests, 1):
         return verdict(
-            Outcome.PASS, _healthy_sentence(canary, stable, threshold, lower_pct, p_value)
+            Outcome.PASS,
+            _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
         )
     if bake_complete:
-        needed = max(min_requests, 1)
+        wanted = max(min_requests, 1)
         return verdict(
             Outcome.NOT_ENOUGH_DATA,
-            f"{format_count(canary.requests)} canary requests, {format_count(needed)} needed "
+            f"{format_count(canary.requests)} canary requests, {format_count(wanted)} needed "
             "to judge",
         )
     if canary.requests == 0:
@@ -256,40 +349,92 @@ def judge(
     return verdict(
         Outcome.BAKING,
         "baking, no breach so far: "
-        + _healthy_sentence(canary, stable, threshold, lower_pct, p_value),
+        + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
     )
+
+
+def strata(steps: Sequence[StepCounts]) -> list[seq.Stratum]:
+    """The steps where both sides served requests: the comparison with the stable, step by step
+    (pooling steps would compare a canary that served mostly late against a stable that served
+    mostly early)."""
+    return [
+        seq.Stratum(
+            canary_errors=s.canary.errors,
+            errors=s.canary.errors + s.stable.errors,
+            canary_requests=s.canary.requests,
+            requests=s.canary.requests + s.stable.requests,
+        )
+        for s in steps
+        if s.canary.requests and s.stable.requests
+    ]
 
 
 def _healthy_sentence(
     canary: Counts,
     stable: Counts,
     threshold: float,
-    lower_pct: float | None,
+    figures: Figures,
     p_value: float | None,
+    scope: str,
 ) -> str:
     """Why a canary with requests did not fail, with the figures to check it by hand."""
-    rate_pct = canary.errors / canary.requests * 100
+    rate_pct = _rate_pct(canary)
     if rate_pct <= threshold:
         shown_rate, shown_threshold = _distinct_pcts(rate_pct, threshold)
         against_threshold = f"within {shown_threshold}"
     else:
-        # Above the threshold, but too few requests to be sure: say so rather than "within".
-        assert lower_pct is not None
-        shown_lower, shown_threshold = _distinct_pcts(lower_pct, threshold)
-        shown_rate, _ = _distinct_pcts(rate_pct, threshold)
+        # Above the threshold, but not beyond chance: say so rather than "within".
+        shown_rate, shown_threshold = _distinct_pcts(rate_pct, threshold)
+        assert figures.threshold_p is not None
         against_threshold = (
-            f"above {shown_threshold} but not with {_confidence_text()} confidence "
-            f"(lower bound {shown_lower})"
+            f"above {shown_threshold} but within chance "
+            f"({_p_text(figures.threshold_p)} against {shown_threshold}"
+            + (
+                f", boundary {_small(figures.threshold_boundary)})"
+                if figures.threshold_boundary is not None
+                else ")"
+            )
         )
     canary_part = (
         f"canary {shown_rate} ({format_count(canary.errors)} × 5xx "
         f"of {format_count(canary.requests)} req)"
     )
     if p_value is None:
-        return f"{canary_part}: {against_threshold}, no stable traffic to compare"
+        return f"{canary_part}{scope}: {against_threshold}, no stable traffic to compare"
     return (
-        f"{canary_part} vs stable {_rate_with_counts(stable)}: {against_threshold}, "
+        f"{canary_part} vs stable {_rate_with_counts(stable)}{scope}: {against_threshold}, "
         f"no worse than stable ({_p_text(p_value)})"
+    )
+
+
+def _rate_pct(counts: Counts) -> float:
+    return counts.errors / counts.requests * 100 if counts.requests else 0.0
+
+
+def _ratio_text(x: float) -> str:
+    """An evidence ratio for people: "1,250", "3.2e+40"."""
+    if x >= seq.MAX_EVIDENCE:
+        return f"over {seq.MAX_EVIDENCE:.0e}"
+    return f"{x:,.0f}" if x < 1e6 else f"{x:.1e}"
+
+
+def _small(x: float | None) -> str:
+    """A small probability written out to 3 significant digits: 0.0018, 0.000225."""
+    if x is None or x <= 0:
+        return "0"
+    decimals = max(1, 2 - math.floor(math.log10(x)))
+    return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def _shares_text(layers: Sequence[seq.Stratum]) -> str:
+    """The canary's share of the 5xx against what it would be if no worse: checkable by hand."""
+    observed = sum(la.canary_errors for la in layers)
+    total = sum(la.errors for la in layers)
+    expected = sum(la.expected for la in layers)
+    shown = f"{expected:,.1f}" if expected < 100 else f"{expected:,.0f}"
+    return (
+        f"{format_count(observed)} of the {format_count(total)} × 5xx were the canary's, "
+        f"{shown} expected if it were no worse"
     )
 
 

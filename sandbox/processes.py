@@ -228,4 +228,3 @@ def start_bot(env: Mapping[str, str], log_dir: Path, name: str = "bot") -> tuple
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/healthz", proc=bot.proc)
     return bot, url
-

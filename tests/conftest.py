@@ -1,4 +1,4 @@
-"""Shared fixtures: fake and real Redis, in-process AWS (moto, made strict by sandbox.strict_moto)."""
+"""Shared fixtures: fake and real Redis, in-process AWS (moto, made strict: sandbox.strict_moto)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from moto import mock_aws
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
+from sandbox.strict_moto import STRICT
 from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
 from tests.fakes import FakeClock, catalogue, fake_runtime
 from workers import api
@@ -30,6 +31,8 @@ def make_world(
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
     clients = make_clients()
     clock = FakeClock(time.time())
+    # Stopped tasks leave Cloud Map on the world's clock (tests/conftest.py resets it).
+    STRICT.clock = clock
     sim: Simulator
     if backend == "alb":
         seeded = seed_alb_service(clients, key="payments")

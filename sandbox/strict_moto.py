@@ -61,12 +61,16 @@ class Strictness:
 
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
     clock: Callable[[], float] = time.time
+    #: ListTaskDefinitions' largest page. AWS may answer fewer than maxResults with a nextToken,
+    #: so tests shrink it to prove that every page is read.
+    task_definition_page: int = TASK_DEFINITION_PAGE
     #: (due time, Cloud Map service id, instance id) of stopping tasks, across all backends.
     draining: list[tuple[float, str, str, ServiceDiscoveryBackend]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.drain_seconds = float(os.environ.get(DRAIN_ENV, DEFAULT_DRAIN_SECONDS))
         self.clock = time.time
+        self.task_definition_page = TASK_DEFINITION_PAGE
         self.draining.clear()
 
 
@@ -251,7 +255,9 @@ def _list_task_definitions(self: EC2ContainerServiceResponse) -> ActionResult:
         self._get_param("familyPrefix"), self._get_param("status", "ACTIVE")
     )
     arns = sorted(arns, key=_revision_key, reverse=self._get_param("sort") == "DESC")
-    size = int(self._get_param("maxResults") or TASK_DEFINITION_PAGE)
+    size = min(
+        int(self._get_param("maxResults") or TASK_DEFINITION_PAGE), STRICT.task_definition_page
+    )
     start = int(self._get_param("nextToken") or 0)
     page: dict[str, Any] = {"taskDefinitionArns": arns[start : start + size]}
     if start + size < len(arns):

@@ -31,9 +31,11 @@ with the drain delay in seconds in `STRICT_MOTO_DRAIN_SECONDS`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -45,6 +47,7 @@ from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Service
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.servicediscovery.exceptions import InstanceNotFound
 from moto.servicediscovery.models import ServiceDiscoveryBackend, servicediscovery_backends
 
 DRAIN_ENV = "STRICT_MOTO_DRAIN_SECONDS"
@@ -76,6 +79,8 @@ class Strictness:
 
 STRICT = Strictness()
 STRICT.reset()
+# moto_server answers requests on several threads: the draining list is read and rewritten whole.
+_LOCK = threading.RLock()
 
 
 class ResourceInUse(JsonRESTError):
@@ -92,14 +97,16 @@ class ResourceInUse(JsonRESTError):
 def _settle() -> None:
     """Deregister the instances of the tasks that have stopped by now."""
     now = STRICT.clock()
-    due = [d for d in STRICT.draining if d[0] <= now]
-    STRICT.draining[:] = [d for d in STRICT.draining if d[0] > now]
+    with _LOCK:
+        due = [d for d in STRICT.draining if d[0] <= now]
+        STRICT.draining[:] = [d for d in STRICT.draining if d[0] > now]
     for _, service_id, instance_id, backend in due:
         service = backend.services.get(service_id)
         if service is None:
             continue
         if any(i.instance_id == instance_id for i in service.instances):
-            backend.deregister_instance(service_id, instance_id)
+            with contextlib.suppress(InstanceNotFound):  # another thread was first
+                backend.deregister_instance(service_id, instance_id)
 
 
 def _settled(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,9 +184,9 @@ def _stop_tasks(service: Service, count: int) -> None:
     tasks = _tasks(service)
     stopping, tasks[:] = tasks[:count], tasks[count:]
     due = STRICT.clock() + STRICT.drain_seconds
-    for backend, service_id in _registries(service):
-        for task_id in stopping:
-            STRICT.draining.append((due, service_id, task_id, backend))
+    with _LOCK:
+        for backend, service_id in _registries(service):
+            STRICT.draining.extend((due, service_id, task_id, backend) for task_id in stopping)
     _settle()  # a zero drain delay deregisters at once
 
 

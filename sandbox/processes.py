@@ -157,13 +157,25 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_moto(log_dir: Path, *, running_tasks: int = 2) -> tuple[Process, str]:
-    """A moto_server on a free loopback port; returns it and its endpoint URL."""
+#: Seconds a stopped task stays registered in Cloud Map in the sandbox (tens of seconds on AWS).
+SANDBOX_DRAIN_SECONDS = 3.0
+
+
+def start_moto(
+    log_dir: Path, *, running_tasks: int = 2, drain_seconds: float = SANDBOX_DRAIN_SECONDS
+) -> tuple[Process, str]:
+    """A moto_server made strict (sandbox.strict_moto) on a free loopback port; returns it and
+    its endpoint URL. A task's Cloud Map instance goes `drain_seconds` after it is stopped."""
     port = free_port()
-    env = base_env({"MOTO_ECS_SERVICE_RUNNING": str(running_tasks)})
+    env = base_env(
+        {
+            "MOTO_ECS_SERVICE_RUNNING": str(running_tasks),
+            "STRICT_MOTO_DRAIN_SECONDS": str(drain_seconds),
+        }
+    )
     moto = Process(
         "moto",
-        [_venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "sandbox.strict_moto", "-H", "127.0.0.1", "-p", str(port)],
         env,
         log_dir / "moto.log",
     ).start()
@@ -216,8 +228,3 @@ def start_bot(env: Mapping[str, str], log_dir: Path, name: str = "bot") -> tuple
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/healthz", proc=bot.proc)
     return bot, url
-
-
-def _venv_bin(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name

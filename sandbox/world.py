@@ -367,6 +367,11 @@ class World:
             names |= {s["serviceName"] for s in described["services"] if s["status"] == "ACTIVE"}
         return names
 
+    def cloud_map_services(self) -> set[str]:
+        """The names of every Cloud Map service (the App Mesh versions' service discovery)."""
+        pages = self.clients.servicediscovery.get_paginator("list_services").paginate()
+        return {s["Name"] for page in pages for s in page["Services"]}
+
     def deployment(self, dep_id: str) -> Deployment | None:
         return self.rt.store.get(dep_id)
 

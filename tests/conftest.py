@@ -1,4 +1,4 @@
-"""Shared fixtures: fake and real Redis, in-process AWS (moto)."""
+"""Shared fixtures: fake and real Redis, in-process AWS (moto, made strict: sandbox.strict_moto)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,22 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from sandbox import strict_moto
+
 pytest_plugins = ["tests.bot_fixtures"]
 
 REAL_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Every in-process moto (mock_aws) is as strict as AWS where the product relies on it.
+strict_moto.install()
+
+
+@pytest.fixture(autouse=True)
+def strict_aws() -> Iterator[strict_moto.Strictness]:
+    """The strict AWS world's knobs (drain delay, clock), back to their defaults after a test."""
+    strict_moto.STRICT.reset()
+    yield strict_moto.STRICT
+    strict_moto.STRICT.reset()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from workers.aws.alb.discovery import AlbStableVersion, discover_alb_stable
 from workers.aws.alb.provisioning import (
     AlbCanary,
     canary_target_group_name,
+    clone_alb_service_request,
     find_alb_canary,
     provision_alb_canary,
     remove_alb_canary,
@@ -226,3 +227,44 @@ def test_retire_stable_after_promotion(clients: AwsClients, stable: AlbStableVer
     )
     assert again.target_group_arn == canary.target_group_arn
     assert again.ecs_service_name == NAME and again.image == NEW_IMAGE
+
+
+def test_clone_drops_blue_green_settings_of_the_load_balancer_and_deployment() -> None:
+    stable = {
+        "serviceName": "payments",
+        "launchType": "FARGATE",
+        "deploymentConfiguration": {
+            "maximumPercent": 200,
+            "strategy": "BLUE_GREEN",
+            "bakeTimeInMinutes": 5,
+            "lifecycleHooks": [{"hookTargetArn": "arn:aws:lambda:x", "lifecycleStages": []}],
+        },
+        "loadBalancers": [
+            {
+                "targetGroupArn": "arn:tg/stable",
+                "containerName": "app",
+                "containerPort": 8080,
+                # ECS would shift the stable's production rule to its alternate group by itself.
+                "advancedConfiguration": {
+                    "alternateTargetGroupArn": "arn:tg/alternate",
+                    "productionListenerRule": "arn:rule/prod",
+                    "roleArn": "arn:role",
+                },
+            }
+        ],
+        "tags": [],
+    }
+    request = clone_alb_service_request(
+        stable,
+        cluster="prod",
+        name="payments-4f2a9c1e",
+        task_definition_arn="arn:td",
+        desired_count=2,
+        stable_target_group_arn="arn:tg/stable",
+        canary_target_group_arn="arn:tg/canary",
+        deployment_id="4f2a9c1e",
+    )
+    assert request["loadBalancers"] == [
+        {"targetGroupArn": "arn:tg/canary", "containerName": "app", "containerPort": 8080}
+    ]
+    assert request["deploymentConfiguration"] == {"maximumPercent": 200}

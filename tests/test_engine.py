@@ -7,14 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
+from moto.ecs.models import ecs_backends
 
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
+from sandbox.strict_moto import STRICT, Strictness
 from tests.fakes import BACKENDS, SHIFT_CALLS, FakeClock, Simulator, World, catalogue, fake_runtime
 from workers import api
 from workers.analysis.judge import Outcome
 from workers.aws.clients import make_clients
+from workers.defaults import DRAIN_TIMEOUT_SECONDS
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.outcomes import Refusal
 from workers.domain.state import State
@@ -37,6 +40,8 @@ def make_world(
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
     clients = make_clients()
     clock = FakeClock(time.time())
+    # Stopped tasks leave Cloud Map on the world's clock (tests/conftest.py resets it).
+    STRICT.clock = clock
     sim: Simulator
     if backend == "alb":
         seeded = seed_alb_service(clients, key="payments")
@@ -376,3 +381,68 @@ def test_allowed_loosening_waits_for_an_approver_to_accept_the_plan(
             "shifted",
         ]
         assert log.count("gate_opened") == 1  # gates=auto: no other gate
+
+
+def live_resources(world: World) -> dict[str, int]:
+    """How many traffic targets, Cloud Map services and live ECS services the world holds."""
+    ecs = world.clients.ecs
+    arns = ecs.list_services(cluster="prod")["serviceArns"]
+    services = ecs.describe_services(cluster="prod", services=arns)["services"] if arns else []
+    cloud_map = world.clients.servicediscovery.list_services()["Services"]
+    return {
+        "targets": len(world.traffic_targets()),
+        "cloud_map": len(cloud_map),
+        "ecs": sum(s["status"] == "ACTIVE" for s in services),
+    }
+
+
+def test_promotion_and_rollback_leave_one_of_each(auto_world: World) -> None:
+    world = auto_world
+    # Tasks stay registered in Cloud Map for 30 s after they stop (the strict world).
+    one = {"targets": 1, "cloud_map": 1 if world.backend == "appmesh" else 0, "ecs": 1}
+    promoted = start(world)
+    dep = world.drive(promoted, lambda d: not d.active)
+    assert dep.state == State.PROMOTED and dep.problems == [], dep.problems
+    assert live_resources(world) == one
+    rolled_back = start(world, V3)
+    dep = world.drive(rolled_back, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK, dep.problems
+    assert live_resources(world) == one
+
+
+def test_a_drain_that_never_ends_fails_saying_what_to_clean_up(
+    world: World, strict_aws: Strictness
+) -> None:
+    strict_aws.drain_seconds = 10**9  # the canary's tasks never stop
+    dep_id = start(world, V3)
+    dep = world.drive(dep_id, lambda d: d.state == State.CLEANING_UP)
+    assert dep.attempts == 0
+    dep = world.drive(dep_id, lambda d: not d.active)
+    if world.backend == "alb":  # nothing of an ALB canary waits for Cloud Map
+        assert dep.state == State.ROLLED_BACK
+        return
+    assert dep.state == State.FAILED and dep.attempts == 0
+    assert dep.drain_started_at is not None
+    assert dep.finished_at - dep.drain_started_at >= DRAIN_TIMEOUT_SECONDS  # type: ignore[operator]
+    failed = world.rt.store.events(dep_id)[-1]
+    assert failed.kind == "failed" and "did not finish within 15m" in (failed.reason or "")
+    assert any(f"Cloud Map service payments-{dep_id}" in p for p in dep.problems), dep.problems
+    # The canary's ECS service and node are gone; only its Cloud Map service waits.
+    assert world.traffic_targets() == {"payments-v1"}
+
+
+def test_a_failed_ecs_rollout_rolls_back_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "0")  # the canary's tasks never start
+    dep_id = start(world)
+    dep = world.drive(dep_id, lambda d: d.state == State.WAITING_READY)
+    backend = ecs_backends["123456789012"]["us-east-1"]
+    backend.services[f"prod:payments-{dep_id}"].deployments[0].update(
+        rolloutState="FAILED", rolloutStateReason="ECS deployment circuit breaker: tasks failed"
+    )
+    waiting_since = world.clock.now
+    dep = world.drive(dep_id, lambda d: not d.active)
+    assert dep.state == State.ROLLED_BACK and dep.ended_by == "error"
+    assert "circuit breaker: tasks failed" in (dep.reason or "")
+    assert dep.rollback_requested_at - waiting_since < 60  # type: ignore[operator]

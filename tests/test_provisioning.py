@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from moto.ecs.models import ecs_backends
 
 from sandbox.seed import ENVOY_IMAGE, seed_appmesh_service
+from sandbox.strict_moto import Strictness
+from tests.fakes import FakeClock
 from workers.aws.appmesh.discovery import StableVersion, discover_stable
 from workers.aws.appmesh.provisioning import (
     Canary,
@@ -20,9 +23,10 @@ from workers.aws.appmesh.provisioning import (
 )
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients, make_clients
-from workers.aws.cloning import clone_task_definition, image_repository
-from workers.aws.ecs import TAG_KEY, canary_readiness
+from workers.aws.cloning import clone_service_request, clone_task_definition, image_repository
+from workers.aws.ecs import TAG_KEY, canary_readiness, find_tagged_revision, register_fields
 from workers.aws.errors import AwsStepError
+from workers.aws.removal import Removal
 
 MESH = "prod-mesh"
 DEP = "4f2a9c1e"
@@ -331,7 +335,7 @@ def test_remove_canary_deletes_everything_and_is_idempotent(
 ) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     log = CallLog(clients)
-    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == []
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == Removal()
     assert log.take_writes() == [
         "ecs.UpdateService",
         "ecs.DeleteService",
@@ -345,7 +349,7 @@ def test_remove_canary_deletes_everything_and_is_idempotent(
     assert task_definition(clients, canary.task_definition_arn)[0]["status"] == "INACTIVE"
     assert find_canary(clients, stable, name=NAME) is None
 
-    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == []
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == Removal()
     assert log.take_writes() == []
 
     # The stable version is untouched.
@@ -359,7 +363,7 @@ def test_remove_canary_deletes_everything_and_is_idempotent(
 def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: StableVersion) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     log = CallLog(clients)
-    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=True) == []
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=True) == Removal()
     assert log.take_writes() == ["ecs.UpdateService"]
     service = ecs_service(clients, NAME)
     assert (service["status"], service["desiredCount"]) == ("ACTIVE", 0)
@@ -367,10 +371,10 @@ def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: Sta
     assert task_definition(clients, canary.task_definition_arn)[0]["status"] == "ACTIVE"
     assert find_canary(clients, stable, name=NAME) == canary
 
-    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=True) == []
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=True) == Removal()
     assert log.take_writes() == []
     # Kept for diagnosis, then removed for good later.
-    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == []
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == Removal()
     assert log.take_writes() == [
         "ecs.DeleteService",
         "appmesh.DeleteVirtualNode",
@@ -393,7 +397,7 @@ def test_remove_canary_never_touches_what_is_not_the_canarys(
     log = CallLog(clients)
     todo = remove_canary(clients, cluster="prod", canary=impostor, mesh=MESH, keep=False)
     assert log.take_writes() == []
-    assert len(todo) == 4
+    assert len(todo.problems) == 4 and todo.draining == []
     assert discover_stable(clients, **ROUTE) == stable
 
     # An untagged service that happens to carry the canary's name is left alone too.
@@ -406,7 +410,7 @@ def test_remove_canary_never_touches_what_is_not_the_canarys(
     log.take()
     named = Canary("payments-abcd1234", "", "", "", "payments-abcd1234", "")
     todo = remove_canary(clients, cluster="prod", canary=named, mesh=MESH, keep=False)
-    assert todo == [
+    assert todo.problems == [
         "ECS service payments-abcd1234 in cluster prod is not tagged as this canary's; "
         "it was left alone."
     ]
@@ -428,7 +432,7 @@ def test_retire_stable_after_promotion(clients: AwsClients, stable: StableVersio
 
     router.set_weights({NAME: 100})
     log.take()
-    assert retire_stable(clients, stable) == []
+    assert retire_stable(clients, stable) == Removal()
     assert log.take_writes() == [
         "ecs.UpdateService",
         "ecs.DeleteService",
@@ -441,7 +445,7 @@ def test_retire_stable_after_promotion(clients: AwsClients, stable: StableVersio
     # The old revision stays registered, for a later roll back by hand.
     assert task_definition(clients, stable.task_definition_arn)[0]["status"] == "ACTIVE"
 
-    assert retire_stable(clients, stable) == []
+    assert retire_stable(clients, stable) == Removal()
     assert log.take_writes() == []
 
     # The promoted canary is the next deployment's stable.
@@ -456,3 +460,143 @@ def test_retire_stable_after_promotion(clients: AwsClients, stable: StableVersio
     assert new["revision"] == 3
     assert {"key": TAG_KEY, "value": "00000002"} in tags
     assert {"key": TAG_KEY, "value": DEP} not in tags
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the strict world: ECS tasks registered in Cloud Map, drained when stopped
+
+
+@pytest.fixture
+def running(
+    clients: AwsClients, monkeypatch: pytest.MonkeyPatch, strict_aws: Strictness
+) -> FakeClock:
+    """Services run 2 tasks each, registered in Cloud Map; stopped tasks drain in 30 s."""
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
+    clock = FakeClock()
+    strict_aws.clock, strict_aws.drain_seconds = clock, 30
+    return clock
+
+
+def test_remove_canary_waits_for_its_tasks_to_leave_cloud_map(
+    clients: AwsClients, running: FakeClock
+) -> None:
+    seed_appmesh_service(clients)
+    stable = discover_stable(clients, **ROUTE)
+    canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
+    registered = clients.servicediscovery.list_instances(ServiceId=canary.cloudmap_service_id)
+    ids = [i["Id"] for i in registered["Instances"]]
+    assert len(ids) == 2
+
+    log = CallLog(clients)
+    first = remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False)
+    assert first.problems == []
+    assert len(first.draining) == 1 and all(i in first.draining[0] for i in ids)
+    assert "servicediscovery.DeleteService" in log.take_writes()
+    assert ecs_service(clients, NAME)["status"] == "INACTIVE" and not node_exists(clients, NAME)
+    assert cloudmap_exists(clients, canary.cloudmap_service_id)
+
+    running.advance(10)
+    assert not remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False).finished
+    running.advance(21)
+    assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=False) == Removal()
+    assert not cloudmap_exists(clients, canary.cloudmap_service_id)
+
+
+def test_retire_stable_deletes_the_old_cloud_map_service_once_drained(
+    clients: AwsClients, running: FakeClock
+) -> None:
+    seed_appmesh_service(clients)
+    stable = discover_stable(clients, **ROUTE)
+    provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
+    AppMeshRouter(clients.appmesh, MESH, "payments-vr", "payments-route").set_weights({NAME: 100})
+    assert not retire_stable(clients, stable).finished
+    assert cloudmap_exists(clients, stable.cloudmap_service_id)
+    running.advance(31)
+    assert retire_stable(clients, stable) == Removal()
+    assert not cloudmap_exists(clients, stable.cloudmap_service_id)
+
+
+def test_cloned_node_filters_on_the_canarys_ecs_service(
+    clients: AwsClients, stable: StableVersion
+) -> None:
+    spec = node_spec(clients, "payments-v1")
+    spec["serviceDiscovery"]["awsCloudMap"]["attributes"] = [
+        {"key": "ECS_SERVICE_NAME", "value": "payments"},
+        {"key": "ECS_CLUSTER_NAME", "value": "prod"},
+        {"key": "team", "value": "payments"},  # names the stable: no canary task carries it
+    ]
+    clients.appmesh.update_virtual_node(meshName=MESH, virtualNodeName="payments-v1", spec=spec)
+    provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
+    assert node_spec(clients, NAME)["serviceDiscovery"]["awsCloudMap"]["attributes"] == [
+        {"key": "ECS_SERVICE_NAME", "value": NAME},
+        {"key": "ECS_CLUSTER_NAME", "value": "prod"},
+    ]
+
+
+def test_the_canarys_revision_is_found_beyond_the_first_page(
+    clients: AwsClients, stable: StableVersion, strict_aws: Strictness
+) -> None:
+    canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
+    source, _ = task_definition(clients, stable.task_definition_arn)
+    newer = clone_task_definition(
+        source,
+        accepted_fields=register_fields(clients),
+        image=NEW_IMAGE,
+        virtual_node=None,
+        deployment_id="someone",
+    )
+    for _ in range(3):  # someone registers newer revisions of the family meanwhile
+        clients.ecs.register_task_definition(**newer)
+    strict_aws.task_definition_page = 2  # AWS may answer short pages with a nextToken
+    # As a re-run of provisioning looks for it before the canary's ECS service exists.
+    found = find_tagged_revision(clients, "payments", DEP, skip=stable.task_definition_arn)
+    assert found is not None and found["taskDefinitionArn"] == canary.task_definition_arn
+
+
+def test_clone_drops_ecs_native_deployment_fields() -> None:
+    stable = {
+        "launchType": "FARGATE",
+        "deploymentConfiguration": {
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "strategy": "CANARY",
+            "bakeTimeInMinutes": 10,
+            "canaryConfiguration": {"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 5},
+            "lifecycleHooks": [{"hookTargetArn": "arn:aws:lambda:x", "lifecycleStages": []}],
+        },
+        "serviceRegistries": [{"registryArn": "arn:stable"}],
+        "tags": [],
+    }
+    request = clone_service_request(
+        stable,
+        cluster="prod",
+        name=NAME,
+        task_definition_arn="arn:td",
+        desired_count=2,
+        stable_registry_arn="arn:stable",
+        canary_registry_arn="arn:canary",
+        deployment_id=DEP,
+    )
+    assert request["deploymentConfiguration"] == {
+        "maximumPercent": 200,
+        "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+    }
+    assert stable["deploymentConfiguration"]["strategy"] == "CANARY"  # the stable's is untouched
+
+
+def test_a_failed_rollout_says_so_with_its_reason(
+    clients: AwsClients, stable: StableVersion
+) -> None:
+    provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
+    fail_rollout(NAME, "tasks failed to start")
+    ready = canary_readiness(clients, cluster="prod", ecs_service_name=NAME)
+    assert ready.failed and not ready.ready and ready.reason == "tasks failed to start"
+
+
+def fail_rollout(service: str, reason: str) -> None:
+    """What ECS's deployment circuit breaker does to a rollout (moto never does it)."""
+    backend = ecs_backends["123456789012"]["us-east-1"]
+    primary = backend.services[f"prod:{service}"].deployments[0]
+    primary.update(rolloutState="FAILED", rolloutStateReason=reason)

@@ -35,6 +35,9 @@ REDIS_URL = "redis://localhost:6379/0"
 REDIS_PREFIX = "canary"
 #: How often the readiness of the canary's ECS tasks is polled (seconds).
 READY_POLL_SECONDS = 10
+#: How long a tear-down waits for AWS to drain what it removes (Cloud Map instances of stopping
+#: ECS tasks) before the deployment ends failed, naming what is left (seconds).
+DRAIN_TIMEOUT_SECONDS = 15 * 60
 #: A deployment whose next job is this late (seconds) is rescheduled by the watchdog.
 WATCHDOG_GRACE_SECONDS = 30
 #: How often the watchdog looks for stalled deployments (seconds).

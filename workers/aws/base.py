@@ -18,6 +18,7 @@ from workers.aws.clients import AwsClients
 from workers.aws.cloudwatch import alarms_firing
 from workers.aws.ecs import Readiness, canary_readiness
 from workers.aws.errors import AwsStepError
+from workers.aws.removal import Removal
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.traffic import TrafficRouter
 
@@ -58,11 +59,13 @@ class Backend(Protocol):
     ) -> tuple[Counts, Counts]:
         """Cumulative (canary, stable) requests and 5xx between start and end."""
 
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> list[str]:
-        """Delete the canary (or scale it to 0 with `keep`); what a person must clean up."""
+    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
+        """Delete the canary (or scale it to 0 with `keep`): what a person must clean up, and
+        what AWS is still draining (call again later)."""
 
-    def retire_stable(self, stable: Record, canary: Record) -> list[str]:
-        """After promotion: remove the old version; what a person must clean up."""
+    def retire_stable(self, stable: Record, canary: Record) -> Removal:
+        """After promotion: remove the old version: what a person must clean up, and what AWS
+        is still draining (call again later)."""
 
     def describe(self, version: Record) -> dict[str, Any]:
         """What a person reads about a version (names of its resources)."""

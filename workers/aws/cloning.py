@@ -105,13 +105,38 @@ def clone_task_definition(
     return request
 
 
-def clone_virtual_node_spec(spec: dict[str, Any], cloudmap_service_name: str) -> dict[str, Any]:
-    """The stable node's spec pointed at the canary's Cloud Map service, all else unchanged."""
+#: The Cloud Map instance attribute in which ECS names the service a task belongs to
+#: (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-discovery.html).
+ECS_SERVICE_ATTRIBUTE = "ECS_SERVICE_NAME"
+
+
+def clone_virtual_node_spec(
+    spec: dict[str, Any],
+    cloudmap_service_name: str,
+    *,
+    stable_ecs_service: str,
+    canary_ecs_service: str,
+) -> dict[str, Any]:
+    """The stable node's spec pointed at the canary's Cloud Map service, all else unchanged but
+    the instance-attribute filters that name the stable.
+
+    App Mesh resolves a node's endpoints to the Cloud Map instances matching every attribute
+    filter. ECS registers each task with ECS_SERVICE_NAME set to its own service, so a filter
+    `ECS_SERVICE_NAME=<stable>` would leave the canary with no endpoints: it becomes the canary's
+    name. Any other filter whose value is the stable's ECS service name can match no canary task
+    and is dropped; filters on the cluster, family, zone... stay, the canary shares them.
+    """
     new_spec = copy.deepcopy(spec)
     cloud_map = new_spec["serviceDiscovery"]["awsCloudMap"]
     cloud_map["serviceName"] = cloudmap_service_name
+    attributes = []
+    for attribute in cloud_map.get("attributes") or []:
+        if attribute.get("key") == ECS_SERVICE_ATTRIBUTE:
+            attributes.append({**attribute, "value": canary_ecs_service})
+        elif attribute.get("value") != stable_ecs_service:
+            attributes.append(attribute)
     # moto drops "attributes": [] on describe and then refuses a create without it.
-    cloud_map.setdefault("attributes", [])
+    cloud_map["attributes"] = attributes
     return new_spec
 
 

@@ -41,6 +41,18 @@ _SERVICE_FIELDS = (
     "enableExecuteCommand",
 )
 
+# ECS's own traffic-shifting deployments (blue/green, canary, linear, with bake times and
+# lifecycle hooks: the DeploymentConfiguration shape of botocore's ECS model). Cloned onto the
+# canary they would have ECS shift listener rules or pause on the stable's hooks by itself,
+# beside the bot's own shifting; the canary gets ECS's default rolling deployment instead.
+_NATIVE_DEPLOYMENT_FIELDS = (
+    "strategy",
+    "bakeTimeInMinutes",
+    "lifecycleHooks",
+    "linearConfiguration",
+    "canaryConfiguration",
+)
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -50,6 +62,13 @@ class Readiness:
     desired: int
     rollout_state: str | None
     ready: bool
+    #: ECS's rolloutStateReason: why a FAILED rollout failed.
+    reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """ECS gave up on the rollout (deployment circuit breaker): it will never be steady."""
+        return self.rollout_state == "FAILED"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +126,17 @@ def clone_service_base(
     for field in (*_SERVICE_FIELDS, *extra_fields):
         if stable.get(field) not in (None, [], {}):
             request[field] = copy.deepcopy(stable[field])
+    deployment = request.get("deploymentConfiguration")
+    if deployment:
+        for native in _NATIVE_DEPLOYMENT_FIELDS:
+            deployment.pop(native, None)
     return request
+
+
+def without_advanced_configuration(load_balancer: dict[str, Any]) -> dict[str, Any]:
+    """A service's load balancer entry without its blue/green `advancedConfiguration` (the
+    alternate target group and the production listener rule ECS would shift by itself)."""
+    return {k: v for k, v in load_balancer.items() if k != "advancedConfiguration"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,20 +219,27 @@ def find_tagged_revision(
     clients: AwsClients, family: str, deployment_id: str, *, skip: str = ""
 ) -> dict[str, Any] | None:
     """The newest revision of family tagged with deployment_id among the last few revisions."""
+    arns: list[str] = []
     try:
-        response = clients.ecs.list_task_definitions(
+        # ListTaskDefinitions answers at most 100 ARNs a page, newest first with sort=DESC
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTaskDefinitions.html);
+        # pages are read until enough revisions of this very family are known.
+        pages = clients.ecs.get_paginator("list_task_definitions").paginate(
             familyPrefix=family, status="ACTIVE", sort="DESC"
         )
+        for page in pages:
+            arns.extend(
+                arn
+                for arn in page.get("taskDefinitionArns", [])
+                if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family and arn != skip
+            )
+            if len(arns) >= REVISIONS_TO_SEARCH:
+                break
     except ClientError as exc:
         raise AwsStepError(
             f"Could not list revisions of task definition family {family}: {describe_failure(exc)}."
         ) from exc
-    arns = [
-        arn
-        for arn in response.get("taskDefinitionArns", [])
-        if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family and arn != skip
-    ]
-    # Sorted here too: moto ignores sort.
+    # Sorted here too, in case a stand-in ignores sort.
     for arn in sorted(arns, key=_revision, reverse=True)[:REVISIONS_TO_SEARCH]:
         revision = describe_task_definition(clients, arn)
         if any(t["key"] == TAG_KEY and t["value"] == deployment_id for t in revision["tags"]):
@@ -257,7 +293,13 @@ def canary_readiness(clients: AwsClients, *, cluster: str, ecs_service_name: str
     )
     rollout_state = primary.get("rolloutState") if primary else None
     ready = rollout_state in (None, "COMPLETED") and desired > 0 and running == desired
-    return Readiness(running=running, desired=desired, rollout_state=rollout_state, ready=ready)
+    return Readiness(
+        running=running,
+        desired=desired,
+        rollout_state=rollout_state,
+        ready=ready,
+        reason=primary.get("rolloutStateReason") if primary else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,8 @@ class Deployment(BaseModel):
     problems: list[str] = Field(default_factory=list)
     rollback_requested_at: float | None = None
     route_restored_at: float | None = None
+    #: When a tear-down or clean-up first found AWS still draining what it removes.
+    drain_started_at: float | None = None
     finished_at: float | None = None
 
     @property

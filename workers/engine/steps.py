@@ -7,13 +7,17 @@ workers.engine.checks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+from workers import defaults
 from workers.aws.errors import AwsStepError
+from workers.aws.removal import Removal
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
 from workers.domain.events import (
     Cause,
+    Failed,
     GateOpened,
     Promoted,
     Provisioned,
@@ -28,6 +32,8 @@ from workers.domain.state import State, Trigger
 from workers.domain.traffic import canary_weights
 from workers.engine.checks import check, check_delay
 from workers.engine.machine import Engine, canary_name
+
+log = logging.getLogger(__name__)
 
 
 def provision(engine: Engine, dep: Deployment) -> None:
@@ -65,6 +71,18 @@ def provision(engine: Engine, dep: Deployment) -> None:
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:
     ready = engine.backend(dep).readiness(dep.canary or {})
+    if ready.failed:
+        # ECS gave up (its circuit breaker): no amount of waiting makes the canary steady.
+        engine.roll_back(
+            dep,
+            by=Cause.ERROR,
+            actor=None,
+            reason=(
+                "the canary's ECS deployment failed: "
+                f"{ready.reason or 'ECS gave no reason'} ({ready.running}/{ready.desired} running)"
+            ),
+        )
+        return
     if ready.ready and dep.accept_plan and not dep.approvals:
         accept_plan_gate(engine, dep, ready.running, ready.desired)
         return
@@ -154,7 +172,11 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
     backend = engine.backend(dep)
     stable, canary = dep.stable or {}, dep.canary or {}
     backend.router().set_weights({backend.target(canary): 100})
-    problems = backend.retire_stable(stable, canary)
+    removal = backend.retire_stable(stable, canary)
+    if not removal.finished:
+        _wait_for_drain(engine, dep, removal, "the old version")
+        return
+    problems = removal.problems
     now = engine.now()
 
     def done(d: Deployment) -> None:
@@ -169,6 +191,33 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
         old=Resources.model_validate(backend.describe(stable)),
     )
     engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)
+
+
+def _wait_for_drain(engine: Engine, dep: Deployment, removal: Removal, what: str) -> None:
+    """Run this step again in a little while, to look at what AWS is still draining: a short
+    scheduled job, never a sleep, and no retry attempt used up. Past the bound the deployment
+    ends failed, naming what a person must clean up."""
+    now = engine.now()
+    started = dep.drain_started_at if dep.drain_started_at is not None else now
+    if now - started < defaults.DRAIN_TIMEOUT_SECONDS:
+        log.info("deployment %s: waiting for AWS to drain: %s", dep.id, "; ".join(removal.draining))
+
+        def waiting(d: Deployment) -> None:
+            d.drain_started_at = started
+
+        engine.move(dep, None, mutate=waiting, delay=engine.ready_poll)
+        return
+    problems = [*removal.problems, *removal.draining]
+    reason = (
+        f"removing {what} did not finish within "
+        f"{format_duration(defaults.DRAIN_TIMEOUT_SECONDS)}: {removal.draining[0]}"
+    )
+
+    def give_up(d: Deployment) -> None:
+        d.problems, d.finished_at = problems, now
+
+    failed = Failed(at=now, reason=reason, problems=problems)
+    engine.move(dep, Trigger.GIVE_UP, events=[failed], mutate=give_up, delay=None)
 
 
 def restore_route(engine: Engine, dep: Deployment) -> None:
@@ -195,15 +244,18 @@ def restore_route(engine: Engine, dep: Deployment) -> None:
 
 def clean_up(engine: Engine, dep: Deployment) -> None:
     s = dep.settings
-    problems: list[str] = []
+    removal = Removal()
     found = None
     if dep.stable is not None:
         backend = engine.backend(dep)
         found = dep.canary or backend.find_canary(dep.stable, name=canary_name(dep))
         if found is not None:
-            problems = backend.remove_canary(dep.stable, found, keep=s.keep_failed_canary)
-    if problems:
-        raise AwsStepError("; ".join(problems))
+            removal = backend.remove_canary(dep.stable, found, keep=s.keep_failed_canary)
+    if removal.problems:
+        raise AwsStepError("; ".join(removal.problems))
+    if not removal.finished:
+        _wait_for_drain(engine, dep, removal, "the canary")
+        return
     now = engine.now()
 
     def done(d: Deployment) -> None:

@@ -26,6 +26,7 @@ from workers.aws.alb.router import (
 from workers.aws.base import EcsServiceBackend, Record
 from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
 from workers.aws.errors import is_not_found
+from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
 
 
@@ -91,13 +92,17 @@ class AlbBackend(EcsServiceBackend):
             period_s=s.metric_period,
         )
 
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> list[str]:
-        return remove_alb_canary(
-            self.clients, AlbStableVersion(**stable), AlbCanary(**canary), keep=keep
+    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
+        return Removal(
+            problems=remove_alb_canary(
+                self.clients, AlbStableVersion(**stable), AlbCanary(**canary), keep=keep
+            )
         )
 
-    def retire_stable(self, stable: Record, canary: Record) -> list[str]:
-        return retire_alb_stable(self.clients, AlbStableVersion(**stable))
+    def retire_stable(self, stable: Record, canary: Record) -> Removal:
+        # Nothing of an ALB version drains: DeleteTargetGroup only needs the rule to forward to
+        # it no more, which set_weights has seen to.
+        return Removal(problems=retire_alb_stable(self.clients, AlbStableVersion(**stable)))
 
     def traffic_name(self) -> str:
         return rule_label(listener_rule=self.s.listener_rule, listener=self.s.listener)

@@ -31,6 +31,7 @@ from workers.aws.ecs import (
     owned_by,
     scale_down_and_delete,
     scale_down_canary_service,
+    without_advanced_configuration,
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
 
@@ -124,7 +125,7 @@ def clone_alb_service_request(
     # Only the weighted group is cloned, and no service registry: any other entry point would
     # send the canary traffic that the rule's weights do not govern.
     request["loadBalancers"] = [
-        {**lb, "targetGroupArn": canary_target_group_arn}
+        {**without_advanced_configuration(lb), "targetGroupArn": canary_target_group_arn}
         for lb in stable.get("loadBalancers", [])
         if lb.get("targetGroupArn") == stable_target_group_arn
     ]

@@ -21,6 +21,7 @@ from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.base import EcsServiceBackend, Record
 from workers.aws.cloudwatch import Target, fetch_counts
 from workers.aws.errors import is_not_found
+from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
 
 
@@ -80,7 +81,7 @@ class AppMeshBackend(EcsServiceBackend):
             period_s=s.metric_period,
         )
 
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> list[str]:
+    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
         return remove_canary(
             self.clients,
             cluster=self.s.cluster,
@@ -89,7 +90,7 @@ class AppMeshBackend(EcsServiceBackend):
             keep=keep,
         )
 
-    def retire_stable(self, stable: Record, canary: Record) -> list[str]:
+    def retire_stable(self, stable: Record, canary: Record) -> Removal:
         return retire_stable(self.clients, StableVersion(**stable))
 
     def traffic_name(self) -> str:

@@ -36,6 +36,7 @@ from workers.aws.ecs import (
     scale_down_canary_service,
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
+from workers.aws.removal import Removal
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ def _ensure_virtual_node(
             f"The stable's virtual node {stable.virtual_node} no longer exists in mesh "
             f"{stable.mesh}."
         )
-    spec = clone_virtual_node_spec(source["spec"], name)
+    spec = clone_virtual_node_spec(
+        source["spec"], name, stable_ecs_service=stable.ecs_service_name, canary_ecs_service=name
+    )
     try:
         clients.appmesh.create_virtual_node(
             meshName=stable.mesh,
@@ -241,38 +244,65 @@ def _delete_node(clients: AwsClients, mesh: str, node: str) -> list[str]:
     return []
 
 
-def _delete_cloudmap_service(clients: AwsClients, service_id: str, expected_name: str) -> list[str]:
+def _delete_cloudmap_service(clients: AwsClients, service_id: str, expected_name: str) -> Removal:
+    """Delete a Cloud Map service once its instances are gone.
+
+    Cloud Map refuses `DeleteService` with ResourceInUse while instances are registered
+    (https://docs.aws.amazon.com/cloud-map/latest/api/API_DeleteService.html), and ECS
+    deregisters a task's instance only once the task has stopped
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-discovery.html). So the
+    refusal means "not yet": the caller looks again later. The instances are not deregistered
+    here: ECS owns them, a task still stopping may still answer requests, and DeregisterInstance
+    would need Route 53 rights the worker does not otherwise have.
+    """
     label = f"Cloud Map service {expected_name} ({service_id})"
     try:
         service = _get_cloudmap_service(clients, service_id)
         if service is None:
-            return []
+            return Removal()
         if service.get("Name") != expected_name:
-            return [
-                f"Cloud Map service {service_id} is named {service.get('Name')}, not "
-                f"{expected_name}; it was left alone."
-            ]
+            return Removal(
+                problems=[
+                    f"Cloud Map service {service_id} is named {service.get('Name')}, not "
+                    f"{expected_name}; it was left alone."
+                ]
+            )
         clients.servicediscovery.delete_service(Id=service_id)
     except (ClientError, AwsStepError) as exc:
         if is_not_found(exc):
-            return []
+            return Removal()
         if error_code(exc) == "ResourceInUse":
-            return [
-                f"{label} still has registered instances; delete it once its ECS tasks have "
-                "stopped."
-            ]
+            return Removal(draining=[_still_registered(clients, service_id, label)])
         detail = describe_failure(exc) if isinstance(exc, ClientError) else str(exc)
-        return [f"Could not delete {label} ({detail}); delete it by hand."]
+        return Removal(problems=[f"Could not delete {label} ({detail}); delete it by hand."])
     logger.info("%s: deleted", label)
-    return []
+    return Removal()
+
+
+def _still_registered(clients: AwsClients, service_id: str, label: str) -> str:
+    """What a person must do if the instances of a Cloud Map service never go."""
+    try:
+        pages = clients.servicediscovery.get_paginator("list_instances").paginate(
+            ServiceId=service_id
+        )
+        ids = [i["Id"] for page in pages for i in page.get("Instances", [])]
+    except ClientError:
+        ids = []
+    listed = f" ({', '.join(ids)})" if ids else ""
+    count = f"{len(ids)} registered instance(s)" if ids else "registered instances"
+    return (
+        f"{label} still has {count}{listed}; ECS deregisters them as its tasks stop. If they "
+        "stay, stop those ECS tasks (or deregister the instances), then delete the service."
+    )
 
 
 def remove_canary(
     clients: AwsClients, *, cluster: str, canary: Canary, mesh: str, keep: bool
-) -> list[str]:
+) -> Removal:
     """Tear the canary down (keep=False) or scale it to 0 for diagnosis (keep=True).
 
-    Missing resources count as removed; returns the things a person must still clean up.
+    Missing resources count as removed; returns what a person must still clean up and what AWS
+    is still draining (run it again later for those).
     """
     todo: list[str] = []
     if canary.ecs_service_name:
@@ -284,7 +314,7 @@ def remove_canary(
             delete=not keep,
         )
     if keep:
-        return todo
+        return Removal(problems=todo)
     if canary.virtual_node:
         if canary.virtual_node != canary.name:
             todo.append(
@@ -293,18 +323,20 @@ def remove_canary(
             )
         else:
             todo += _delete_node(clients, mesh, canary.virtual_node)
+    removal = Removal()
     if canary.cloudmap_service_id:
-        todo += _delete_cloudmap_service(clients, canary.cloudmap_service_id, canary.name)
+        removal = _delete_cloudmap_service(clients, canary.cloudmap_service_id, canary.name)
     if canary.task_definition_arn:
         todo += deregister_canary_revision(
             clients, canary.task_definition_arn, canary_name=canary.name
         )
-    return todo
+    return Removal(problems=todo) + removal
 
 
-def retire_stable(clients: AwsClients, stable: StableVersion) -> list[str]:
+def retire_stable(clients: AwsClients, stable: StableVersion) -> Removal:
     """After a promotion: remove the old version's ECS service, virtual node and Cloud Map
-    service (its task definition revision stays registered). Returns what a person must finish.
+    service (its task definition revision stays registered). Returns what a person must finish
+    and what AWS is still draining (run it again later for those).
 
     Refuses while the route still lists the old virtual node.
     """
@@ -323,7 +355,6 @@ def retire_stable(clients: AwsClients, stable: StableVersion) -> list[str]:
         expected_arn=stable.ecs_service_arn,
     )
     todo += _delete_node(clients, stable.mesh, stable.virtual_node)
-    todo += _delete_cloudmap_service(
+    return Removal(problems=todo) + _delete_cloudmap_service(
         clients, stable.cloudmap_service_id, stable.cloudmap_service_name
     )
-    return todo

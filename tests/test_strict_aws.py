@@ -1,0 +1,118 @@
+"""The strict AWS world (sandbox.strict_moto) refuses what AWS refuses, in-process and served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from sandbox.processes import start_moto
+from sandbox.seed import seed_appmesh_service
+from sandbox.seed_alb import seed_alb_service
+from sandbox.strict_moto import Strictness
+from tests.fakes import FakeClock
+from workers.aws.clients import AwsClients, make_clients, sandbox_clients
+
+
+@pytest.fixture
+def clients(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, strict_aws: Strictness
+) -> Iterator[AwsClients]:
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
+    strict_aws.clock = FakeClock()
+    strict_aws.drain_seconds = 30
+    with mock_aws():
+        yield make_clients()
+
+
+def instances(clients: AwsClients, service_id: str) -> list[dict[str, object]]:
+    return list(clients.servicediscovery.list_instances(ServiceId=service_id)["Instances"])
+
+
+def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_ecs_registers_running_tasks_and_cloud_map_refuses_delete_until_they_drained(
+    clients: AwsClients, strict_aws: Strictness
+) -> None:
+    seeded = seed_appmesh_service(clients)
+    registered = instances(clients, seeded["cloudmap_service_id"])
+    assert len(registered) == 2
+    assert {i["Attributes"]["ECS_SERVICE_NAME"] for i in registered} == {"payments"}  # type: ignore[index]
+
+    clients.ecs.update_service(cluster="prod", service="payments", desiredCount=0)
+    clients.ecs.delete_service(cluster="prod", service="payments", force=True)
+    with pytest.raises(ClientError) as refused:
+        clients.servicediscovery.delete_service(Id=seeded["cloudmap_service_id"])
+    assert code(refused) == "ResourceInUse"
+    assert len(instances(clients, seeded["cloudmap_service_id"])) == 2
+
+    strict_aws.clock.advance(31)  # type: ignore[attr-defined]
+    assert instances(clients, seeded["cloudmap_service_id"]) == []
+    clients.servicediscovery.delete_service(Id=seeded["cloudmap_service_id"])
+
+
+def test_ecs_refuses_delete_without_force_while_tasks_run(
+    clients: AwsClients, strict_aws: Strictness
+) -> None:
+    seed_appmesh_service(clients)
+    with pytest.raises(ClientError) as desired:
+        clients.ecs.delete_service(cluster="prod", service="payments")
+    assert code(desired) == "InvalidParameterException"
+    clients.ecs.update_service(cluster="prod", service="payments", desiredCount=0)
+    with pytest.raises(ClientError) as stopping:
+        clients.ecs.delete_service(cluster="prod", service="payments")
+    assert code(stopping) == "InvalidParameterException"
+    strict_aws.clock.advance(31)  # type: ignore[attr-defined]
+    clients.ecs.delete_service(cluster="prod", service="payments")
+
+
+def test_target_group_in_use_by_a_rule_or_a_default_action_cannot_be_deleted(
+    clients: AwsClients,
+) -> None:
+    seeded = seed_alb_service(clients, key="payments")
+    elbv2 = clients.elbv2
+    with pytest.raises(ClientError) as by_rule:
+        elbv2.delete_target_group(TargetGroupArn=seeded["target_group_arn"])
+    assert code(by_rule) == "ResourceInUse"
+
+    other = elbv2.create_target_group(
+        Name="other", Protocol="HTTP", Port=80, VpcId=seeded["vpc"], TargetType="ip"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    forward = [{"Type": "forward", "TargetGroupArn": other}]
+    elbv2.modify_listener(ListenerArn=seeded["listener_arn"], DefaultActions=forward)
+    with pytest.raises(ClientError) as by_default:
+        elbv2.delete_target_group(TargetGroupArn=other)
+    assert code(by_default) == "ResourceInUse"
+
+
+def test_list_task_definitions_pages_like_aws(clients: AwsClients) -> None:
+    container = [{"name": "app", "image": "app:1", "memory": 64}]
+    for _ in range(103):
+        clients.ecs.register_task_definition(family="many", containerDefinitions=container)
+    first = clients.ecs.list_task_definitions(familyPrefix="many", sort="DESC")
+    assert len(first["taskDefinitionArns"]) == 100
+    assert first["taskDefinitionArns"][0].endswith(":103")
+    rest = clients.ecs.list_task_definitions(
+        familyPrefix="many", sort="DESC", nextToken=first["nextToken"]
+    )
+    assert [a.rsplit(":", 1)[1] for a in rest["taskDefinitionArns"]] == ["3", "2", "1"]
+    assert "nextToken" not in rest
+
+
+def test_the_served_moto_is_strict_too(aws_env: None, tmp_path: Path) -> None:
+    moto, url = start_moto(tmp_path, drain_seconds=600)
+    try:
+        clients = sandbox_clients(url)
+        seeded = seed_appmesh_service(clients)
+        assert len(instances(clients, seeded["cloudmap_service_id"])) == 2
+        clients.ecs.delete_service(cluster="prod", service="payments", force=True)
+        with pytest.raises(ClientError) as refused:
+            clients.servicediscovery.delete_service(Id=seeded["cloudmap_service_id"])
+        assert code(refused) == "ResourceInUse"
+    finally:
+        moto.stop()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fakeredis import FakeRedis
 from slack_bolt import App, BoltRequest, BoltResponse
 
+from bot.server import make_server
 from sandbox.slack_user import block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
 from tests.slack_mock import MockSlack
@@ -92,6 +96,26 @@ def notifier(mock: MockSlack, *, clock: Callable[[], float] = time.time) -> Slac
         make_client(TOKEN, mock.base_url, retry_interval=0.01, max_rate_limit_wait=1),
         clock=clock,
     )
+
+
+@contextmanager
+def serving(app: App, **settings: Any) -> Iterator[str]:
+    """The bot's real HTTP transport (waitress) on a free loopback port; yields its base URL."""
+    server = make_server(app, "127.0.0.1", 0, **settings)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{int(server.effective_port)}"
+    finally:
+        # waitress has no stop() for a loop in another thread: close every channel (the loop
+        # ends when its map is empty), then its worker threads, as webtest's StopableWSGIServer.
+        logging.getLogger("waitress").setLevel(logging.CRITICAL)
+        while server._map:
+            for channel in list(server._map.values()):
+                channel.handle_close()
+        server.task_dispatcher.shutdown()
+        thread.join(5)
+        logging.getLogger("waitress").setLevel(logging.NOTSET)
 
 
 # signed requests -------------------------------------------------------------------------------

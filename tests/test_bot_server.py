@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +19,7 @@ import pytest
 from slack_bolt import App
 
 from bot.commands import help_text
-from bot.server import make_server
-from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, signed_headers
+from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, serving, signed_headers
 from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
 from workers import api
@@ -50,12 +48,8 @@ def get(url: str) -> tuple[int, str]:
 
 @pytest.fixture
 def server(app: App) -> Iterator[str]:
-    httpd = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(app) as url:
+        yield url
 
 
 def test_healthz_and_unknown_paths(server: str) -> None:
@@ -109,6 +103,8 @@ def start_bot(mock: MockSlack, **env: str) -> tuple[subprocess.Popen[str], str]:
     seen = []
     while port is None and time.monotonic() < deadline:
         line = proc.stderr.readline()  # type: ignore[union-attr]
+        if not line and proc.poll() is not None:
+            break
         seen.append(line)
         found = re.search(r"listening on port (\d+)", line)
         port = int(found.group(1)) if found else None
@@ -118,11 +114,22 @@ def start_bot(mock: MockSlack, **env: str) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
+CATALOGUE_YAML = """
+services:
+  search: {cluster: prod, mesh: prod-mesh, virtual_router: search-vr, route: search-route}
+"""
+
+
+def test_python_m_bot_serves_http(
+    mock: MockSlack, tmp_path: Path, real_redis: tuple[Any, str]
+) -> None:
+    config = tmp_path / "canary.yaml"
+    config.write_text(CATALOGUE_YAML)
     proc, base = start_bot(
         mock,
-        REDIS_URL="redis://127.0.0.1:1/0",  # unused by help and /healthz
-        CANARY_CONFIG=str(tmp_path / "missing.yaml"),
+        REDIS_URL=REAL_REDIS_URL,
+        CANARY_REDIS_PREFIX=real_redis[1],
+        CANARY_CONFIG=str(config),
     )
     try:
         assert get(f"{base}/healthz") == (200, "ok")
@@ -134,6 +141,48 @@ def test_python_m_bot_serves_http(mock: MockSlack, tmp_path: Path) -> None:
         proc.wait(timeout=10)
         log = proc.stderr.read()  # type: ignore[union-attr]
     assert TOKEN not in log and SECRET not in log
+
+
+def test_healthz_is_503_without_redis_or_without_a_valid_catalogue(
+    mock: MockSlack, tmp_path: Path, real_redis: tuple[Any, str]
+) -> None:
+    config = tmp_path / "canary.yaml"
+    config.write_text(CATALOGUE_YAML)
+    no_redis, base = start_bot(mock, REDIS_URL="redis://127.0.0.1:1/0", CANARY_CONFIG=str(config))
+    try:
+        status, reason = get(f"{base}/healthz")
+        assert status == 503 and reason.startswith("redis:"), reason
+    finally:
+        no_redis.terminate()
+        no_redis.wait(timeout=10)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  search: {cluster: prod, router: nowhere}\n")
+    for path in (bad, tmp_path / "missing.yaml"):
+        proc, base = start_bot(
+            mock,
+            REDIS_URL=REAL_REDIS_URL,
+            CANARY_REDIS_PREFIX=real_redis[1],
+            CANARY_CONFIG=str(path),
+        )
+        try:
+            status, reason = get(f"{base}/healthz")
+            assert status == 503 and reason.startswith("catalogue:"), reason
+            assert str(path) in reason
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_http_mode_refuses_to_start_without_a_signing_secret(mock: MockSlack) -> None:
+    env = {**os.environ, "SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": mock.base_url, "PORT": "0"}
+    env.pop("SLACK_SIGNING_SECRET", None)
+    env.pop("SLACK_APP_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode != 0
+    assert "SLACK_SIGNING_SECRET is not set" in done.stderr
+    assert "listening" not in done.stderr
 
 
 def test_sigterm_still_answers_the_commands_already_acknowledged(

@@ -144,6 +144,8 @@ def create_app(rt: Runtime | None = None, client: WebClient | None = None) -> Ca
         later=lambda job: work.submit(_after_acks, acks, job),
     ).register(app)
     return app
+
+
 def _after_acks(acks: AckFirst, job: Callable[[], None]) -> None:
     acks.wait_for_acks()
     try:

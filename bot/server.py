@@ -154,7 +154,5 @@ def make_server(
         "ident": "canary-bot",
         **adjustments,
     }
-    server: BaseWSGIServer = create_server(
-        SlackWsgi(app, health), host=host, port=port, **settings
-    )
+    server: BaseWSGIServer = create_server(SlackWsgi(app, health), host=host, port=port, **settings)
     return server

@@ -14,7 +14,7 @@ from fakeredis import FakeRedis
 from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot.server import make_server
-from sandbox.slack_user import block_actions_body, command_body
+from sandbox.slack_user import TEAM, block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
 from tests.slack_mock import MockSlack
 from workers.domain.catalogue import parse_catalogue
@@ -135,8 +135,10 @@ class Slack:
             BoltRequest(body=body, headers=headers or signed_headers(body, **sign))
         )
 
-    def command_body(self, text: str, user: str, channel: str) -> str:
-        return command_body(text, user=user, channel=channel, response_url=self.mock.response_url())
+    def command_body(self, text: str, user: str, channel: str, team: str = TEAM) -> str:
+        return command_body(
+            text, user=user, channel=channel, response_url=self.mock.response_url(), team=team
+        )
 
     def command(
         self,
@@ -144,10 +146,11 @@ class Slack:
         *,
         user: str = DANA,
         channel: str = PAYMENTS_CHANNEL,
+        team: str = TEAM,
         extra_headers: dict | None = None,
         **sign: Any,
     ) -> BoltResponse:
-        body = self.command_body(text, user, channel)
+        body = self.command_body(text, user, channel, team)
         headers = signed_headers(body, **sign)
         headers.update(extra_headers or {})
         return self.dispatch(body, headers)
@@ -171,6 +174,8 @@ class Slack:
         channel: str = PAYMENTS_CHANNEL,
         message_ts: str = "1700000000.000009",
         thread_ts: str | None = "1700000000.000001",
+        team: str = TEAM,
+        user_team: str | None = None,
     ) -> BoltResponse:
         body = block_actions_body(
             action_id,
@@ -180,6 +185,8 @@ class Slack:
             message_ts=message_ts,
             thread_ts=thread_ts,
             response_url=self.mock.response_url(),
+            team=team,
+            user_team=user_team,
         )
         return self.dispatch(body)
 

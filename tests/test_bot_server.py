@@ -19,10 +19,28 @@ import pytest
 from slack_bolt import App
 
 from bot.commands import help_text
-from tests.bot_harness import IMAGE, SECRET, TOKEN, Slack, serving, signed_headers
+from sandbox.slack_user import block_actions_body
+from tests.bot_harness import (
+    DANA,
+    IMAGE,
+    LEE,
+    PAYMENTS_CHANNEL,
+    SAM,
+    SECRET,
+    TOKEN,
+    RecordingScheduler,
+    Slack,
+    no_aws,
+    serving,
+    signed_headers,
+    to_gate,
+)
 from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
 from workers import api
+from workers.domain.state import State
+from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,3 +224,81 @@ def test_sigterm_still_answers_the_commands_already_acknowledged(
         log = proc.stderr.read()  # type: ignore[union-attr]
     assert len(mock.responses) == 1, log
     assert "stopped" in log
+
+
+PAYMENTS_YAML = """
+services:
+  payments:
+    cluster: prod
+    mesh: prod-mesh
+    virtual_router: payments-vr
+    route: payments-route
+    channel: {channel}
+    deployers: [{dana}]
+    approvers: [{approvers}]
+"""
+
+
+def test_a_removed_approver_is_refused_once_the_file_changes(
+    mock: MockSlack, tmp_path: Path, real_redis: tuple[Any, str]
+) -> None:
+    """Over `python -m bot` and the real Redis: the catalogue is edited while a gate is open."""
+    client, prefix = real_redis
+    config = tmp_path / "canary.yaml"
+
+    def catalogue(*approvers: str) -> None:
+        config.write_text(
+            PAYMENTS_YAML.format(
+                channel=PAYMENTS_CHANNEL, dana=DANA, approvers=", ".join(approvers)
+            )
+        )
+
+    catalogue(SAM, LEE)
+    here = Runtime(
+        redis=client,
+        store=Store(client, prefix),
+        scheduler=RecordingScheduler(),
+        aws=no_aws,
+        catalogue_loader=CatalogueFile(config),
+    )
+    proc, base = start_bot(
+        mock, REDIS_URL=REAL_REDIS_URL, CANARY_REDIS_PREFIX=prefix, CANARY_CONFIG=str(config)
+    )
+    user = Slack(None, mock)  # type: ignore[arg-type]
+
+    def click(who: str, dep_id: str) -> str | None:
+        before = len(mock.ephemeral_texts())
+        body = block_actions_body(
+            "canary_approve",
+            f"{dep_id}:2",
+            user=who,
+            channel=PAYMENTS_CHANNEL,
+            message_ts="1700000000.000009",
+            thread_ts="1700000000.000001",
+            response_url=mock.response_url(),
+        )
+        assert post(f"{base}/slack/events", body, signed_headers(body))[0] == 200
+        try:
+            return mock.wait_for(lambda: mock.ephemeral_texts()[before:], 2)[0]
+        except AssertionError:
+            return None
+
+    try:
+        body = user.command_body(f"deploy payments {IMAGE}", DANA, PAYMENTS_CHANNEL)
+        assert post(f"{base}/slack/events", body, signed_headers(body))[0] == 200
+        assert mock.wait_for(lambda: mock.responses)[0]["text"].startswith("Starting")
+        dep = api.active_deployment("payments", rt=here)
+        assert dep is not None and dep.settings.approvers == [SAM, LEE]
+        to_gate(here, dep.id)
+        catalogue(LEE)  # Sam is no longer an approver
+        told = click(SAM, dep.id)
+        assert told == f"You are not an approver of payments. Ask one of: <@{LEE}>."
+        assert api.get_deployment(dep.id, rt=here).state == State.AWAITING_APPROVAL
+        assert click(LEE, dep.id) is None
+        moved = mock.wait_for(
+            lambda: (d := api.get_deployment(dep.id, rt=here)).state == State.SHIFTING and d
+        )
+        assert moved.approvals[-1].actor == LEE
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from redis import Redis
 
 from workers import defaults
-from workers.domain.catalogue import Catalogue, ServiceConfig, load_catalogue
+from workers.domain.catalogue import Catalogue, ServiceConfig
 from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.queues import RqScheduler, Scheduler
 
 if TYPE_CHECKING:  # the web process builds a Runtime too, and never loads the AWS drivers
@@ -44,7 +45,8 @@ class Runtime:
     aws: Callable[[], AwsClients] = _make_clients
     backend_for: Callable[[ServiceConfig, AwsClients], Backend] = _backend_for
     clock: Callable[[], float] = time.time
-    catalogue_loader: Callable[[], Catalogue] = load_catalogue
+    #: The catalogue as it is now (by default the CANARY_CONFIG file, reread when it changes).
+    catalogue_loader: Callable[[], Catalogue] = field(default_factory=CatalogueFile)
     watchdog_grace: float = defaults.WATCHDOG_GRACE_SECONDS
     ready_poll: float = defaults.READY_POLL_SECONDS
     run_lock_seconds: float = defaults.RUN_LOCK_SECONDS
@@ -59,10 +61,8 @@ class Runtime:
         return self.backend_for(settings, self.clients)
 
     def catalogue(self) -> Catalogue:
-        """The service catalogue, read once per process."""
-        if "catalogue" not in self._cache:
-            self._cache["catalogue"] = self.catalogue_loader()
-        return self._cache["catalogue"]  # type: ignore[return-value]
+        """The service catalogue as it is now: rights are checked against it at every click."""
+        return self.catalogue_loader()
 
 
 def redis_url() -> str:

@@ -6,12 +6,18 @@ and a buffer, never a thread, so Slack's own requests still find a free thread. 
 connections (`channel_timeout`), caps open connections and body sizes (413 and close), and
 decodes chunked bodies. Bolt's WSGI adapter turns each request into a `BoltRequest`; what Bolt
 cannot parse gets a 400 here instead of an exception and a dropped connection.
+
+waitress has no limit on how long one request may take to arrive, only on silence between two
+bytes; `DeadlineServer` adds it (REQUEST_DEADLINE), so that a slowloris holds a connection for
+seconds, not for as long as it keeps dripping.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -21,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
-from waitress.server import create_server
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
-
-    from waitress.server import BaseWSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +42,13 @@ HEALTH_PATH = "/healthz"
 #: Slack's payloads are a few kB; anything much larger is not from Slack (answered 413).
 MAX_BODY = 1 << 20
 #: A connection with nothing to read or write for this long is closed (seconds).
-CHANNEL_TIMEOUT = 30.0
+CHANNEL_TIMEOUT = 10.0
+#: A request must have arrived whole this long after its first byte, else the connection is
+#: closed (seconds). Slack sends a few kB at once; only a slow client needs more.
+REQUEST_DEADLINE = 10.0
 #: Open connections at most; beyond it new ones wait in the listen backlog until some close.
-CONNECTION_LIMIT = 2000
+#: An idle connection costs waitress a socket and a few kB, no thread.
+CONNECTION_LIMIT = 5000
 #: Threads that run the app (parse, verify, ack). Requests reach them whole, so a slow client
 #: never holds one; the work after an ack has threads of its own (bot.app.WORK_THREADS).
 THREADS = 8
@@ -127,6 +138,42 @@ class SlackWsgi(SlackRequestHandler):
         return super().__call__(environ, start_response)
 
 
+class _TimedParser(HTTPRequestParser):
+    """waitress's request parser, remembering when the request's first byte came."""
+
+    def __init__(self, adj: Adjustments) -> None:
+        super().__init__(adj)
+        self.started = time.time()  # waitress's own clock for last_activity
+
+
+class _Channel(HTTPChannel):
+    parser_class = _TimedParser
+
+
+class DeadlineServer(TcpWSGIServer):
+    """waitress's TCP server, closing connections whose request takes too long to arrive."""
+
+    channel_class = _Channel
+    request_deadline = REQUEST_DEADLINE
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections (channel_timeout)
+        cutoff = now - self.request_deadline
+        for channel in list(self.active_channels.values()):
+            partial = channel.request  # being read; `requests` are read whole, being served
+            if partial is not None and not channel.requests and partial.started < cutoff:
+                channel.will_close = True
+
+
+def _allow_descriptors(needed: int) -> None:
+    """Raise this process's open-file limit towards `needed` (up to the hard limit): each
+    connection is a descriptor, and the usual soft limit of 1024 would cap them first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def make_server(
     app: App,
     host: str = "0.0.0.0",
@@ -134,17 +181,20 @@ def make_server(
     *,
     health: HealthCheck = always_healthy,
     channel_timeout: float = CHANNEL_TIMEOUT,
+    request_deadline: float = REQUEST_DEADLINE,
     **adjustments: Any,
-) -> BaseWSGIServer:
+) -> DeadlineServer:
     """A waitress server for `app` (not yet running: call `run()`); port 0 picks a free one.
 
     The port is in `effective_port`. `adjustments` are waitress's own settings.
     """
     settings: dict[str, Any] = {
+        "host": host,
+        "port": port,
         "threads": THREADS,
         "channel_timeout": channel_timeout,
-        # waitress checks idle connections every cleanup_interval seconds.
-        "cleanup_interval": max(1.0, min(channel_timeout, 30.0) / 2),
+        # waitress looks for idle and late connections every cleanup_interval seconds.
+        "cleanup_interval": max(0.5, min(channel_timeout, request_deadline) / 4),
         "connection_limit": CONNECTION_LIMIT,
         "max_request_body_size": MAX_BODY,
         "max_request_header_size": 64 * 1024,
@@ -154,5 +204,7 @@ def make_server(
         "ident": "canary-bot",
         **adjustments,
     }
-    server: BaseWSGIServer = create_server(SlackWsgi(app, health), host=host, port=port, **settings)
+    _allow_descriptors(settings["connection_limit"] + 256)
+    server = DeadlineServer(SlackWsgi(app, health), adj=Adjustments(**settings))
+    server.request_deadline = request_deadline
     return server

@@ -94,6 +94,27 @@ def test_a_silent_connection_is_closed(server: tuple[str, int]) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_a_dripping_request_is_closed_at_its_deadline(app: App) -> None:
+    """A byte every 0.2 s never leaves the connection idle, yet the request must arrive whole."""
+    with serving(app, channel_timeout=30.0, request_deadline=1.0) as url:
+        parts = urlsplit(url)
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+        sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Length: 100\r\n\r\n")
+        sock.settimeout(0.2)
+        started = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - started < 8:
+            try:
+                sock.sendall(b"x")
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+        assert closed, "still open after 8 s of dripping"
+        assert time.monotonic() - started < 5
+
+
 def test_slow_clients_do_not_keep_slack_waiting(server: tuple[str, int], slack: Slack) -> None:
     slow = [socket.create_connection(server, timeout=5) for _ in range(60)]
     for sock in slow:

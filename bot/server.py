@@ -49,6 +49,8 @@ REQUEST_DEADLINE = 10.0
 #: Open connections at most; beyond it new ones wait in the listen backlog until some close.
 #: An idle connection costs waitress a socket and a few kB, no thread.
 CONNECTION_LIMIT = 5000
+#: The most connections accepted in one turn of waitress's loop.
+ACCEPT_BATCH = 256
 #: Threads that run the app (parse, verify, ack). Requests reach them whole, so a slow client
 #: never holds one; the work after an ack has threads of its own (bot.app.WORK_THREADS).
 THREADS = 8
@@ -151,10 +153,23 @@ class _Channel(HTTPChannel):
 
 
 class DeadlineServer(TcpWSGIServer):
-    """waitress's TCP server, closing connections whose request takes too long to arrive."""
+    """waitress's TCP server, closing connections whose request takes too long to arrive, and
+    accepting waiting connections in batches."""
 
     channel_class = _Channel
     request_deadline = REQUEST_DEADLINE
+
+    def handle_accept(self) -> None:
+        # waitress accepts one connection per turn of its loop, and a turn looks at every open
+        # connection: with thousands open, Slack's connection would wait seconds in the backlog
+        # behind a flood's (bench/slow_clients.py). Take what is waiting, up to ACCEPT_BATCH.
+        for _ in range(ACCEPT_BATCH):
+            before = len(self._map)
+            if before >= self.adj.connection_limit:
+                return
+            super().handle_accept()
+            if len(self._map) == before:  # nothing was waiting (or accept failed)
+                return
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle connections (channel_timeout)

@@ -5,8 +5,9 @@ opens `--slow` connections on loopback that each send the headers of a POST to /
 announcing a 10 kB body, then one byte of it every `--drip` seconds (a slowloris), and while
 they are open sends `--commands` signed `/canary status` commands one after another, each on a
 new connection, timing each from connect() to the last byte of its acknowledgement. Also
-reports the bot's threads and memory under the flood. Everything stops by itself after the
-commands (the drip loop has a deadline too).
+reports the bot's threads and memory under the flood, and how many slow connections the bot
+still holds `--linger` seconds later (still dripping). Everything stops by itself after that
+(the drip loop has a deadline too).
 
 `--reference COMMIT` runs the bot of another commit instead (exported with `git archive` into a
 temporary directory, never a checkout), for a before/after comparison:
@@ -65,6 +66,9 @@ class Result:
 
     slow: int
     held: int
+    #: Slow connections still open `linger` seconds after the flood began.
+    held_later: int
+    linger: float
     acks: Figures | None
     lost: int
     threads: int
@@ -190,7 +194,11 @@ def threads_of(pid: int) -> int:
 
 
 def measure(
-    slow: int = 500, commands: int = 40, drip: float = 5.0, reference: str | None = None
+    slow: int = 500,
+    commands: int = 40,
+    drip: float = 5.0,
+    reference: str | None = None,
+    linger: float = 15.0,
 ) -> Result:
     redis = Redis.from_url(REDIS_URL)
     redis.ping()
@@ -222,11 +230,14 @@ def measure(
         try:
             for _ in range(3):  # warm-up: the catalogue, Redis connections
                 ack(port, body())
-            flood = Slowloris(port, slow, drip, until=time.monotonic() + 300)
+            began = time.monotonic()
+            flood = Slowloris(port, slow, drip, until=began + linger + 60)
             time.sleep(1.0)  # every slow connection accepted and started
             samples = [ack(port, body()) for _ in range(commands)]
             threads, (rss, _) = threads_of(proc.pid), memory_kb(proc.pid)
             held = flood.held()
+            time.sleep(max(0.0, began + linger - time.monotonic()))
+            held_later = flood.held()
         finally:
             if flood is not None:
                 flood.close()
@@ -242,6 +253,8 @@ def measure(
     return Result(
         slow=slow,
         held=held,
+        held_later=held_later,
+        linger=linger,
         acks=figures(acked) if acked else None,
         lost=len(samples) - len(acked),
         threads=threads,
@@ -252,7 +265,8 @@ def measure(
 def report(result: Result, label: str) -> None:
     figures_text = result.acks.text() if result.acks else "none acknowledged"
     print(
-        f"  {label}: {result.slow} slow connections ({result.held} still open at the end), "
+        f"  {label}: {result.slow} slow connections ({result.held} open after the commands, "
+        f"{result.held_later} after {result.linger:g} s), "
         f"acks {figures_text}, lost {result.lost}, bot {result.threads} threads, "
         f"{result.rss_kb / 1024:.0f} MB RSS"
     )
@@ -277,13 +291,14 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=500)
     parser.add_argument("--commands", type=int, default=40)
     parser.add_argument("--drip", type=float, default=5.0, help="seconds between two bytes")
+    parser.add_argument("--linger", type=float, default=15.0, help="seconds, then count again")
     parser.add_argument("--reference", help="also run the bot of this commit, for comparison")
     args = parser.parse_args()
-    result = measure(args.slow, args.commands, args.drip)
+    result = measure(args.slow, args.commands, args.drip, linger=args.linger)
     report(result, "this tree")
     table = rows(result)
     if args.reference:
-        before = measure(args.slow, args.commands, args.drip, args.reference)
+        before = measure(args.slow, args.commands, args.drip, args.reference, args.linger)
         report(before, args.reference)
         table += [
             Row(f"{r.measure} ({args.reference})", r.reference, r.goal, r.result, r.met)

@@ -30,6 +30,10 @@ def readiness() -> Health:
         rt.catalogue()
     except ConfigError as exc:
         return Health(False, f"catalogue: {exc}")
+    # A broken edit of the file leaves the previous catalogue in force: still serving, but said.
+    problem = getattr(rt.catalogue_loader, "problem", None)
+    if problem:
+        return Health(True, f"ok, but the catalogue file is not in force: {problem}")
     return Health(True)
 
 

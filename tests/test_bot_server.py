@@ -154,6 +154,10 @@ def test_python_m_bot_serves_http(
         body = Slack.command_body(Slack(None, mock), "help", "U0ANY", "C0ANY")  # type: ignore[arg-type]
         status, text = post(f"{base}/slack/events", body, signed_headers(body))
         assert status == 200 and json.loads(text)["text"] == help_text()
+        # A broken edit: the previous catalogue stays in force, and /healthz says so.
+        config.write_text("services: [not, a, mapping]\n")
+        status, reason = get(f"{base}/healthz")
+        assert status == 200 and "not in force" in reason, reason
     finally:
         proc.terminate()
         proc.wait(timeout=10)

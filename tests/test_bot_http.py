@@ -168,6 +168,13 @@ MALFORMED = {
     "a block_actions payload with actions of the wrong type": urlencode(
         {"payload": json.dumps({"type": "block_actions", "actions": 5, "user": "x"})}
     ),
+    "a block_actions payload whose action is not an object": urlencode(
+        {"payload": json.dumps({"type": "block_actions", "actions": [5]})}
+    ),
+    "a block_actions payload whose user is not an object": urlencode(
+        {"payload": json.dumps({"type": "block_actions", "actions": [{}], "user": 3})}
+    ),
+    "an event that is not an object": json.dumps({"type": "event_callback", "event": 5}),
     "a slash command without its fields": urlencode({"command": "/canary"}),
 }
 

@@ -240,13 +240,16 @@ services:
     channel: {channel}
     deployers: [{dana}]
     approvers: [{approvers}]
+  search: {{cluster: prod, mesh: prod-mesh, virtual_router: search-vr, route: search-route}}
 """
 
 
-def test_a_removed_approver_is_refused_once_the_file_changes(
+def test_rights_are_live_and_local_over_the_real_bot(
     mock: MockSlack, tmp_path: Path, real_redis: tuple[Any, str]
 ) -> None:
-    """Over `python -m bot` and the real Redis: the catalogue is edited while a gate is open."""
+    """Over `python -m bot` and the real Redis: the catalogue is edited while a gate is open (a
+    removed approver is refused), a click from another channel and a Slack Connect guest's
+    click where anyone may act are refused."""
     client, prefix = real_redis
     config = tmp_path / "canary.yaml"
 
@@ -270,16 +273,23 @@ def test_a_removed_approver_is_refused_once_the_file_changes(
     )
     user = Slack(None, mock)  # type: ignore[arg-type]
 
-    def click(who: str, dep_id: str) -> str | None:
+    def click(
+        who: str,
+        dep_id: str,
+        channel: str = PAYMENTS_CHANNEL,
+        action_id: str = "canary_approve",
+        **where: str,
+    ) -> str | None:
         before = len(mock.ephemeral_texts())
         body = block_actions_body(
-            "canary_approve",
+            action_id,
             f"{dep_id}:2",
             user=who,
-            channel=PAYMENTS_CHANNEL,
+            channel=channel,
             message_ts="1700000000.000009",
             thread_ts="1700000000.000001",
             response_url=mock.response_url(),
+            **where,
         )
         assert post(f"{base}/slack/events", body, signed_headers(body))[0] == 200
         try:
@@ -298,11 +308,28 @@ def test_a_removed_approver_is_refused_once_the_file_changes(
         told = click(SAM, dep.id)
         assert told == f"You are not an approver of payments. Ask one of: <@{LEE}>."
         assert api.get_deployment(dep.id, rt=here).state == State.AWAITING_APPROVAL
+        told = click(LEE, dep.id, channel="C0ELSEWHERE")
+        assert told == (
+            f"payments can only be approved from <#{PAYMENTS_CHANNEL}> "
+            "or the deployment's thread there."
+        )
         assert click(LEE, dep.id) is None
         moved = mock.wait_for(
             lambda: (d := api.get_deployment(dep.id, rt=here)).state == State.SHIFTING and d
         )
         assert moved.approvals[-1].actor == LEE
+
+        # search: no deployers, no approvers, no channel; anyone of the workspace may abort it.
+        answered = len(mock.responses)
+        body = user.command_body(f"deploy search {IMAGE}", DANA, "C0ANY")
+        assert post(f"{base}/slack/events", body, signed_headers(body))[0] == 200
+        mock.wait_for(lambda: mock.responses[answered:])
+        search = api.active_deployment("search", rt=here)
+        assert search is not None
+        to_gate(here, search.id)
+        told = click("U0GUEST", search.id, "C0ANY", "canary_abort", user_team="T0OTHER")
+        assert told is not None and told.startswith("Only members of the workspace")
+        assert api.get_deployment(search.id, rt=here).state == State.AWAITING_APPROVAL
     finally:
         proc.terminate()
         proc.wait(timeout=10)

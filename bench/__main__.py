@@ -13,7 +13,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from bench import ack_latency, breach, calls_per_step, clicks, in_flight
+from bench import ack_latency, breach, calls_per_step, clicks, in_flight, slow_clients
 from bench.common import Row, print_table
 
 
@@ -43,8 +43,14 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         in_flight.report(result)
         return in_flight.rows(result)
 
+    def slow() -> list[Row]:
+        result = slow_clients.measure(slow=500, commands=10 if quick else 40)
+        slow_clients.report(result, "500 slow connections")
+        return slow_clients.rows(result)
+
     return [
         ("ack_latency", ack),
+        ("slow_clients", slow),
         ("clicks", click),
         ("breach", breached),
         ("calls_per_step", calls),

@@ -50,10 +50,10 @@ from sandbox.simulator import TrafficSimulator
 from sandbox.slack_emulator import SlackEmulator
 from workers import api
 from workers.aws.clients import AwsClients
-from workers.domain.catalogue import load_catalogue
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
 from workers.slack.notifier import SlackNotifier, make_client
@@ -185,7 +185,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
             store=Store(redis, prefix),
             scheduler=scheduler,
             aws=lambda: clients,
-            catalogue_loader=lambda: load_catalogue(path),
+            catalogue_loader=CatalogueFile(path),
             ready_poll=0.5,
         )
         notifier = SlackNotifier(make_client(TOKEN, slack.base_url))

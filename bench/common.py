@@ -34,9 +34,9 @@ from sandbox.slack_emulator import SlackEmulator
 from sandbox.slack_user import block_actions_body, command_body, signed_headers
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
-from workers.domain.catalogue import load_catalogue
 from workers.domain.deployment import Deployment
 from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
 from workers.runtime.lateness import percentile
 from workers.runtime.queues import RqScheduler, queue_names, rq_queue
@@ -310,7 +310,7 @@ class World:
             store=Store(self.redis, self.prefix),
             scheduler=RqScheduler(self.redis, self.prefix),
             aws=lambda: self.clients,
-            catalogue_loader=lambda: load_catalogue(path),
+            catalogue_loader=CatalogueFile(path),
         )
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, daemon=True)

@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+from typing import NoReturn
 
 from bot.app import create_app
-from bot.server import EVENTS_PATH, HEALTH_PATH, make_server
+from bot.server import EVENTS_PATH, HEALTH_PATH, BoundedHealth, Health, make_server
+from workers.domain.catalogue import ConfigError
+from workers.runtime.context import get_runtime
 from workers.runtime.settings import load_settings
 
 log = logging.getLogger("bot")
+
+
+def readiness() -> Health:
+    """Ready when Redis answers and a valid catalogue is in force (what /healthz answers)."""
+    rt = get_runtime()
+    try:
+        rt.redis.ping()
+    except Exception as exc:  # any failure to reach Redis, said in one line
+        return Health(False, f"redis: {type(exc).__name__}: {exc}")
+    try:
+        rt.catalogue()
+    except ConfigError as exc:
+        return Health(False, f"catalogue: {exc}")
+    # A broken edit of the file leaves the previous catalogue in force: still serving, but said.
+    problem = getattr(rt.catalogue_loader, "problem", None)
+    if problem:
+        return Health(True, f"ok, but the catalogue file is not in force: {problem}")
+    return Health(True)
+
+
+def _stop(*_: object) -> NoReturn:
+    # waitress's run() catches SystemExit from its loop (in the main thread, where signals
+    # land), stops accepting work, and lets its threads finish the requests they hold.
+    raise SystemExit(0)
 
 
 def main() -> None:
@@ -19,30 +47,36 @@ def main() -> None:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        # Without it every request would be refused (or, checked with an empty key, forgeable).
+        log.error("SLACK_SIGNING_SECRET is not set: HTTP mode needs it (or set SLACK_APP_TOKEN)")
+        sys.exit(2)
     app = create_app(settings=settings)
     # SIGTERM (a redeploy of the bot) stops taking requests, then finishes the work of those
     # already acknowledged: a command Slack was told "ok" about is not dropped on the floor.
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
         log.info("canary bot connecting in Socket Mode")
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
         stop.wait()
         handler.close()
     else:
-        server = make_server(app, "0.0.0.0", settings.port)
-        port = server.server_address[1]
+        server = make_server(app, "0.0.0.0", settings.port, health=BoundedHealth(readiness))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop)
         # Tools that start the bot with PORT=0 read the port from this line.
-        log.info("canary bot listening on port %d (%s, %s)", port, EVENTS_PATH, HEALTH_PATH)
-        serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-        serving.start()
-        stop.wait()
-        server.shutdown()
-        server.server_close()
+        log.info(
+            "canary bot listening on port %d (%s, %s)",
+            int(server.effective_port),
+            EVENTS_PATH,
+            HEALTH_PATH,
+        )
+        server.run()
     log.info("canary bot stopping: finishing the work of acknowledged requests")
     app.close()
     log.info("canary bot stopped")

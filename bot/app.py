@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import SecretStr
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.request import payload_utils as payload
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 
 from bot.ack_first import AckFirst
 from bot.handlers import Handlers
@@ -24,24 +28,97 @@ LISTENER_THREADS = 64
 #: Threads doing the work after the acks (Redis, the engine's API, answers to Slack). Few, so
 #: that in a burst the acks are not queued behind that work for the interpreter's lock.
 WORK_THREADS = 4
+#: Refused signatures are logged at most once per this many seconds (with a count), so that a
+#: flood of forged requests cannot flood the log.
+REFUSAL_LOG_INTERVAL = 10.0
+
+log = logging.getLogger("bot")
 
 
 class CanaryApp(App):
     """Bolt's App, counting the requests being dispatched so that work lets their acks go first."""
 
-    def __init__(self, *, acks: AckFirst, work: ThreadPoolExecutor, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, *, acks: AckFirst, work: ThreadPoolExecutor, signing_secret: str, **kwargs: Any
+    ) -> None:
+        # Bolt's own check logs each refused request at INFO with its whole body (log injection,
+        # and a flood of log lines for anyone without credentials): this class checks instead.
+        super().__init__(
+            signing_secret=signing_secret, request_verification_enabled=False, **kwargs
+        )
         self.acks = acks
         #: Where the work after the acks runs; `close` waits for it.
         self.work = work
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._refusals = RefusalLog()
 
     def close(self) -> None:
         """Finish the work already handed over (answers to Slack), then take no more."""
         self.work.shutdown(wait=True)
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
+        if not self.verified(req):
+            return BoltResponse(status=401, body={"error": "invalid request"})
+        if not takes_apart(req.body):
+            log.warning("refused a signed request whose payload has fields of the wrong type")
+            return BoltResponse(status=400, body="bad request")
         with self.acks.acking():
             return super().dispatch(req)
+
+    def verified(self, req: BoltRequest) -> bool:
+        """Whether `req` is signed with the signing secret, within Slack's 5 minutes."""
+        if req.mode == "socket_mode":  # came over the app's own authenticated WebSocket
+            return True
+        timestamp = req.headers.get("x-slack-request-timestamp", ["0"])[0]
+        signature = req.headers.get("x-slack-signature", [""])[0]
+        if self._verifier is not None and self._verifier.is_valid(
+            req.raw_body, timestamp, signature
+        ):
+            return True
+        self._refusals.note()
+        return False
+
+
+def takes_apart(body: dict[str, Any]) -> bool:
+    """Whether Bolt can take `body` apart: it reads these parts for every middleware and error
+    handler, and answers 500 (its error handler tripping over them again) when one raises."""
+    try:
+        # Each part is then read as a mapping (`action["action_id"]`, `.get`): None or a dict.
+        return all(isinstance(part(body), dict | type(None)) for part in _PARTS)
+    except (TypeError, KeyError, AttributeError, IndexError, ValueError):
+        return False
+
+
+_PARTS = (
+    payload.to_options,
+    payload.to_shortcut,
+    payload.to_action,
+    payload.to_view,
+    payload.to_command,
+    payload.to_event,
+    payload.to_message,
+    payload.to_step,
+)
+
+
+class RefusalLog:
+    """One line per refused signature, none with the body; at most one per interval in a flood."""
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._unlogged = 0
+
+    def note(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                self._unlogged += 1
+                return
+            also, self._unlogged, self._last = self._unlogged, 0, now
+        more = f" (and {also} more in the last {self.interval:g} s)" if also else ""
+        log.warning("refused a request with a missing, wrong or stale signature%s", more)
 
 
 def create_app(

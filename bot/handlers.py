@@ -6,12 +6,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond
+from slack_bolt import Ack, App, BoltContext, BoltRequest, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
-from bot.permissions import Action, GroupsResolver, may
+from bot.permissions import Action, Actor, GroupsResolver, Workspace, may
 from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
@@ -47,7 +47,9 @@ class Handlers:
         app.action(OPEN_THREAD)(lambda ack: ack())  # a link button: Slack opens the URL itself
 
     # /canary ---------------------------------------------------------------------------------
-    def on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def on_command(
+        self, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         try:
             cmd = parse(command.get("text", ""))
         except UsageError as exc:
@@ -57,12 +59,12 @@ class Handlers:
             ack(text=help_text(), response_type="ephemeral")
             return
         ack()  # Slack's 3 s clock stops here; everything below may take its time.
-        user, channel = command.get("user_id", ""), command.get("channel_id", "")
-        self.later(lambda: self._answer(cmd, user, channel, respond))
+        actor, home = Actor.from_command(command), Workspace.of(context.authorize_result)
+        self.later(lambda: self._answer(cmd, actor, home, respond))
 
-    def _answer(self, cmd: Command, user: str, channel: str, respond: Respond) -> None:
+    def _answer(self, cmd: Command, actor: Actor, home: Workspace, respond: Respond) -> None:
         try:
-            text = self.run(cmd, user, channel)
+            text = self.run(cmd, actor, home)
         except ConfigError as exc:
             text = str(exc)
         except Exception:
@@ -70,13 +72,13 @@ class Handlers:
             text = "Something went wrong on my side; nothing was changed. Details are in the log."
         respond(text=text, response_type="ephemeral", replace_original=False)
 
-    def run(self, cmd: Command, user: str, channel: str) -> str:
-        """Carry out a parsed command for `user` typed in `channel`; return the answer."""
+    def run(self, cmd: Command, actor: Actor, home: Workspace) -> str:
+        """Carry out a parsed command for `actor` (the app lives in `home`); return the answer."""
         rt = self.runtime()
         if cmd.name == "deploy":
-            return self.deploy(rt, cmd, user, channel)
+            return self.deploy(rt, cmd, actor, home)
         if cmd.name == "abort":
-            return self.abort(rt, cmd.args[0], user)
+            return self.abort(rt, cmd.args[0], actor, home)
         now = rt.clock()
         if cmd.name == "status":
             service = cmd.arg(0)
@@ -102,10 +104,11 @@ class Handlers:
             return views.services(catalogue, running, last_of)
         return help_text()
 
-    def deploy(self, rt: Runtime, cmd: Command, user: str, channel: str) -> str:
+    def deploy(self, rt: Runtime, cmd: Command, actor: Actor, home: Workspace) -> str:
         service, image = cmd.args
+        user, channel = actor.user, actor.channel or ""
         settings = rt.catalogue().service(service)
-        permission = may("deploy", user, settings, self.groups, channel=channel)
+        permission = may("deploy", actor, settings, self.groups, home=home)
         if not permission.allowed:
             return permission.reason
         answer = api.start_deployment(
@@ -120,12 +123,13 @@ class Handlers:
             return views.busy(service, answer.deployment, holder_id, url)
         return views.refused(answer)
 
-    def abort(self, rt: Runtime, service: str, user: str) -> str:
+    def abort(self, rt: Runtime, service: str, actor: Actor, home: Workspace) -> str:
+        user = actor.user
         rt.catalogue().service(service)
         dep = api.active_deployment(service, rt=rt)
         if dep is None:
             return f"Nothing to abort: no deployment of {service} is running."
-        refusal = self._refusal(rt, "abort", user, dep)
+        refusal = self._refusal(rt, "abort", actor, home, dep)
         if refusal:
             return refusal
         answer = api.abort(dep.id, actor=user, rt=rt)
@@ -136,23 +140,33 @@ class Handlers:
 
     # buttons ---------------------------------------------------------------------------------
     def on_button(
-        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
+        self,
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: WebClient,
+        context: BoltContext,
     ) -> None:
         ack()
-        self.later(lambda: self._clicked(body, action, client))
+        home = Workspace.of(context.authorize_result)
+        self.later(lambda: self._clicked(body, action, client, home))
 
-    def _clicked(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        user = body.get("user", {}).get("id", "")
+    def _clicked(
+        self, body: dict[str, Any], action: dict[str, Any], client: WebClient, home: Workspace
+    ) -> None:
+        actor = Actor.from_click(body)
+        user = actor.user
         try:
-            message = self.click(action.get("action_id", ""), action.get("value", ""), user)
+            message = self.click(action.get("action_id", ""), action.get("value", ""), actor, home)
         except Exception:
             log.exception("button %s failed", action.get("action_id"))
             message = "Something went wrong on my side; nothing was changed."
         if message:
             tell(client, body, user, message)
 
-    def click(self, action_id: str, value: object, user: str) -> str | None:
+    def click(self, action_id: str, value: object, actor: Actor, home: Workspace) -> str | None:
         """Carry out a button click; return what to tell the clicker (None: the thread shows it)."""
+        user = actor.user
         button = ButtonValue.decode(value)
         rt = self.runtime()
         dep = api.get_deployment(button.deployment_id, rt=rt) if button else None
@@ -164,7 +178,7 @@ class Handlers:
             return self._refuse(
                 rt, dep, user, kind, f"Deployment {dep.id} is already over ({dep.state.label})."
             )
-        refusal = self._refusal(rt, kind, user, dep)
+        refusal = self._refusal(rt, kind, actor, home, dep)
         if refusal:
             return refusal
         hint = ""
@@ -182,11 +196,29 @@ class Handlers:
         return views.refused(answer) + hint
 
     # helpers ---------------------------------------------------------------------------------
-    def _refusal(self, rt: Runtime, kind: Action, user: str, dep: Deployment) -> str | None:
-        permission = may(kind, user, dep, self.groups)
+    def _refusal(
+        self, rt: Runtime, kind: Action, actor: Actor, home: Workspace, dep: Deployment
+    ) -> str | None:
+        """Why `actor` may not act on `dep`, judged by the service's entry in the catalogue as it
+        is now (not the copy taken when the deployment started); None when they may."""
+        try:
+            settings = rt.catalogue().service(dep.service)
+        except ConfigError:
+            if kind == "approve":
+                return self._refuse(
+                    rt,
+                    dep,
+                    actor.user,
+                    kind,
+                    f"{dep.service} is no longer in the catalogue: its gates can't be approved. "
+                    f"It can still be aborted: `{SLASH} abort {dep.service}`.",
+                )
+            # Stopping stays possible for those who could when it started.
+            settings = dep.settings
+        permission = may(kind, actor, settings, self.groups, home=home, requester=dep.requester)
         if permission.allowed:
             return None
-        return self._refuse(rt, dep, user, kind, permission.reason)
+        return self._refuse(rt, dep, actor.user, kind, permission.reason)
 
     @staticmethod
     def _refuse(rt: Runtime, dep: Deployment, user: str, kind: str, reason: str) -> str:

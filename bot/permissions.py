@@ -1,28 +1,116 @@
-"""Who may do what (design.md "Who may do what"): one pure function, plus the group lookup."""
+"""Who may do what, and where (design.md "Who may do what"): one pure function, the group lookup.
+
+Every action — deploy, approve, abort, roll back, by command or by button — goes through `may`,
+with the service's entry of the catalogue as it is now. The rules, in the order they are checked:
+
+1. the request comes from the app's own Slack workspace (or Enterprise organisation): Slack
+   Connect guests and users of other organisations are refused whatever the catalogue says;
+2. when the service has a `channel`, only from that channel (a click in the card's thread is in
+   that channel: thread replies belong to their channel);
+3. deploy: a deployer (anyone when `deployers` is empty); approve: an approver (anyone when
+   `approvers` is empty), never the requester when `four_eyes` is on; abort and roll back: the
+   requester, a deployer or an approver (anyone when `deployers` is empty).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from workers.domain.catalogue import ServiceConfig
-from workers.domain.deployment import Deployment
 from workers.slack.format import mentions
 
 log = logging.getLogger(__name__)
 
 Action = Literal["deploy", "approve", "abort", "rollback"]
-#: Members of a Slack user group (`S…`).
+#: Members of a Slack user group (`S…`); raises GroupUnavailable when they cannot be known.
 GroupsResolver = Callable[[str], Collection[str]]
-#: How long a user group's members are cached (seconds).
+#: How long a user group's members are used without asking Slack again (seconds).
 GROUP_TTL = 300.0
+#: The oldest member list used when Slack cannot be asked (seconds); older, the group grants
+#: nothing and the person is told why.
+GROUP_MAX_AGE = 900.0
+#: After a failed `usergroups.users.list`, how long before Slack is asked again (seconds).
+GROUP_FAILURE_TTL = 30.0
+
+_VERBS: dict[Action, str] = {
+    "deploy": "deploy",
+    "approve": "approve",
+    "abort": "abort",
+    "rollback": "roll back",
+}
+
+
+class GroupUnavailable(Exception):
+    """A user group's members are not known: Slack failed and no recent list is left."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The app's own Slack workspace and, on Enterprise Grid, its organisation (`auth.test`)."""
+
+    team_id: str | None = None
+    enterprise_id: str | None = None
+
+    @classmethod
+    def of(cls, auth: Any) -> Workspace:
+        """From an `auth.test` answer or Bolt's AuthorizeResult (both have these two fields)."""
+        if auth is None:
+            return cls()
+        get = auth.get if isinstance(auth, Mapping) else lambda key: getattr(auth, key, None)
+        return cls(team_id=get("team_id") or None, enterprise_id=get("enterprise_id") or None)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, from where: what Slack sends with the slash command or the click."""
+
+    user: str
+    channel: str | None = None
+    #: The workspace the request was made in (`team_id`, `team.id`).
+    team_id: str | None = None
+    #: The person's own team (`user.team_id` of a click; an `E…` id on Enterprise Grid).
+    user_team_id: str | None = None
+    #: The organisation (`enterprise_id`, `enterprise.id`, `team.enterprise_id`).
+    enterprise_id: str | None = None
+
+    @classmethod
+    def from_command(cls, command: Mapping[str, Any]) -> Actor:
+        """From a slash command's form fields."""
+        return cls(
+            user=str(command.get("user_id") or ""),
+            channel=command.get("channel_id") or None,
+            team_id=command.get("team_id") or None,
+            enterprise_id=command.get("enterprise_id") or None,
+        )
+
+    @classmethod
+    def from_click(cls, body: Mapping[str, Any]) -> Actor:
+        """From a `block_actions` payload (docs.slack.dev/reference/interaction-payloads)."""
+        user = _mapping(body.get("user"))
+        team = _mapping(body.get("team"))
+        enterprise = _mapping(body.get("enterprise"))
+        channel = _mapping(body.get("channel")).get("id") or _mapping(body.get("container")).get(
+            "channel_id"
+        )
+        return cls(
+            user=str(user.get("id") or ""),
+            channel=channel or None,
+            team_id=team.get("id") or None,
+            user_team_id=user.get("team_id") or None,
+            enterprise_id=enterprise.get("id") or team.get("enterprise_id") or None,
+        )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -36,32 +124,54 @@ class Permission:
 ALLOWED = Permission(True)
 
 
+def at_home(actor: Actor, home: Workspace) -> bool:
+    """Whether the request comes from the app's own workspace or Enterprise organisation.
+
+    On Grid (`home.enterprise_id`) any workspace of the organisation counts; elsewhere only the
+    app's workspace. A click also names the person's own team (`user.team_id`), which differs
+    for a Slack Connect guest even in one of our channels. Unknown home: nobody (fail closed).
+    """
+    if home.enterprise_id:
+        if actor.enterprise_id != home.enterprise_id:
+            return False
+    elif not home.team_id or actor.enterprise_id or actor.team_id != home.team_id:
+        return False
+    own = {home.team_id, home.enterprise_id} - {None}
+    return actor.user_team_id is None or actor.user_team_id in own
+
+
 def may(
     action: Action,
-    user: str,
-    target: Deployment | ServiceConfig,
+    actor: Actor,
+    settings: ServiceConfig,
     groups: GroupsResolver,
     *,
-    channel: str | None = None,
+    home: Workspace,
+    requester: str | None = None,
 ) -> Permission:
-    """Whether `user` may `action` the service or deployment `target` (from `channel`)."""
-    dep = target if isinstance(target, Deployment) else None
-    settings = dep.settings if dep else target
-    assert isinstance(settings, ServiceConfig)
-    name = settings.key
+    """Whether `actor` may `action` the service `settings` (its entry as the catalogue is now).
+
+    `requester` is who started the deployment an approve, abort or roll back is about.
+    """
+    name, verb = settings.key, _VERBS[action]
+    if not at_home(actor, home):
+        return Permission(
+            False,
+            f"Only members of the workspace this bot belongs to may {verb} {name}; "
+            "your request comes from elsewhere.",
+        )
+    if settings.channel and actor.channel != settings.channel:
+        where = "" if action == "deploy" else " or the deployment's thread there"
+        return Permission(
+            False, f"{name} can only be {_past(verb)} from <#{settings.channel}>{where}."
+        )
     deployers, approvers = settings.deployers, settings.approvers
+    user = actor.user
 
     if action == "deploy":
-        if settings.channel and channel != settings.channel:
-            return Permission(False, f"{name} can only be deployed from <#{settings.channel}>.")
-        if deployers and not _member(user, deployers, groups):
-            return Permission(
-                False, f"You are not a deployer of {name}. Ask one of: {mentions(deployers)}."
-            )
-        return ALLOWED
+        return _among(user, deployers, groups, f"You are not a deployer of {name}.")
 
     if action == "approve":
-        requester = dep.requester if dep else None
         if settings.four_eyes and user == requester:
             others = [a for a in approvers if a != user]
             ask = f"Ask one of: {mentions(others)}." if others else "Ask someone else."
@@ -69,57 +179,97 @@ def may(
                 False,
                 f"You can't approve your own deployment (four-eyes is on for {name}). {ask}",
             )
-        if approvers and not _member(user, approvers, groups):
-            return Permission(
-                False, f"You are not an approver of {name}. Ask one of: {mentions(approvers)}."
-            )
-        return ALLOWED
+        return _among(user, approvers, groups, f"You are not an approver of {name}.")
 
-    # abort, rollback: any deployer or approver, the requester included.
-    if dep is not None and user == dep.requester:
+    # abort, rollback: the requester, any deployer or approver.
+    if requester is not None and user == requester:
         return ALLOWED
-    if not deployers or _member(user, [*deployers, *approvers], groups):
+    if not deployers:
         return ALLOWED
-    verb = "abort" if action == "abort" else "roll back"
-    return Permission(
-        False,
-        f"Only deployers and approvers of {name} may {verb} it. "
-        f"Ask one of: {mentions([*deployers, *approvers])}.",
+    return _among(
+        user,
+        [*deployers, *approvers],
+        groups,
+        f"Only deployers and approvers of {name} may {verb} it.",
     )
 
 
-def _member(user: str, members: Collection[str], groups: GroupsResolver) -> bool:
-    if user in members:
-        return True
-    return any(user in groups(m) for m in members if m.startswith("S"))
+def _past(verb: str) -> str:
+    return {"deploy": "deployed", "approve": "approved", "abort": "aborted"}.get(
+        verb, "rolled back"
+    )
+
+
+def _among(user: str, members: list[str], groups: GroupsResolver, refusal: str) -> Permission:
+    """Allowed when `members` is empty or names `user`, directly or through a user group."""
+    if not members or user in members:
+        return ALLOWED
+    unknown: list[str] = []
+    for group in (m for m in members if m.startswith("S")):
+        try:
+            if user in groups(group):
+                return ALLOWED
+        except GroupUnavailable:
+            unknown.append(group)
+    if unknown:
+        return Permission(
+            False,
+            f"I could not check the members of {mentions(unknown)} with Slack just now, "
+            "so I can't tell whether you may. Nothing was changed; try again in a minute.",
+        )
+    return Permission(False, f"{refusal} Ask one of: {mentions(members)}.")
 
 
 class GroupDirectory:
-    """Members of user groups from `usergroups.users.list`, cached for GROUP_TTL seconds."""
+    """Members of user groups from `usergroups.users.list`.
+
+    A list is used for GROUP_TTL seconds, then asked for again. When Slack fails, a list younger
+    than GROUP_MAX_AGE is still used; an older one or none raises GroupUnavailable, and Slack is
+    not asked again for that group for GROUP_FAILURE_TTL seconds (failures are cached briefly).
+    """
 
     def __init__(
         self,
         client: WebClient,
         ttl: float = GROUP_TTL,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_age: float = GROUP_MAX_AGE,
+        failure_ttl: float = GROUP_FAILURE_TTL,
     ) -> None:
         self.client, self.ttl, self.clock = client, ttl, clock
+        self.max_age, self.failure_ttl = max_age, failure_ttl
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, group: str) -> frozenset[str]:
+        now = self.clock()
         with self._lock:
             cached = self._cache.get(group)
-        if cached and self.clock() - cached[0] < self.ttl:
+            failed = self._failed.get(group)
+        if cached and now - cached[0] < self.ttl:
             return cached[1]
+        if failed and now - failed[0] < self.failure_ttl:
+            return self._stale(group, cached, now, failed[1])
         try:
             answer = self.client.usergroups_users_list(usergroup=group)
             members = frozenset(answer.get("users") or [])
         except (SlackClientError, OSError) as exc:
-            # Failing closed: an unknown group grants nothing; a stale list beats none.
-            error = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+            error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else str(exc)
             log.warning("usergroups.users.list %s failed: %s", group, error)
-            return cached[1] if cached else frozenset()
+            with self._lock:
+                self._failed[group] = (now, error)
+            return self._stale(group, cached, now, error)
         with self._lock:
-            self._cache[group] = (self.clock(), members)
+            self._cache[group] = (now, members)
+            self._failed.pop(group, None)
         return members
+
+    def _stale(
+        self, group: str, cached: tuple[float, frozenset[str]] | None, now: float, error: str
+    ) -> frozenset[str]:
+        """The last list while it is younger than max_age; else the group is unknown."""
+        if cached and now - cached[0] < self.max_age:
+            return cached[1]
+        raise GroupUnavailable(f"members of {group} unknown: {error}")

@@ -34,12 +34,13 @@ def signed_headers(body: str, *, secret: str, timestamp: int | None = None) -> d
     }
 
 
-def command_body(text: str, *, user: str, channel: str, response_url: str) -> str:
-    """The form body of a `/canary <text>` slash command."""
+def command_body(text: str, *, user: str, channel: str, response_url: str, team: str = TEAM) -> str:
+    """The form body of a `/canary <text>` slash command typed in the workspace `team`."""
     return urlencode(
         {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team,
+            "is_enterprise_install": "false",
             "channel_id": channel,
             "user_id": user,
             "command": "/canary",
@@ -60,12 +61,20 @@ def block_actions_body(
     thread_ts: str | None,
     response_url: str,
     block_id: str = "canary_gate",
+    team: str = TEAM,
+    user_team: str | None = None,
 ) -> str:
-    """The form body of a click on a button of the message `message_ts`."""
+    """The form body of a click on a button of the message `message_ts`.
+
+    `team` is the workspace the click happened in, `user_team` the person's own (a Slack
+    Connect guest's differs); Slack sends both (docs.slack.dev, block_actions payload).
+    """
     payload = {
         "type": "block_actions",
-        "team": {"id": TEAM},
-        "user": {"id": user},
+        "team": {"id": team},
+        "user": {"id": user, "team_id": user_team or team},
+        "is_enterprise_install": False,
+        "enterprise": None,
         "api_app_id": APP_ID,
         "container": {"type": "message", "channel_id": channel, "message_ts": message_ts},
         "channel": {"id": channel},

@@ -36,9 +36,9 @@ from sandbox.slack_user import SlackUser
 from workers.aws.alb.router import AlbRouter
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients, sandbox_clients
-from workers.domain.catalogue import load_catalogue
 from workers.domain.deployment import Deployment
 from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
 from workers.runtime.queues import RqScheduler
 from workers.slack.buttons import APPROVE
@@ -190,7 +190,7 @@ class World:
             store=Store(redis, self.prefix),
             scheduler=RqScheduler(redis, self.prefix),
             aws=lambda: self.clients,
-            catalogue_loader=lambda: load_catalogue(self.catalogue_path),
+            catalogue_loader=CatalogueFile(self.catalogue_path),
         )
         self.start_worker()
         if self.bot:

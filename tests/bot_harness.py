@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from sandbox.slack_user import block_actions_body, command_body
+from bot.server import make_server
+from sandbox.slack_user import TEAM, block_actions_body, command_body
 from sandbox.slack_user import signed_headers as _signed_headers
 from tests.fakes import fake_runtime, no_aws
 from tests.slack_mock import MockSlack
@@ -70,6 +74,26 @@ def notifier(mock: MockSlack, *, clock: Callable[[], float] = time.time) -> Slac
     )
 
 
+@contextmanager
+def serving(app: App, **settings: Any) -> Iterator[str]:
+    """The bot's real HTTP transport (waitress) on a free loopback port; yields its base URL."""
+    server = make_server(app, "127.0.0.1", 0, **settings)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{int(server.effective_port)}"
+    finally:
+        # waitress has no stop() for a loop in another thread: close every channel (the loop
+        # ends when its map is empty), then its worker threads, as webtest's StopableWSGIServer.
+        logging.getLogger("waitress").setLevel(logging.CRITICAL)
+        while server._map:
+            for channel in list(server._map.values()):
+                channel.handle_close()
+        server.task_dispatcher.shutdown()
+        thread.join(5)
+        logging.getLogger("waitress").setLevel(logging.NOTSET)
+
+
 # signed requests -------------------------------------------------------------------------------
 def signed_headers(body: str, *, timestamp: int | None = None, secret: str = SECRET) -> dict:
     """Headers Slack would send with `body` (the sandbox's signer, with the tests' secret)."""
@@ -87,8 +111,10 @@ class Slack:
             BoltRequest(body=body, headers=headers or signed_headers(body, **sign))
         )
 
-    def command_body(self, text: str, user: str, channel: str) -> str:
-        return command_body(text, user=user, channel=channel, response_url=self.mock.response_url())
+    def command_body(self, text: str, user: str, channel: str, team: str = TEAM) -> str:
+        return command_body(
+            text, user=user, channel=channel, response_url=self.mock.response_url(), team=team
+        )
 
     def command(
         self,
@@ -96,10 +122,11 @@ class Slack:
         *,
         user: str = DANA,
         channel: str = PAYMENTS_CHANNEL,
+        team: str = TEAM,
         extra_headers: dict | None = None,
         **sign: Any,
     ) -> BoltResponse:
-        body = self.command_body(text, user, channel)
+        body = self.command_body(text, user, channel, team)
         headers = signed_headers(body, **sign)
         headers.update(extra_headers or {})
         return self.dispatch(body, headers)
@@ -123,6 +150,8 @@ class Slack:
         channel: str = PAYMENTS_CHANNEL,
         message_ts: str = "1700000000.000009",
         thread_ts: str | None = "1700000000.000001",
+        team: str = TEAM,
+        user_team: str | None = None,
     ) -> BoltResponse:
         body = block_actions_body(
             action_id,
@@ -132,6 +161,8 @@ class Slack:
             message_ts=message_ts,
             thread_ts=thread_ts,
             response_url=self.mock.response_url(),
+            team=team,
+            user_team=user_team,
         )
         return self.dispatch(body)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ from hypothesis import strategies as st
 from slack_bolt import App
 
 from bot.commands import UsageError, parse
-from bot.server import make_server
-from tests.bot_harness import PAYMENTS_CHANNEL, SAM, Slack, signed_headers
+from tests.bot_harness import PAYMENTS_CHANNEL, SAM, Slack, serving, signed_headers
 from workers.domain.catalogue import Catalogue, ConfigError, apply_overrides, parse_catalogue
 from workers.runtime.context import Runtime
 
@@ -125,12 +123,8 @@ def test_fuzzed_clicks_never_fail_the_endpoint(
 @pytest.fixture
 def server(app: App) -> Iterator[str]:
     """The bot's real HTTP transport on a free loopback port."""
-    httpd = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/slack/events"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(app) as url:
+        yield f"{url}/slack/events"
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> int:

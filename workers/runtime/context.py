@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from redis import Redis
 
 from workers import defaults
-from workers.domain.catalogue import Catalogue, ServiceConfig, load_catalogue
+from workers.domain.catalogue import Catalogue, ServiceConfig
 from workers.engine.store import Store
+from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.queues import RqScheduler, Scheduler
 from workers.runtime.settings import Settings, load_settings
 
@@ -26,10 +27,6 @@ def _make_clients() -> AwsClients:
     from workers.aws.clients import make_clients  # boto3: loaded by the worker only
 
     return make_clients()
-
-
-def _load_catalogue() -> Catalogue:
-    return load_catalogue(load_settings().canary_config)
 
 
 def _backend_for(settings: ServiceConfig, clients: AwsClients) -> Backend:
@@ -48,7 +45,8 @@ class Runtime:
     aws: Callable[[], AwsClients] = _make_clients
     backend_for: Callable[[ServiceConfig, AwsClients], Backend] = _backend_for
     clock: Callable[[], float] = time.time
-    catalogue_loader: Callable[[], Catalogue] = _load_catalogue
+    #: The catalogue as it is now (by default the CANARY_CONFIG file, reread when it changes).
+    catalogue_loader: Callable[[], Catalogue] = field(default_factory=CatalogueFile)
     watchdog_grace: float = defaults.WATCHDOG_GRACE_SECONDS
     ready_poll: float = defaults.READY_POLL_SECONDS
     run_lock_seconds: float = defaults.RUN_LOCK_SECONDS
@@ -63,10 +61,8 @@ class Runtime:
         return self.backend_for(settings, self.clients)
 
     def catalogue(self) -> Catalogue:
-        """The service catalogue, read once per process."""
-        if "catalogue" not in self._cache:
-            self._cache["catalogue"] = self.catalogue_loader()
-        return self._cache["catalogue"]  # type: ignore[return-value]
+        """The service catalogue as it is now: rights are checked against it at every click."""
+        return self.catalogue_loader()
 
 
 def connect(settings: Settings) -> Redis:

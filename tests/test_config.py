@@ -142,7 +142,11 @@ def test_router_alb_takes_a_listener_rule_or_a_listener() -> None:
     assert web.router == "alb" and web.listener_rule == ALB_RULE
     assert web.alb_metrics.namespace == "AWS/ApplicationELB"
     assert web.alb_metrics.requests_metric == "RequestCount"
-    assert web.alb_metrics.error_metrics == ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"]
+    assert web.alb_metrics.error_metrics == [
+        "HTTPCode_Target_5XX_Count",
+        "TargetConnectionErrorCount",
+        "TargetTLSNegotiationErrorCount",
+    ]
     assert web.alb_metrics.dimensions == {
         "LoadBalancer": "{load_balancer}",
         "TargetGroup": "{target_group}",

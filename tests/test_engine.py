@@ -14,6 +14,7 @@ from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
 from tests.engine_world import BACKENDS, SHIFT_CALLS, Simulator, World
 from tests.fakes import FakeClock, catalogue, fake_runtime
 from workers import api
+from workers.analysis.window import covered_at
 from workers.aws.clients import make_clients
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.state import State
@@ -52,6 +53,7 @@ def make_world(
             listener_rule=seeded["listener_rule"],
             requests_per_second=rps,
             error_rates=ERROR_RATES,
+            clock=clock,
         )
     else:
         seeded = seed_appmesh_service(clients)
@@ -64,6 +66,7 @@ def make_world(
             route="payments-route",
             requests_per_second=rps,
             error_rates=ERROR_RATES,
+            clock=clock,
         )
     rt = fake_runtime(cat, clock)
     rt.aws = lambda: clients
@@ -240,8 +243,10 @@ def test_bad_input_changes_nothing(world: World) -> None:
 def test_aws_calls_per_weight_step(world: World) -> None:
     """A shift is one read and one write of the route (or rule).
 
-    A check is one GetMetricData, plus one DescribeServices and one DescribeVirtualNode (or
-    DescribeTargetGroups) to see the canary is still there.
+    A check is one DescribeServices and one DescribeVirtualNode (or DescribeTargetGroups) to
+    see the canary is still there, plus one GetMetricData once a whole published period exists.
+    Checks go on until published data covers the bake: its first whole minute, five more, and
+    the metric lag (2m App Mesh, 1m ALB).
     """
     calls: list[str] = []
 
@@ -261,7 +266,30 @@ def test_aws_calls_per_weight_step(world: World) -> None:
     assert calls.count(write) == 1 and calls.count(read) == 1
     still_there = {"appmesh": "DescribeVirtualNode", "alb": "DescribeTargetGroups"}[world.backend]
     assert set(calls) == {"GetMetricData", "DescribeServices", still_there, read, write}
-    assert per_check == 5  # one per analysis interval over a 5m bake
-    assert calls.count("DescribeServices") == calls.count(still_there) == per_check
+    checks = calls.count(still_there)
+    lag_minutes = world.dep(dep_id).settings.lag // 60
+    assert 5 + lag_minutes <= checks <= 6 + lag_minutes  # one per analysis interval
+    assert calls.count("DescribeServices") == checks
+    assert 5 <= per_check <= checks  # at most one each, none while no period is published
     world.drive(dep_id, lambda d: not d.active)
     assert world.dep(dep_id).state == State.PROMOTED
+
+
+def test_a_step_passes_only_once_published_data_covers_its_bake(world: World) -> None:
+    """CloudWatch publishes late (the simulated users' data too): a step whose bake has elapsed
+    but whose last periods are not published yet is still baking, and its verdict counts only
+    the whole periods after the shift."""
+    dep_id = start(world, gates="auto")
+    dep = world.drive(dep_id, lambda d: d.state == State.BAKING)
+    shifted = dep.step_started_at
+    assert shifted is not None
+    s = dep.settings
+    assert s.lag == {"appmesh": 120, "alb": 60}[world.backend]
+    dep = world.drive(dep_id, lambda d: d.step_index == 1)
+    passed_at = world.clock.now
+    assert passed_at >= covered_at(shifted, s.bake, s.metric_period, s.lag)
+    assert passed_at - shifted >= s.bake + s.lag
+    verdict = dep.last_verdict or {}
+    # 20 req/s at 10 % over the five whole published minutes: never the 100 % stable traffic
+    # of the minute before the shift, never the unpublished minutes after.
+    assert verdict["canary"]["requests"] == pytest.approx(20 * 0.10 * 300, rel=0.05)

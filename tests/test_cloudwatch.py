@@ -106,17 +106,21 @@ def test_other_services_and_data_outside_the_window_are_not_counted(cloudwatch: 
 def test_all_status_classes_count_as_requests(cloudwatch: Any) -> None:
     at = NOW - timedelta(minutes=1)
     data = []
+    agent = AgentConfig.load()
     for code_class, value in ((1, 1.0), (2, 90.0), (3, 5.0), (4, 3.0), (5, 2.0)):
-        metric = TEMPLATE.metric_for(CANARY, code_class)
-        data.append(
-            {
-                "MetricName": metric["MetricName"],
-                "Dimensions": metric["Dimensions"],
-                "Timestamp": at,
-                "Value": value,
-            }
-        )
-    cloudwatch.put_metric_data(Namespace=TEMPLATE.namespace, MetricData=data)
+        # Every class, under the dimension sets the shipped agent configuration publishes.
+        labels = envoy_labels(CANARY, code_class)
+        for dims in agent.dimension_sets("envoy_http_downstream_rq_xx", labels):
+            dimensions = [{"Name": name, "Value": labels[name]} for name in dims]
+            data.append(
+                {
+                    "MetricName": "envoy_http_downstream_rq_xx",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "Value": value,
+                }
+            )
+    cloudwatch.put_metric_data(Namespace=agent.namespace, MetricData=data)
 
     canary, _ = fetch(cloudwatch)
 

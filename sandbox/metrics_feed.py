@@ -37,8 +37,10 @@ ERROR_CLASS = 5
 ALB_NAMESPACE = "AWS/ApplicationELB"
 ALB_REQUESTS = "RequestCount"
 ALB_TARGET_5XX = "HTTPCode_Target_5XX_Count"
-#: Per load balancer only: the feed never publishes it with a TargetGroup dimension.
+ALB_CONNECTION_ERRORS = "TargetConnectionErrorCount"
+#: Per load balancer only: the feed never publishes them with a TargetGroup dimension.
 ALB_ELB_5XX = "HTTPCode_ELB_5XX_Count"
+ALB_ELB_502 = "HTTPCode_ELB_502_Count"
 
 
 @dataclass(frozen=True)
@@ -186,19 +188,26 @@ def put_alb_counts(
     requests: int,
     errors: int,
     timestamp: datetime,
+    connection_errors: int = 0,
 ) -> None:
-    """Record `requests` to a target group, `errors` of them 5xx answered by its targets, as
-    the load balancer publishes them: RequestCount and HTTPCode_Target_5XX_Count per
-    (LoadBalancer, TargetGroup) and per LoadBalancer; HTTPCode_ELB_5XX_Count never per target
-    group (AWS ELB documentation, CloudWatch metrics for your Application Load Balancer)."""
+    """Record `requests` to a target group, `errors` of them 5xx answered by its targets and
+    `connection_errors` whose connection to a target failed, as the load balancer publishes them
+    (AWS ELB documentation, CloudWatch metrics for your Application Load Balancer):
+    RequestCount, HTTPCode_Target_5XX_Count and TargetConnectionErrorCount per (LoadBalancer,
+    TargetGroup) and per LoadBalancer; the 502s it answers for the failed connections as
+    HTTPCode_ELB_5XX_Count / HTTPCode_ELB_502_Count per LoadBalancer only."""
     group = [{"Name": "LoadBalancer", "Value": load_balancer}]
     group.append({"Name": "TargetGroup", "Value": target_group})
     whole = [{"Name": "LoadBalancer", "Value": load_balancer}]
+    per_group = [(ALB_REQUESTS, requests), (ALB_TARGET_5XX, errors)]
+    if connection_errors:
+        per_group.append((ALB_CONNECTION_ERRORS, connection_errors))
     data = [
-        _datum(name, dims, timestamp, value)
-        for name, value in ((ALB_REQUESTS, requests), (ALB_TARGET_5XX, errors))
-        for dims in (group, whole)
+        _datum(name, dims, timestamp, value) for name, value in per_group for dims in (group, whole)
     ]
+    if connection_errors:
+        for name in (ALB_ELB_5XX, ALB_ELB_502):
+            data.append(_datum(name, whole, timestamp, connection_errors))
     publisher.put(ALB_NAMESPACE, data)
 
 

@@ -16,11 +16,18 @@ from sandbox.metrics_feed import (
     Declaration,
     DelayedPublisher,
     envoy_labels,
+    put_alb_counts,
     put_envoy_counts,
 )
 from workers.analysis.judge import Counts
-from workers.analysis.templates import MetricTemplate, Version
-from workers.aws.cloudwatch import MissingAlarmError, alarms_firing, fetch_counts
+from workers.analysis.templates import AlbMetricTemplate, MetricTemplate, Version
+from workers.aws.cloudwatch import (
+    AlbTarget,
+    MissingAlarmError,
+    alarms_firing,
+    fetch_alb_counts,
+    fetch_counts,
+)
 
 TEMPLATE = MetricTemplate()
 CANARY = Version("prod", "payments", "8", "payments-4f2a9c1e", "payments-4f2a9c1e")
@@ -246,6 +253,45 @@ def test_put_envoy_counts_is_one_call_and_checks_its_input(cloudwatch: Any) -> N
         put_envoy_counts(feed, CANARY, requests=10, errors=11)
     with pytest.raises(ValueError):
         put_envoy_counts(feed, CANARY, requests=-1, errors=0)
+
+
+LB = "app/edge/50dc6c495c0c9188"
+
+
+def alb_target(name: str) -> AlbTarget:
+    return AlbTarget(LB, f"targetgroup/{name}/73e2d6bc24d8a067", name, "prod")
+
+
+def test_a_crashing_canarys_failed_connections_count_against_it(cloudwatch: Any) -> None:
+    """Behind an ALB, a canary whose tasks crash fails connections; the load balancer answers
+    502, which it publishes per load balancer only. The canary's own per-target-group
+    TargetConnectionErrorCount counts them; the stable's figures stay its own."""
+    feed = DelayedPublisher(cloudwatch, lag=60)
+    at = NOW - timedelta(minutes=2)
+    canary, stable = alb_target("payments-4f2a9c1e"), alb_target("payments-v1")
+    for target, errors, failed in ((canary, 2, 30), (stable, 1, 0)):
+        put_alb_counts(
+            feed,
+            load_balancer=LB,
+            target_group=target.target_group,
+            requests=300,
+            errors=errors,
+            connection_errors=failed,
+            timestamp=at,
+        )
+    window = {"start": NOW - timedelta(minutes=5), "end": NOW, "period_s": 60}
+
+    counts = fetch_alb_counts(
+        cloudwatch, AlbMetricTemplate(), canary=canary, stable=stable, **window
+    )
+
+    assert counts == (Counts(300, 32), Counts(300, 1))
+    # What an earlier default summed per target group reads nothing: it exists per load balancer.
+    elb_only = AlbMetricTemplate.model_construct(
+        **{**AlbMetricTemplate().__dict__, "error_metrics": ["HTTPCode_ELB_5XX_Count"]}
+    )
+    old = fetch_alb_counts(cloudwatch, elb_only, canary=canary, stable=stable, **window)
+    assert old == (Counts(300, 0), Counts(300, 0))
 
 
 class PagedCloudWatch:

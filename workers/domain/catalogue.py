@@ -123,7 +123,8 @@ class ServiceConfig(RolloutSettings):
         # CloudWatch's publication lag depends on where the metrics come from (defaults.py).
         if isinstance(data, dict) and data.get("metric_lag") is None:
             router = data.get("router") or "appmesh"
-            if router in defaults.METRIC_LAG:
+            # A malformed router (a list...) is left for the field's own validation to refuse.
+            if isinstance(router, str) and router in defaults.METRIC_LAG:
                 data = {**data, "metric_lag": defaults.METRIC_LAG[router]}
         return data
 

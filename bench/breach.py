@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import Figures, Row, World, figures, print_table, weights_changed
-from sandbox.metrics_feed import put_envoy_counts
-from workers.analysis.templates import MetricTemplate
+from sandbox.metrics_feed import DelayedPublisher, put_envoy_counts
+from workers.analysis.templates import Version
+from workers.aws.appmesh.backend import revision_of
 from workers.aws.backends import backend_for
-from workers.aws.cloudwatch import Target
 from workers.domain.state import State
 from workers.runtime import lateness
 
@@ -37,6 +37,7 @@ def defaults(interval: int) -> dict[str, object]:
         "bake": "10m",  # stays at its first step, checked every interval
         "analysis_interval": f"{interval}s",
         "metric_period": "1s",
+        "metric_lag": "2s",
         "min_requests": 30,
         "ready_timeout": "30s",
         "gate_timeout": "10m",
@@ -80,11 +81,16 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
             assert dep.stable is not None and dep.canary is not None
             router = world.router(key)
             stable = {str(dep.stable["virtual_node"]): 100}
-            target = Target(world.services[key], dep.stable["family"], dep.canary["virtual_node"])
-            t0, wall = time.perf_counter(), time.time()
-            put_envoy_counts(
-                world.clients.cloudwatch, MetricTemplate(), target, requests=2000, errors=1000
+            target = Version(
+                world.services[key],
+                dep.stable["family"],
+                revision_of(dep.canary["task_definition_arn"]),
+                dep.canary["ecs_service_name"],
+                dep.canary["virtual_node"],
             )
+            t0, wall = time.perf_counter(), time.time()
+            feed = DelayedPublisher(world.clients.cloudwatch)
+            put_envoy_counts(feed, target, requests=2000, errors=1000)
             deadline = t0 + RESTORE_TIMEOUT
             while time.perf_counter() < deadline:
                 if not weights_changed(router.read_weights, stable):

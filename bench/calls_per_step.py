@@ -48,6 +48,7 @@ from bench.common import (
 from sandbox.processes import start_moto
 from sandbox.simulator import TrafficSimulator
 from sandbox.slack_emulator import SlackEmulator
+from sandbox.world import PUBLICATION_LAG
 from workers import api
 from workers.aws.clients import AwsClients
 from workers.domain.state import State
@@ -65,6 +66,7 @@ DEFAULTS = {
     "bake": "5s",
     "analysis_interval": "1s",
     "metric_period": "1s",
+    "metric_lag": "2s",
     "min_requests": 30,
     "post_promotion_bake": "3s",
     "ready_timeout": "30s",
@@ -167,6 +169,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
             virtual_router=f"{KEY}-vr",
             route=f"{KEY}-route",
             requests_per_second=traffic_rps,
+            publication_lag=PUBLICATION_LAG,
         )
         path = workdir / "canary.yaml"
         service = {

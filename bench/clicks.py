@@ -28,6 +28,7 @@ DEFAULTS = {
     "bake": "2s",
     "analysis_interval": "1s",
     "metric_period": "1s",
+    "metric_lag": "2s",
     "min_requests": 30,
     "post_promotion_bake": "2s",
     "ready_timeout": "30s",

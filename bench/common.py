@@ -32,6 +32,7 @@ from sandbox.seed import seed_appmesh_service
 from sandbox.simulator import TrafficSimulator
 from sandbox.slack_emulator import SlackEmulator
 from sandbox.slack_user import block_actions_body, command_body, signed_headers
+from sandbox.world import PUBLICATION_LAG
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
 from workers.domain.deployment import Deployment
@@ -326,6 +327,7 @@ class World:
                 virtual_router=f"{key}-vr",
                 route=f"{key}-route",
                 requests_per_second=self.requests_per_second,
+                publication_lag=PUBLICATION_LAG,
             )
             for key in self.traffic
         ]

@@ -1,20 +1,23 @@
 """Simulated users: request counters written into CloudWatch following the traffic weights.
 
-App Mesh: Envoy counters per virtual node on the route. ALB: the load balancer's RequestCount
-and HTTPCode_Target_5XX_Count per target group of the rule. Each version's 5xx rate is chosen by
-the image tag its ECS service runs, so a bad image shows up in the canary's metrics.
+App Mesh: Envoy counters of each virtual node's ECS service, published as the CloudWatch agent
+configured by deploy/cloudwatch-agent.json would. ALB: the load balancer's RequestCount and
+HTTPCode_Target_5XX_Count per target group of the rule. Each version's 5xx rate is chosen by the
+image tag its ECS service runs, so a bad image shows up in the canary's metrics. Data points reach
+CloudWatch only after `publication_lag` seconds of `clock`, as on AWS.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sandbox.metrics_feed import put_alb_counts, put_envoy_counts
-from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
+from sandbox.metrics_feed import DelayedPublisher, put_alb_counts, put_envoy_counts
+from workers.analysis.templates import Version
 from workers.aws.alb.router import (
     AlbRouter,
     load_balancer_dimension,
@@ -23,7 +26,6 @@ from workers.aws.alb.router import (
 )
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import AwsClients
-from workers.aws.cloudwatch import Target
 from workers.aws.errors import AwsStepError
 from workers.domain.images import short_name
 
@@ -38,6 +40,8 @@ T = TypeVar("T")
 @dataclass
 class NodeInfo:
     family: str
+    revision: str
+    ecs_service: str
     image: str
 
 
@@ -49,6 +53,17 @@ class _WeightedTraffic:
     cluster: str
     requests_per_second: float
     error_rates: Mapping[str, float]
+    publication_lag: float
+    clock: Callable[[], float]
+    _publisher: DelayedPublisher | None
+
+    @property
+    def publisher(self) -> DelayedPublisher:
+        if self._publisher is None:
+            self._publisher = DelayedPublisher(
+                self.clients.cloudwatch, lag=self.publication_lag, clock=self.clock
+            )
+        return self._publisher
 
     def error_rate(self, image: str) -> float:
         tag = short_name(image).rsplit(":", 1)[-1]
@@ -112,19 +127,22 @@ class TrafficSimulator(_WeightedTraffic):
     requests_per_second: float = 50.0
     #: 5xx rate by image tag (e.g. {"v3": 0.2}).
     error_rates: Mapping[str, float] = field(default_factory=dict)
-    template: MetricTemplate = field(default_factory=MetricTemplate)
+    #: Seconds of `clock` before a data point reaches CloudWatch (the agent's path is slow).
+    publication_lag: float = 120.0
+    clock: Callable[[], float] = time.time
+    _publisher: DelayedPublisher | None = None
     _nodes: dict[str, NodeInfo] = field(default_factory=dict)
 
     def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
         """Publish `seconds` worth of traffic at time `at`; return {node: (requests, errors)}."""
-        when = at or datetime.now(UTC)
+        when = at or datetime.fromtimestamp(self.clock(), UTC)
+        self.publisher.flush()
         router = AppMeshRouter(self.clients.appmesh, self.mesh, self.virtual_router, self.route)
 
         def publish(node: str, info: NodeInfo, requests: int, errors: int) -> str:
             put_envoy_counts(
-                self.clients.cloudwatch,
-                self.template,
-                Target(self.cluster, info.family, node),
+                self.publisher,
+                Version(self.cluster, info.family, info.revision, info.ecs_service, node),
                 requests=requests,
                 errors=errors,
                 timestamp=when,
@@ -152,7 +170,7 @@ class TrafficSimulator(_WeightedTraffic):
         for svc in self._active_services():
             for registry in svc.get("serviceRegistries", []):
                 if self._cloudmap_name(registry["registryArn"]) == cloudmap_name:
-                    return self._from_task_definition(svc["taskDefinition"])
+                    return self._from_task_definition(svc["taskDefinition"], svc["serviceName"])
         log.debug("no ECS service found for virtual node %s", node)
         return None
 
@@ -163,13 +181,18 @@ class TrafficSimulator(_WeightedTraffic):
         except Exception:
             return None
 
-    def _from_task_definition(self, arn: str) -> NodeInfo:
+    def _from_task_definition(self, arn: str, ecs_service: str) -> NodeInfo:
         td: dict[str, Any] = self.clients.ecs.describe_task_definition(taskDefinition=arn)[
             "taskDefinition"
         ]
         for container in td["containerDefinitions"]:
             if "envoy" not in container["image"] and container.get("name") != "envoy":
-                return NodeInfo(family=td["family"], image=container["image"])
+                return NodeInfo(
+                    family=td["family"],
+                    revision=str(td["revision"]),
+                    ecs_service=ecs_service,
+                    image=container["image"],
+                )
         raise AwsStepError(f"task definition {arn} has no application container")
 
 
@@ -184,12 +207,16 @@ class AlbTrafficSimulator(_WeightedTraffic):
     requests_per_second: float = 50.0
     #: 5xx rate by image tag (e.g. {"v3": 0.2}).
     error_rates: Mapping[str, float] = field(default_factory=dict)
-    template: AlbMetricTemplate = field(default_factory=AlbMetricTemplate)
+    #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
+    publication_lag: float = 60.0
+    clock: Callable[[], float] = time.time
+    _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
 
     def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
         """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
-        when = at or datetime.now(UTC)
+        when = at or datetime.fromtimestamp(self.clock(), UTC)
+        self.publisher.flush()
         router = AlbRouter(
             self.clients.elbv2, listener_rule=self.listener_rule, listener=self.listener
         )
@@ -199,12 +226,9 @@ class AlbTrafficSimulator(_WeightedTraffic):
         def publish(arn: str, image: str, requests: int, errors: int) -> str:
             name = target_group_name(arn)
             put_alb_counts(
-                self.clients.cloudwatch,
-                self.template,
+                self.publisher,
                 load_balancer=load_balancer,
                 target_group=target_group_dimension(arn),
-                target_group_name=name,
-                cluster=self.cluster,
                 requests=requests,
                 errors=errors,
                 timestamp=when,

@@ -50,11 +50,15 @@ FAST_DEFAULTS: dict[str, Any] = {
     "bake": "3s",
     "analysis_interval": "1s",
     "metric_period": "1s",
+    "metric_lag": "2s",
     "min_requests": 30,
     "post_promotion_bake": "3s",
     "ready_timeout": "30s",
     "gate_timeout": "5m",
 }
+#: Seconds before simulated traffic reaches CloudWatch: CloudWatch's lag at the sandbox's scale,
+#: under `metric_lag` by more than a traffic tick (0.5 s), so every period read is complete.
+PUBLICATION_LAG = 1.4
 #: Engine timings of the same scale (watchdog, readiness polling, the run lock of a dead job).
 FAST_ENV = {
     "CANARY_WATCHDOG_GRACE": "2",
@@ -255,6 +259,7 @@ class World:
                 listener_rule=self.rules[key],
                 requests_per_second=rps,
                 error_rates=self.error_rates,
+                publication_lag=PUBLICATION_LAG,
             )
         return TrafficSimulator(
             self.clients,
@@ -264,6 +269,7 @@ class World:
             route=f"{key}-route",
             requests_per_second=rps,
             error_rates=self.error_rates,
+            publication_lag=PUBLICATION_LAG,
         )
 
     def _traffic(self) -> None:

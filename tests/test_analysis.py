@@ -23,6 +23,7 @@ from workers.analysis.judge import (
     wilson_lower_bound,
     worse_than_stable_p,
 )
+from workers.analysis.window import covered_at, metric_window
 
 DEFAULTS = {"max_error_rate_pct": 1.0, "min_requests": 100}
 
@@ -391,3 +392,59 @@ def test_healthy_canaries_are_rarely_rolled_back(canary_rps: int, seed: int) -> 
 def test_a_canary_at_20_percent_errors_fails_at_the_first_check() -> None:
     failed_at = simulate(10, 0.20, bakes=200, seed=3)
     assert failed_at == [1] * 200
+
+
+# The query window: whole periods, after the shift, up to the last one published ------------------
+# Times are seconds after 12:00:00 (epoch 1_800_000_000 is on a whole minute).
+T0 = 1_800_000_000
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "period", "lag", "window", "covered"),
+    [
+        # Shift at 12:00:20: the first whole minute is 12:01; at 12:04:30 with a 2 min lag the
+        # last published minute ended at 12:02, so one minute is read.
+        (20, 270, 60, 120, (60, 120), 60),
+        # A shift on a boundary starts there; 12:08:00 - 2 min = 12:06: six minutes.
+        (0, 480, 60, 120, (0, 360), 360),
+        # Nothing published yet (12:02:59 - 2 min is before 12:01): an empty window at 12:01.
+        (20, 179, 60, 120, (60, 60), 0),
+        # No lag: the period that just ended counts, the one under way does not.
+        (20, 185, 60, 0, (60, 180), 120),
+        # The sandbox's scale: 1 s periods, 2 s lag.
+        (10.4, 16.9, 1, 2, (11, 14), 3),
+    ],
+)
+def test_metric_window_reads_whole_published_periods_after_the_shift(
+    started: float,
+    now: float,
+    period: int,
+    lag: int,
+    window: tuple[int, int],
+    covered: int,
+) -> None:
+    found = metric_window(T0 + started, T0 + now, period, lag)
+    assert (found.start - T0, found.end - T0) == window
+    assert found.covered == covered
+    assert found.empty == (covered == 0)
+
+
+def test_a_bake_is_covered_after_its_whole_periods_and_the_lag() -> None:
+    # Shift at 12:00:20, 5 min bake, 2 min lag: 12:01 + 5 min + 2 min = 12:08:00.
+    due = covered_at(T0 + 20, 300, 60, 120)
+    assert due - T0 == 480
+    assert metric_window(T0 + 20, due, 60, 120).covered == 300
+    assert metric_window(T0 + 20, due - 1, 60, 120).covered == 240
+    # A bake that is not a whole number of periods is rounded up to one.
+    assert covered_at(T0, 90, 60, 60) - T0 == 180
+
+
+def test_the_previous_steps_traffic_is_never_in_the_window() -> None:
+    for started in (T0 + 1, T0 + 30, T0 + 59.9):
+        assert metric_window(started, T0 + 3600, 60, 60).start == T0 + 60
+
+
+@pytest.mark.parametrize(("period", "lag"), [(0, 0), (60, -1)])
+def test_metric_window_refuses_nonsense(period: int, lag: int) -> None:
+    with pytest.raises(ValueError):
+        metric_window(T0, T0 + 600, period, lag)

@@ -1,4 +1,5 @@
-"""Tests of the CloudWatch reads against moto: counts fed by the sandbox feeder, alarm states."""
+"""Tests of the CloudWatch reads against moto: counts fed by the sandbox feeder (which publishes
+only what the CloudWatch agent configured by deploy/cloudwatch-agent.json would), alarm states."""
 
 from __future__ import annotations
 
@@ -11,14 +12,27 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from sandbox.metrics_feed import put_envoy_counts
+from sandbox.metrics_feed import (
+    AgentConfig,
+    Declaration,
+    DelayedPublisher,
+    envoy_labels,
+    put_alb_counts,
+    put_envoy_counts,
+)
 from workers.analysis.judge import Counts
-from workers.analysis.templates import MetricTemplate
-from workers.aws.cloudwatch import MissingAlarmError, Target, alarms_firing, fetch_counts
+from workers.analysis.templates import AlbMetricTemplate, MetricTemplate, Version
+from workers.aws.cloudwatch import (
+    AlbTarget,
+    MissingAlarmError,
+    alarms_firing,
+    fetch_alb_counts,
+    fetch_counts,
+)
 
 TEMPLATE = MetricTemplate()
-CANARY = Target(cluster="prod", family="payments", virtual_node="payments-4f2a9c1e")
-STABLE = Target(cluster="prod", family="payments", virtual_node="payments")
+CANARY = Version("prod", "payments", "8", "payments-4f2a9c1e", "payments-4f2a9c1e")
+STABLE = Version("prod", "payments", "7", "payments", "payments")
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 
 
@@ -60,11 +74,17 @@ def fetch(client: Any, template: MetricTemplate = TEMPLATE, **kwargs: Any) -> tu
     return fetch_counts(client, template, canary=CANARY, stable=STABLE, **window)
 
 
+def put(cloudwatch: Any, version: Version, requests: int, errors: int, at: datetime) -> None:
+    """As the agent publishes: NOW is long past, so the publication lag is over."""
+    feed = DelayedPublisher(cloudwatch, lag=120)
+    put_envoy_counts(feed, version, requests=requests, errors=errors, timestamp=at)
+
+
 def test_fed_counts_come_back_in_one_call(cloudwatch: Any) -> None:
     for minutes_ago in (3, 2, 1):
         at = NOW - timedelta(minutes=minutes_ago)
-        put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=400, errors=4, timestamp=at)
-        put_envoy_counts(cloudwatch, TEMPLATE, STABLE, requests=3600, errors=9, timestamp=at)
+        put(cloudwatch, CANARY, 400, 4, at)
+        put(cloudwatch, STABLE, 3600, 9, at)
     calls = CallCounter(cloudwatch, "GetMetricData")
 
     canary, stable = fetch(cloudwatch)
@@ -79,13 +99,11 @@ def test_fed_counts_come_back_in_one_call(cloudwatch: Any) -> None:
     assert all("Expression" not in q for q in queries)
 
 
-def test_other_nodes_and_data_outside_the_window_are_not_counted(cloudwatch: Any) -> None:
-    other = Target(cluster="prod", family="payments", virtual_node="payments-0000aaaa")
-    put_envoy_counts(cloudwatch, TEMPLATE, other, requests=999, errors=999, timestamp=NOW)
-    before = NOW - timedelta(minutes=10)
-    put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=500, errors=500, timestamp=before)
-    at = NOW - timedelta(seconds=30)
-    put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=100, errors=1, timestamp=at)
+def test_other_services_and_data_outside_the_window_are_not_counted(cloudwatch: Any) -> None:
+    other = Version("prod", "payments", "9", "payments-0000aaaa", "payments-0000aaaa")
+    put(cloudwatch, other, 999, 999, NOW - timedelta(seconds=30))
+    put(cloudwatch, CANARY, 500, 500, NOW - timedelta(minutes=10))
+    put(cloudwatch, CANARY, 100, 1, NOW - timedelta(seconds=30))
 
     canary, stable = fetch(cloudwatch)
 
@@ -96,22 +114,21 @@ def test_other_nodes_and_data_outside_the_window_are_not_counted(cloudwatch: Any
 def test_all_status_classes_count_as_requests(cloudwatch: Any) -> None:
     at = NOW - timedelta(minutes=1)
     data = []
+    agent = AgentConfig.load()
     for code_class, value in ((1, 1.0), (2, 90.0), (3, 5.0), (4, 3.0), (5, 2.0)):
-        metric = TEMPLATE.metric_for(
-            cluster=CANARY.cluster,
-            family=CANARY.family,
-            virtual_node=CANARY.virtual_node,
-            code_class=code_class,
-        )
-        data.append(
-            {
-                "MetricName": metric["MetricName"],
-                "Dimensions": metric["Dimensions"],
-                "Timestamp": at,
-                "Value": value,
-            }
-        )
-    cloudwatch.put_metric_data(Namespace=TEMPLATE.namespace, MetricData=data)
+        # Every class, under the dimension sets the shipped agent configuration publishes.
+        labels = envoy_labels(CANARY, code_class)
+        for dims in agent.dimension_sets("envoy_http_downstream_rq_xx", labels):
+            dimensions = [{"Name": name, "Value": labels[name]} for name in dims]
+            data.append(
+                {
+                    "MetricName": "envoy_http_downstream_rq_xx",
+                    "Dimensions": dimensions,
+                    "Timestamp": at,
+                    "Value": value,
+                }
+            )
+    cloudwatch.put_metric_data(Namespace=agent.namespace, MetricData=data)
 
     canary, _ = fetch(cloudwatch)
 
@@ -134,22 +151,38 @@ def test_an_empty_window_makes_no_call(cloudwatch: Any) -> None:
 def test_a_short_sandbox_period_works(cloudwatch: Any) -> None:
     for seconds_ago in (50, 40, 30, 20, 10):
         at = NOW - timedelta(seconds=seconds_ago)
-        put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=20, errors=1, timestamp=at)
+        put(cloudwatch, CANARY, 20, 1, at)
     canary, _ = fetch(cloudwatch, start=NOW - timedelta(minutes=1), period_s=5)
     assert canary == Counts(100, 5)
 
 
-def test_a_replaced_template_works(cloudwatch: Any) -> None:
+def test_a_replaced_template_reads_what_its_agent_configuration_publishes(cloudwatch: Any) -> None:
+    """A team whose agent publishes per family and revision in its own namespace."""
+    by_revision = (
+        "ClusterName",
+        "TaskDefinitionFamily",
+        "TaskRevision",
+        "envoy_response_code_class",
+    )
+    agent = AgentConfig(
+        "Custom/Envoy",
+        (Declaration(("container_name",), "^envoy$", ";", (by_revision,), ("^envoy_http_",)),),
+    )
     template = MetricTemplate(
         namespace="Custom/Envoy",
-        metric_name="envoy_cluster_upstream_rq_{code_class}xx",
-        dimensions={"Node": "{virtual_node}", "Cluster": "{cluster}"},
+        dimensions={
+            "ClusterName": "{cluster}",
+            "TaskDefinitionFamily": "{family}",
+            "TaskRevision": "{revision}",
+            "envoy_response_code_class": "{code_class}",
+        },
     )
     at = NOW - timedelta(minutes=2)
-    put_envoy_counts(cloudwatch, template, CANARY, requests=300, errors=30, timestamp=at)
-    put_envoy_counts(cloudwatch, template, STABLE, requests=2700, errors=3, timestamp=at)
-    # Data under the default template must not leak into the replaced one.
-    put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=5000, errors=5000, timestamp=at)
+    feed = DelayedPublisher(cloudwatch)
+    put_envoy_counts(feed, CANARY, requests=300, errors=30, timestamp=at, agent=agent)
+    put_envoy_counts(feed, STABLE, requests=2700, errors=3, timestamp=at, agent=agent)
+    # Data the shipped agent configuration publishes must not leak into the replaced template.
+    put(cloudwatch, CANARY, 5000, 5000, at)
     calls = CallCounter(cloudwatch, "GetMetricData")
 
     canary, stable = fetch(cloudwatch, template)
@@ -159,17 +192,107 @@ def test_a_replaced_template_works(cloudwatch: Any) -> None:
     assert len(calls) == 1
     metric = calls.calls[0]["MetricDataQueries"][4]["MetricStat"]["Metric"]
     assert metric["Namespace"] == "Custom/Envoy"
-    assert metric["MetricName"] == "envoy_cluster_upstream_rq_5xx"
+    assert {d["Name"]: d["Value"] for d in metric["Dimensions"]}["TaskRevision"] == "8"
+
+
+def test_the_old_default_with_a_virtual_node_dimension_reads_nothing(cloudwatch: Any) -> None:
+    """The agent attaches no App Mesh virtual node label: a query naming one matches no series,
+    while the default template reads what the agent publishes."""
+    old_default = MetricTemplate(
+        dimensions={
+            "ClusterName": "{cluster}",
+            "TaskDefinitionFamily": "{family}",
+            "envoy_http_conn_manager_prefix": "ingress",
+            "envoy_response_code_class": "{code_class}",
+            "appmesh_virtual_node": "{virtual_node}",
+        }
+    )
+    put(cloudwatch, CANARY, 400, 4, NOW - timedelta(minutes=2))
+    put(cloudwatch, STABLE, 3600, 9, NOW - timedelta(minutes=2))
+
+    assert fetch(cloudwatch, old_default) == (Counts(0, 0), Counts(0, 0))
+    assert fetch(cloudwatch) == (Counts(400, 4), Counts(3600, 9))
+
+
+def test_the_feed_publishes_only_the_agent_declared_dimension_sets(cloudwatch: Any) -> None:
+    calls = CallCounter(cloudwatch, "PutMetricData")
+    put(cloudwatch, CANARY, 10, 1, NOW)
+    declared = {
+        tuple(dims)
+        for d in AgentConfig.load().declarations
+        for dims in d.dimension_sets("envoy_http_downstream_rq_xx", envoy_labels(CANARY, 5))
+    }
+    published = {
+        tuple(dim["Name"] for dim in datum["Dimensions"])
+        for call in calls.calls
+        for datum in call["MetricData"]
+    }
+    assert published == declared and declared
+    assert "appmesh_virtual_node" not in envoy_labels(CANARY, 5)
+
+
+def test_the_feed_publishes_only_after_the_publication_lag(cloudwatch: Any) -> None:
+    clock = [NOW.timestamp()]
+    feed = DelayedPublisher(cloudwatch, lag=90, clock=lambda: clock[0])
+    put_envoy_counts(feed, CANARY, requests=100, errors=1, timestamp=NOW - timedelta(seconds=30))
+    window = {"start": NOW - timedelta(minutes=5), "end": NOW + timedelta(minutes=5)}
+    assert fetch(cloudwatch, **window) == (Counts(0, 0), Counts(0, 0))
+    clock[0] += 59
+    feed.flush()
+    assert fetch(cloudwatch, **window) == (Counts(0, 0), Counts(0, 0))
+    clock[0] += 1
+    feed.flush()
+    assert fetch(cloudwatch, **window) == (Counts(100, 1), Counts(0, 0))
 
 
 def test_put_envoy_counts_is_one_call_and_checks_its_input(cloudwatch: Any) -> None:
     calls = CallCounter(cloudwatch, "PutMetricData")
-    put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=10, errors=0)
+    feed = DelayedPublisher(cloudwatch)
+    put_envoy_counts(feed, CANARY, requests=10, errors=0)
     assert len(calls) == 1
     with pytest.raises(ValueError):
-        put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=10, errors=11)
+        put_envoy_counts(feed, CANARY, requests=10, errors=11)
     with pytest.raises(ValueError):
-        put_envoy_counts(cloudwatch, TEMPLATE, CANARY, requests=-1, errors=0)
+        put_envoy_counts(feed, CANARY, requests=-1, errors=0)
+
+
+LB = "app/edge/50dc6c495c0c9188"
+
+
+def alb_target(name: str) -> AlbTarget:
+    return AlbTarget(LB, f"targetgroup/{name}/73e2d6bc24d8a067", name, "prod")
+
+
+def test_a_crashing_canarys_failed_connections_count_against_it(cloudwatch: Any) -> None:
+    """Behind an ALB, a canary whose tasks crash fails connections; the load balancer answers
+    502, which it publishes per load balancer only. The canary's own per-target-group
+    TargetConnectionErrorCount counts them; the stable's figures stay its own."""
+    feed = DelayedPublisher(cloudwatch, lag=60)
+    at = NOW - timedelta(minutes=2)
+    canary, stable = alb_target("payments-4f2a9c1e"), alb_target("payments-v1")
+    for target, errors, failed in ((canary, 2, 30), (stable, 1, 0)):
+        put_alb_counts(
+            feed,
+            load_balancer=LB,
+            target_group=target.target_group,
+            requests=300,
+            errors=errors,
+            connection_errors=failed,
+            timestamp=at,
+        )
+    window = {"start": NOW - timedelta(minutes=5), "end": NOW, "period_s": 60}
+
+    counts = fetch_alb_counts(
+        cloudwatch, AlbMetricTemplate(), canary=canary, stable=stable, **window
+    )
+
+    assert counts == (Counts(300, 32), Counts(300, 1))
+    # What an earlier default summed per target group reads nothing: it exists per load balancer.
+    elb_only = AlbMetricTemplate.model_construct(
+        **{**AlbMetricTemplate().__dict__, "error_metrics": ["HTTPCode_ELB_5XX_Count"]}
+    )
+    old = fetch_alb_counts(cloudwatch, elb_only, canary=canary, stable=stable, **window)
+    assert old == (Counts(300, 0), Counts(300, 0))
 
 
 def stubbed(operation: str, pages: list[dict[str, Any]]) -> tuple[Any, Stubber]:

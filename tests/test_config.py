@@ -143,7 +143,11 @@ def test_router_alb_takes_a_listener_rule_or_a_listener() -> None:
     assert web.router == "alb" and web.listener_rule == ALB_RULE
     assert web.alb_metrics.namespace == "AWS/ApplicationELB"
     assert web.alb_metrics.requests_metric == "RequestCount"
-    assert web.alb_metrics.error_metrics == ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"]
+    assert web.alb_metrics.error_metrics == [
+        "HTTPCode_Target_5XX_Count",
+        "TargetConnectionErrorCount",
+        "TargetTLSNegotiationErrorCount",
+    ]
     assert web.alb_metrics.dimensions == {
         "LoadBalancer": "{load_balancer}",
         "TargetGroup": "{target_group}",
@@ -178,3 +182,18 @@ def test_alb_metrics_are_replaceable_and_checked() -> None:
         parse_catalogue(
             {"services": {"web": {**raw, "alb_metrics": {"dimensions": {"TG": "{virtual_node}"}}}}}
         )
+
+
+def test_metric_lag_defaults_per_router_and_can_be_set() -> None:
+    """CloudWatch publishes an ALB's data about a minute late, the agent's path later."""
+    mesh = {"cluster": "c", "mesh": "m", "virtual_router": "v", "route": "r"}
+    alb = {"router": "alb", "cluster": "c", "listener": "arn:l"}
+    cat = parse_catalogue({"services": {"mesh": mesh, "web": alb}})
+    assert (cat.service("mesh").lag, cat.service("web").lag) == (120, 60)
+    assert cat.defaults.metric_lag is None
+    both = parse_catalogue({"defaults": {"metric_lag": "3m"}, "services": {"m": mesh, "w": alb}})
+    assert both.service("m").lag == both.service("w").lag == 180
+    one = parse_catalogue({"services": {"w": {**alb, "metric_lag": "90s"}}}).service("w")
+    assert one.lag == 90 and one.model_dump()["metric_lag"] == "1m30s"
+    with pytest.raises(ConfigError, match="metric_lag"):
+        parse_catalogue({"services": {"w": {**alb, "metric_lag": "90"}}})

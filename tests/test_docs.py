@@ -128,7 +128,10 @@ def test_catalogue_reference_gives_the_real_defaults() -> None:
     for name, field in RolloutSettings.model_fields.items():
         written = rows[name][0].strip("`")
         default = getattr(defaults, name.upper())
-        if isinstance(default, bool):
+        if isinstance(default, dict):  # one default per traffic backend: "`2m` with `appmesh`"
+            for router, value in default.items():
+                assert f"`{value}` with `{router}`" in rows[name][0], name
+        elif isinstance(default, bool):
             assert written == str(default).lower(), name
         elif isinstance(default, tuple):
             assert written == str(list(default)), name

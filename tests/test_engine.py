@@ -16,6 +16,7 @@ from sandbox.strict_moto import STRICT, Strictness
 from tests.fakes import BACKENDS, SHIFT_CALLS, FakeClock, Simulator, World, catalogue, fake_runtime
 from workers import api
 from workers.analysis.judge import Outcome
+from workers.analysis.window import covered_at
 from workers.aws.clients import make_clients
 from workers.defaults import DRAIN_TIMEOUT_SECONDS
 from workers.domain.catalogue import parse_catalogue
@@ -65,6 +66,7 @@ def make_world(
             listener_rule=seeded["listener_rule"],
             requests_per_second=rps,
             error_rates=ERROR_RATES,
+            clock=clock,
         )
     else:
         seeded = seed_appmesh_service(clients)
@@ -77,6 +79,7 @@ def make_world(
             route="payments-route",
             requests_per_second=rps,
             error_rates=ERROR_RATES,
+            clock=clock,
         )
     rt = fake_runtime(cat, clock)
     rt.aws = lambda: clients
@@ -266,8 +269,10 @@ def test_bad_input_changes_nothing(world: World) -> None:
 def test_aws_calls_per_weight_step(auto_world: World) -> None:
     """A shift is one read and one write of the route (or rule).
 
-    A check is one GetMetricData, plus one DescribeServices and one DescribeVirtualNode (or
-    DescribeTargetGroups) to see the canary is still there.
+    A check is one DescribeServices and one DescribeVirtualNode (or DescribeTargetGroups) to
+    see the canary is still there, plus one GetMetricData once a whole published period exists.
+    Checks go on until published data covers the bake: its first whole minute, five more, and
+    the metric lag (2m App Mesh, 1m ALB).
     """
     world = auto_world
     calls: list[str] = []
@@ -288,8 +293,11 @@ def test_aws_calls_per_weight_step(auto_world: World) -> None:
     assert calls.count(write) == 1 and calls.count(read) == 1
     still_there = {"appmesh": "DescribeVirtualNode", "alb": "DescribeTargetGroups"}[world.backend]
     assert set(calls) == {"GetMetricData", "DescribeServices", still_there, read, write}
-    assert per_check == 5  # one per analysis interval over a 5m bake
-    assert calls.count("DescribeServices") == calls.count(still_there) == per_check
+    checks = calls.count(still_there)
+    lag_minutes = world.dep(dep_id).settings.lag // 60
+    assert 5 + lag_minutes <= checks <= 6 + lag_minutes  # one per analysis interval
+    assert calls.count("DescribeServices") == checks
+    assert 5 <= per_check <= checks  # at most one each, none while no period is published
     world.drive(dep_id, lambda d: not d.active)
     assert world.dep(dep_id).state == State.PROMOTED
 
@@ -446,3 +454,25 @@ def test_a_failed_ecs_rollout_rolls_back_at_once(
     assert dep.state == State.ROLLED_BACK and dep.ended_by == "error"
     assert "circuit breaker: tasks failed" in (dep.reason or "")
     assert dep.rollback_requested_at - waiting_since < 60  # type: ignore[operator]
+
+
+def test_a_step_passes_only_once_published_data_covers_its_bake(auto_world: World) -> None:
+    """CloudWatch publishes late (the simulated users' data too): a step whose bake has elapsed
+    but whose last periods are not published yet is still baking, and its verdict counts only
+    the whole periods after the shift."""
+    world = auto_world
+    dep_id = start(world)
+    dep = world.drive(dep_id, lambda d: d.state == State.BAKING)
+    shifted = dep.step_started_at
+    assert shifted is not None
+    s = dep.settings
+    assert s.lag == {"appmesh": 120, "alb": 60}[world.backend]
+    dep = world.drive(dep_id, lambda d: d.step_index == 1)
+    passed_at = world.clock.now
+    assert passed_at >= covered_at(shifted, s.bake, s.metric_period, s.lag)
+    assert passed_at - shifted >= s.bake + s.lag
+    verdict = dep.last_verdict
+    assert verdict is not None
+    # 20 req/s at 10 % over the five whole published minutes: never the 100 % stable traffic
+    # of the minute before the shift, never the unpublished minutes after.
+    assert verdict.canary.requests == pytest.approx(20 * 0.10 * 300, rel=0.05)

@@ -26,6 +26,11 @@ KEEP_FAILED_CANARY = False
 FOUR_EYES = True
 #: CloudWatch period of each query (shorter only in tests and the sandbox).
 METRIC_PERIOD = "60s"
+#: How long after a period ends CloudWatch has published its data, per traffic backend: an ALB
+#: sends its metrics in 60-second intervals; the CloudWatch agent scrapes Envoy (15 s in
+#: deploy/cloudwatch-agent-prometheus.yaml), flushes every 5 s, and CloudWatch Logs then extracts
+#: the metrics from the log events (docs/METRICS.md).
+METRIC_LAG: dict[str, str] = {"appmesh": "2m", "alb": "1m"}
 
 #: Path of the service catalogue when CANARY_CONFIG is unset.
 CONFIG_PATH = "canary.yaml"

@@ -7,24 +7,45 @@ from __future__ import annotations
 
 import functools
 import string
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The only placeholders a template may use, in the order people usually read them.
-PLACEHOLDERS: tuple[str, ...] = ("cluster", "family", "virtual_node", "code_class")
+PLACEHOLDERS: tuple[str, ...] = (
+    "cluster",
+    "family",
+    "revision",
+    "ecs_service",
+    "task_group",
+    "virtual_node",
+    "code_class",
+)
+
+#: Placeholder sets any one of which names a single version (canary or stable): the canary is its
+#: own ECS service (`{ecs_service}`, whose tasks the CloudWatch agent labels
+#: `TaskGroup=service:<name>`, `{task_group}`) and its own virtual node, but a new revision of the
+#: stable's family, so a revision only names a version together with its family.
+IDENTIFYING: tuple[frozenset[str], ...] = (
+    frozenset({"ecs_service"}),
+    frozenset({"task_group"}),
+    frozenset({"virtual_node"}),
+    frozenset({"family", "revision"}),
+)
 
 #: The Envoy status classes counted: 1xx..5xx. Requests are their sum; errors are class 5.
 CODE_CLASSES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
 def _default_dimensions() -> dict[str, str]:
+    # Exactly the dimension set deploy/cloudwatch-agent.json declares for this metric: CloudWatch
+    # answers only a query whose dimensions equal a published set (docs/METRICS.md).
     return {
         "ClusterName": "{cluster}",
-        "TaskDefinitionFamily": "{family}",
+        "TaskGroup": "service:{ecs_service}",
         "envoy_http_conn_manager_prefix": "ingress",
         "envoy_response_code_class": "{code_class}",
-        "appmesh_virtual_node": "{virtual_node}",
     }
 
 
@@ -116,20 +137,19 @@ class MetricTemplate(BaseModel):
                 "the metric template must use {code_class} in the metric name or a dimension "
                 "value, otherwise the status classes (requests vs 5xx) cannot be told apart"
             )
-        if "virtual_node" not in used:
+        if not any(needed <= used for needed in IDENTIFYING):
+            sets = " or ".join(
+                " and ".join("{" + name + "}" for name in sorted(needed)) for needed in IDENTIFYING
+            )
             raise ValueError(
-                "the metric template must use {virtual_node} in the metric name or a dimension "
-                "value, otherwise the canary and the stable cannot be told apart"
+                f"the metric template must use {sets} in the metric name or a dimension value, "
+                "otherwise the canary and the stable cannot be told apart"
             )
         return self
 
-    def dimensions_for(
-        self, *, cluster: str, family: str, virtual_node: str, code_class: int
-    ) -> list[dict[str, str]]:
-        """The boto3 `Dimensions` list for one target and status class."""
-        values = self._values(
-            cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
-        )
+    def dimensions_for(self, version: Version, code_class: int) -> list[dict[str, str]]:
+        """The boto3 `Dimensions` list for one version and status class."""
+        values = version.values(code_class)
         dimensions = []
         for name, template in self.dimensions.items():
             value = template.format(**values)
@@ -138,29 +158,41 @@ class MetricTemplate(BaseModel):
             dimensions.append({"Name": name, "Value": value})
         return dimensions
 
-    def metric_for(
-        self, *, cluster: str, family: str, virtual_node: str, code_class: int
-    ) -> dict[str, Any]:
-        """The boto3 `Metric` (namespace, name, dimensions) for one target and status class."""
-        values = self._values(
-            cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
-        )
+    def metric_for(self, version: Version, code_class: int) -> dict[str, Any]:
+        """The boto3 `Metric` (namespace, name, dimensions) for one version and status class."""
         return {
             "Namespace": self.namespace,
-            "MetricName": self.metric_name.format(**values),
-            "Dimensions": self.dimensions_for(
-                cluster=cluster, family=family, virtual_node=virtual_node, code_class=code_class
-            ),
+            "MetricName": self.metric_name.format(**version.values(code_class)),
+            "Dimensions": self.dimensions_for(version, code_class),
         }
 
-    @staticmethod
-    def _values(*, cluster: str, family: str, virtual_node: str, code_class: int) -> dict[str, str]:
+
+@dataclass(frozen=True)
+class Version:
+    """What names one version (the canary or the stable) in its Envoy counters' labels."""
+
+    cluster: str
+    family: str
+    revision: str  # the task definition's revision number, as the agent's TaskRevision label
+    ecs_service: str
+    virtual_node: str
+
+    @property
+    def task_group(self) -> str:
+        # ECS puts a service's tasks in the task group "service:<service name>".
+        return f"service:{self.ecs_service}"
+
+    def values(self, code_class: int) -> dict[str, str]:
+        """Every placeholder's value for this version and status class."""
         if code_class not in CODE_CLASSES:
             raise ValueError(f"code_class must be one of {CODE_CLASSES}, got {code_class!r}")
         return {
-            "cluster": cluster,
-            "family": family,
-            "virtual_node": virtual_node,
+            "cluster": self.cluster,
+            "family": self.family,
+            "revision": self.revision,
+            "ecs_service": self.ecs_service,
+            "task_group": self.task_group,
+            "virtual_node": self.virtual_node,
             "code_class": str(code_class),
         }
 
@@ -178,10 +210,20 @@ def _default_alb_dimensions() -> dict[str, str]:
     return {"LoadBalancer": "{load_balancer}", "TargetGroup": "{target_group}"}
 
 
+#: ALB metrics published per load balancer (and Availability Zone) only, never per target group:
+#: a query with a TargetGroup dimension reads nothing from them (docs/ALB.md).
+ALB_LOAD_BALANCER_ONLY_PREFIX = "HTTPCode_ELB_"
+
+
 def _default_alb_errors() -> list[str]:
-    # 5xx answered by the targets, plus those the load balancer itself answered for the target
-    # group (a target that reset the connection or timed out is the canary's fault too).
-    return ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"]
+    # The per-target-group failures of the canary's own making (docs/ALB.md): 5xx its targets
+    # answered, and connections to them that failed (which the load balancer answers with 502)
+    # or whose TLS handshake failed. HTTPCode_ELB_5XX_Count is per load balancer only.
+    return [
+        "HTTPCode_Target_5XX_Count",
+        "TargetConnectionErrorCount",
+        "TargetTLSNegotiationErrorCount",
+    ]
 
 
 class AlbMetricTemplate(BaseModel):
@@ -214,6 +256,14 @@ class AlbMetricTemplate(BaseModel):
                 raise ValueError(f"error metric {name!r} must be a plain metric name")
         if len(set(value)) != len(value):
             raise ValueError("error_metrics lists a metric twice; it would be counted twice")
+        per_load_balancer = [n for n in value if n.startswith(ALB_LOAD_BALANCER_ONLY_PREFIX)]
+        if per_load_balancer:
+            raise ValueError(
+                f"{', '.join(per_load_balancer)}: the load balancer publishes its own 5xx per "
+                "load balancer only, never per target group, so the canary's query would read "
+                "nothing; use HTTPCode_Target_5XX_Count, TargetConnectionErrorCount, "
+                "TargetTLSNegotiationErrorCount"
+            )
         return value
 
     @field_validator("dimensions")

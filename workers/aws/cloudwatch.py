@@ -9,21 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from workers.analysis.judge import Counts
-from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate
+from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate, Version
 
 log = logging.getLogger(__name__)
 
 #: DescribeAlarms accepts at most this many names per call.
 _ALARM_NAMES_PER_CALL = 100
-
-
-@dataclass(frozen=True)
-class Target:
-    """One side of the comparison: where its Envoy counters are published."""
-
-    cluster: str
-    family: str
-    virtual_node: str
 
 
 @dataclass(frozen=True)
@@ -60,8 +51,8 @@ def fetch_counts(
     cloudwatch: Any,
     template: MetricTemplate,
     *,
-    canary: Target,
-    stable: Target,
+    canary: Version,
+    stable: Version,
     start: datetime,
     end: datetime,
     period_s: int,
@@ -70,7 +61,8 @@ def fetch_counts(
 
     Ten MetricStat queries (each side x status classes 1..5) go in one request; pages are
     followed with NextToken. Requests are the sum over classes 1..5, errors are class 5.
-    Naive datetimes are taken as UTC, as botocore does. Missing data counts as zero.
+    Naive datetimes are taken as UTC, as botocore does. Missing data counts as zero. The window
+    (whole periods, up to the last one published) is the caller's: workers.analysis.window.
     """
     if start >= end:
         return Counts(0, 0), Counts(0, 0)
@@ -81,12 +73,7 @@ def fetch_counts(
     queries = []
     for side, target in (("c", canary), ("s", stable)):
         for code_class in CODE_CLASSES:
-            metric = template.metric_for(
-                cluster=target.cluster,
-                family=target.family,
-                virtual_node=target.virtual_node,
-                code_class=code_class,
-            )
+            metric = template.metric_for(target, code_class)
             queries.append(
                 {
                     "Id": _query_id(side, code_class),

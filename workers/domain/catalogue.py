@@ -94,6 +94,8 @@ class RolloutSettings(BaseModel):
     keep_failed_canary: bool = defaults.KEEP_FAILED_CANARY
     four_eyes: bool = defaults.FOUR_EYES
     metric_period: Seconds = parse_duration(defaults.METRIC_PERIOD)
+    #: Seconds after a period ends before its data is read; unset: the router's default.
+    metric_lag: Seconds | None = None
 
     @field_validator("steps")
     @classmethod
@@ -175,6 +177,22 @@ class ServiceConfig(RolloutSettings):
             return [check_pattern(p) for p in patterns]
         except PatternError as exc:
             raise ValueError(str(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_metric_lag(cls, data: Any) -> Any:
+        # CloudWatch's publication lag depends on where the metrics come from (defaults.py).
+        if isinstance(data, dict) and data.get("metric_lag") is None:
+            router = data.get("router") or "appmesh"
+            # A malformed router (a list...) is left for the field's own validation to refuse.
+            if isinstance(router, str) and router in defaults.METRIC_LAG:
+                data = {**data, "metric_lag": defaults.METRIC_LAG[router]}
+        return data
+
+    @property
+    def lag(self) -> int:
+        """metric_lag in seconds (always set on a service: the router's default if unset)."""
+        return int(self.metric_lag or 0)
 
     @model_validator(mode="after")
     def _router_keys(self) -> ServiceConfig:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from workers.analysis.judge import Counts, Outcome, Verdict
 from workers.analysis.judge import judge as judge_counts
+from workers.analysis.window import covered_at, metric_window
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
 from workers.domain.events import (
@@ -158,16 +159,21 @@ def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
 
 
 def judge(engine: Engine, dep: Deployment) -> Verdict:
-    """Fetch the step's cumulative counts and alarms and judge them."""
+    """Fetch the step's cumulative counts and alarms and judge them.
+
+    Only whole, published periods are read (workers.analysis.window): from the first period
+    after the weight was applied, so the previous step's traffic never counts, to the last one
+    CloudWatch has had `metric_lag` to publish; the bake is complete when those cover it.
+    """
     s, stable, canary = dep.settings, dep.stable or {}, dep.canary or {}
     start = dep.step_started_at or dep.state_since
-    now = engine.now()
+    window = metric_window(start, engine.now(), s.metric_period, s.lag)
     backend = engine.backend(dep)
     canary_counts, stable_counts = backend.counts(
         stable,
         canary,
-        start=datetime.fromtimestamp(start, UTC),
-        end=datetime.fromtimestamp(now, UTC),
+        start=datetime.fromtimestamp(window.start, UTC),
+        end=datetime.fromtimestamp(window.end, UTC),
     )
     alarms = backend.alarms_firing(s.alarms)
     bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
@@ -176,15 +182,16 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
         stable_counts if dep.weight < 100 else Counts(0, 0),
         max_error_rate_pct=s.max_error_rate,
         min_requests=s.min_requests,
-        bake_complete=now - start >= bake,
+        bake_complete=window.covered >= bake,
         alarms_firing=alarms,
     )
 
 
 def check_delay(engine: Engine, dep: Deployment, *, fresh: bool = False) -> float:
-    """Seconds to the next check: an analysis interval, or the end of the bake if sooner."""
+    """Seconds to the next check: an analysis interval, or sooner the moment published data
+    first covers the whole bake (its last period plus `metric_lag`)."""
     s = dep.settings
     bake = s.post_promotion_bake if dep.weight >= 100 else s.bake
     start = engine.now() if fresh else (dep.step_started_at or engine.now())
-    remaining = start + bake - engine.now()
+    remaining = covered_at(start, bake, s.metric_period, s.lag) - engine.now()
     return max(0.0, min(float(s.analysis_interval), remaining))

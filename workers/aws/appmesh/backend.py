@@ -9,6 +9,7 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from workers.analysis.judge import Counts
+from workers.analysis.templates import Version
 from workers.aws.appmesh.discovery import StableVersion, discover_stable
 from workers.aws.appmesh.provisioning import (
     Canary,
@@ -19,10 +20,15 @@ from workers.aws.appmesh.provisioning import (
 )
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.base import EcsServiceBackend, Record
-from workers.aws.cloudwatch import Target, fetch_counts
+from workers.aws.cloudwatch import fetch_counts
 from workers.aws.errors import is_not_found
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
+
+
+def revision_of(task_definition_arn: str) -> str:
+    """The revision of "arn:...:task-definition/payments:7" ("7"), as in TaskRevision."""
+    return task_definition_arn.rsplit(":", 1)[-1]
 
 
 class AppMeshBackend(EcsServiceBackend):
@@ -74,11 +80,21 @@ class AppMeshBackend(EcsServiceBackend):
         return fetch_counts(
             self.clients.cloudwatch,
             s.metrics,
-            canary=Target(s.cluster, stable["family"], canary["virtual_node"]),
-            stable=Target(s.cluster, stable["family"], stable["virtual_node"]),
+            canary=self.version(stable, canary),
+            stable=self.version(stable, stable),
             start=start,
             end=end,
             period_s=s.metric_period,
+        )
+
+    def version(self, stable: Record, version: Record) -> Version:
+        """How a version's Envoy counters are labelled (the canary shares the stable's family)."""
+        return Version(
+            cluster=self.s.cluster,
+            family=stable["family"],
+            revision=revision_of(version["task_definition_arn"]),
+            ecs_service=version["ecs_service_name"],
+            virtual_node=version["virtual_node"],
         )
 
     def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:

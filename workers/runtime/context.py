@@ -13,7 +13,7 @@ from redis import Redis
 
 from workers import defaults
 from workers.domain.catalogue import Catalogue, ServiceConfig, load_catalogue
-from workers.engine.store import Store
+from workers.engine.store import Retention, Store
 from workers.runtime.queues import RqScheduler, Scheduler
 from workers.runtime.settings import Settings, load_settings
 
@@ -74,6 +74,15 @@ def connect(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url.get_secret_value())
 
 
+def retention_from(settings: Settings) -> Retention:
+    """What Redis keeps, from CANARY_HISTORY_KEEP, CANARY_EVENTS_TTL and CANARY_MAX_REFUSALS."""
+    return Retention(
+        history_keep=settings.canary_history_keep,
+        events_ttl=settings.canary_events_ttl,
+        max_refusals=settings.canary_max_refusals,
+    )
+
+
 def runtime_from_env(settings: Settings | None = None) -> Runtime:
     """A Runtime for this process, from REDIS_URL and the other documented variables."""
     settings = settings or load_settings()
@@ -81,7 +90,7 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
     prefix = settings.canary_redis_prefix
     return Runtime(
         redis=redis,
-        store=Store(redis, prefix),
+        store=Store(redis, prefix, retention_from(settings)),
         scheduler=RqScheduler(redis, prefix),
         watchdog_grace=settings.canary_watchdog_grace,
         ready_poll=settings.canary_ready_poll,

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
 from bot.permissions import Action, GroupsResolver, may
+from bot.ratelimit import RefusalLimiter, RefusalPolicy, Verdict
 from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
@@ -27,6 +28,10 @@ RuntimeSource = Callable[[], Runtime]
 #: Runs a listener's work after its ack (a small thread pool in the app; inline when None).
 Later = Callable[[Callable[[], None]], object]
 _ACTIONS: dict[str, Action] = {APPROVE: "approve", ABORT: "abort", ROLLBACK: "rollback"}
+
+
+class RefusedText(str):
+    """An answer that refuses what was asked: counted by the per-user refusal limit."""
 
 
 class Handlers:
@@ -61,14 +66,20 @@ class Handlers:
         self.later(lambda: self._answer(cmd, user, channel, respond))
 
     def _answer(self, cmd: Command, user: str, channel: str, respond: Respond) -> None:
+        limiter = self._limiter()
+        if limiter.quiet(user):
+            return  # past the refusal limit: nothing is processed until the window ends
         try:
-            text = self.run(cmd, user, channel)
+            text: str | None = self.run(cmd, user, channel)
         except ConfigError as exc:
-            text = str(exc)
+            text = RefusedText(str(exc))
         except Exception:
             log.exception("/canary %s failed", cmd.name)
             text = "Something went wrong on my side; nothing was changed. Details are in the log."
-        respond(text=text, response_type="ephemeral", replace_original=False)
+        if isinstance(text, RefusedText):
+            text = self._limited(limiter, user, text)
+        if text:
+            respond(text=text, response_type="ephemeral", replace_original=False)
 
     def run(self, cmd: Command, user: str, channel: str) -> str:
         """Carry out a parsed command for `user` typed in `channel`; return the answer."""
@@ -107,7 +118,7 @@ class Handlers:
         settings = rt.catalogue().service(service)
         permission = may("deploy", user, settings, self.groups, channel=channel)
         if not permission.allowed:
-            return permission.reason
+            return RefusedText(permission.reason)
         answer = api.start_deployment(
             service, image, requester=user, channel=channel, overrides=cmd.options, rt=rt
         )
@@ -117,8 +128,8 @@ class Handlers:
             holder_id = answer.dep_id
             _record(rt, holder_id, user, "deploy", answer)
             url = thread_url(rt.store, holder_id)
-            return views.busy(service, answer.deployment, holder_id, url)
-        return views.refused(answer)
+            return RefusedText(views.busy(service, answer.deployment, holder_id, url))
+        return RefusedText(views.refused(answer))
 
     def abort(self, rt: Runtime, service: str, user: str) -> str:
         rt.catalogue().service(service)
@@ -132,7 +143,7 @@ class Handlers:
         if answer.ok:
             return views.aborting(dep.id)
         _record(rt, dep.id, user, "abort", answer)
-        return views.refused(answer)
+        return RefusedText(views.refused(answer))
 
     # buttons ---------------------------------------------------------------------------------
     def on_button(
@@ -143,8 +154,13 @@ class Handlers:
 
     def _clicked(self, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         user = body.get("user", {}).get("id", "")
+        limiter = self._limiter()
+        if limiter.quiet(user):
+            return  # past the refusal limit: nothing is processed until the window ends
         try:
             message = self.click(action.get("action_id", ""), action.get("value", ""), user)
+            if message:  # whatever a click answers is a refusal: a done click shows in the thread
+                message = self._limited(limiter, user, message)
         except Exception:
             log.exception("button %s failed", action.get("action_id"))
             message = "Something went wrong on my side; nothing was changed."
@@ -191,7 +207,20 @@ class Handlers:
     @staticmethod
     def _refuse(rt: Runtime, dep: Deployment, user: str, kind: str, reason: str) -> str:
         api.record_refusal(dep.id, actor=user, action=kind, reason=reason, rt=rt)
-        return reason
+        return RefusedText(reason)
+
+    def _limiter(self) -> RefusalLimiter:
+        rt = self.runtime()
+        policy = RefusalPolicy(limit=rt.refusal_limit, window=rt.refusal_window)
+        return RefusalLimiter(rt.redis, rt.store.prefix, policy)
+
+    @staticmethod
+    def _limited(limiter: RefusalLimiter, user: str, text: str) -> str | None:
+        """The refusal `text` as the per-user limit lets it through: itself, "slow down", None."""
+        verdict = limiter.refused(user)
+        if verdict is Verdict.SLOW_DOWN:
+            return views.slow_down(limiter.policy.limit, limiter.policy.window)
+        return text if verdict is Verdict.ANSWER else None
 
     @staticmethod
     def _thread_links(rt: Runtime, deps: list[Deployment]) -> views.ThreadLink:

@@ -52,6 +52,9 @@ class Runtime:
     watchdog_grace: float = defaults.WATCHDOG_GRACE_SECONDS
     ready_poll: float = defaults.READY_POLL_SECONDS
     run_lock_seconds: float = defaults.RUN_LOCK_SECONDS
+    #: Refusals one user may get per window before a "slow down" (read by the web process).
+    refusal_limit: int = defaults.REFUSAL_LIMIT
+    refusal_window: float = defaults.REFUSAL_WINDOW_SECONDS
     _cache: dict[str, object] = field(default_factory=dict)
 
     @cached_property
@@ -95,6 +98,8 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
         watchdog_grace=settings.canary_watchdog_grace,
         ready_poll=settings.canary_ready_poll,
         run_lock_seconds=settings.canary_run_lock_seconds,
+        refusal_limit=settings.canary_refusal_limit,
+        refusal_window=settings.canary_refusal_window,
     )
 
 

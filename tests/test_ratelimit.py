@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bot.ratelimit import RefusalLimiter, RefusalPolicy, Verdict
-from tests.bot_harness import IMAGE, PAYMENTS_CHANNEL, SAM, STRANGER, Slack, notifier, to_gate
+from tests.bot_harness import DANA, IMAGE, PAYMENTS_CHANNEL, SAM, STRANGER, Slack, notifier, to_gate
 from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
 from workers import api
@@ -78,6 +79,26 @@ def test_a_flood_of_refused_clicks_gets_one_slow_down_then_nothing(
     # ... while everyone else is served as always.
     assert slack.click_and_wait("canary_approve", f"{dep.id}:2", user=SAM) is None
     mock.wait_for(lambda: api.get_deployment(dep.id, rt=rt).state == State.SHIFTING)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("user", "text", "running"),
+    [
+        (STRANGER, f"deploy payments {IMAGE}", False),  # not a deployer
+        (DANA, f"deploy payments {IMAGE} steps=100", False),  # the catalogue's gates skipped
+        (DANA, f"deploy payments {IMAGE}", True),  # busy
+        (STRANGER, "abort payments", True),  # may not abort
+    ],
+)
+def test_every_kind_of_refused_command_counts(
+    slack: Slack, rt: Runtime, user: str, text: str, running: bool
+) -> None:
+    rt.refusal_limit = 2
+    if running:
+        assert slack.answer(f"deploy payments {IMAGE}", user=DANA).startswith("Starting")
+    answers = [slack.answer(text, user=user) for _ in range(3)]
+    assert not answers[0].startswith("Slow down") and answers[1] == answers[0], answers
+    assert answers[2].startswith("Slow down"), answers
 
 
 def test_refused_commands_count_too(slack: Slack, rt: Runtime, mock: MockSlack) -> None:

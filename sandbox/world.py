@@ -119,8 +119,8 @@ class World:
     people: Mapping[str, str] = field(default_factory=lambda: dict(PEOPLE))
     #: Start `python -m bot` (False: the workers alone, still posting into the emulator).
     bot: bool = True
-    #: LOG_LEVEL of the bot and the workers (DEBUG in the test that no secret reaches a log).
-    log_level: str = "INFO"
+    #: More environment for the bot and the workers (LOG_LEVEL=DEBUG, CANARY_HISTORY_KEEP=1, ...).
+    extra_env: Mapping[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"sandbox{uuid.uuid4().hex[:8]}")
     processes: list[Process] = field(default_factory=list)
     slack: SlackEmulator = field(default_factory=SlackEmulator)
@@ -183,8 +183,9 @@ class World:
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": self.slack.base_url,
-            "LOG_LEVEL": self.log_level,
+            "LOG_LEVEL": "INFO",
             **FAST_ENV,
+            **self.extra_env,
         }
         redis = Redis.from_url(self.redis_url)
         self.rt = Runtime(

@@ -1,5 +1,7 @@
-"""No secret reaches a log line, even at DEBUG: Slack's tokens, the signing secret and the Redis
-password in REDIS_URL, over the real `python -m bot` and `python -m workers` during a deployment.
+"""Security over the real `python -m bot` and `python -m workers`, on a Redis with a password.
+
+No secret reaches a log line, even at DEBUG (Slack's tokens, the signing secret, the Redis
+password in REDIS_URL); and retention keeps CANARY_HISTORY_KEEP deployments per service.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tests.test_e2e_slack import STARTED
 
 #: Letters and digits, as the README asks (no percent-encoding in the URL).
 PASSWORD = "r3dispassw0rdTESTSECRET"
-SERVICES: dict[str, dict[str, object]] = {"quiet": {"gates": "auto"}}
+SERVICES: dict[str, dict[str, object]] = {"quiet": {"gates": "auto"}, "kept": {"gates": "auto"}}
 
 
 def _free_port() -> int:
@@ -64,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, protected_redis: str) -> Ite
         Path(tmp_path_factory.mktemp("secret-logs")),
         SERVICES,
         redis_url=protected_redis,
-        log_level="DEBUG",
+        extra_env={"LOG_LEVEL": "DEBUG", "CANARY_HISTORY_KEEP": "1", "CANARY_EVENTS_TTL": "3600"},
     )
     w.start()
     try:
@@ -73,11 +75,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, protected_redis: str) -> Ite
         w.stop()
 
 
-def test_no_secret_in_any_log_line_at_debug(world: World) -> None:
-    answer = world.person(DANA).ask(f"deploy quiet {IMAGE.format(key='quiet', tag='v2')}")
+def deploy(world: World, key: str, tag: str) -> str:
+    """Deploy `key` at `tag` and wait until it is over; its id."""
+    answer = world.person(DANA).ask(f"deploy {key} {IMAGE.format(key=key, tag=tag)}")
     found = STARTED.match(answer)
     assert found, answer
-    world.wait_over(found.group(1), timeout=90)  # a whole deployment, promoted
+    world.wait_over(found.group(1), timeout=90)
+    return found.group(1)
+
+
+def test_no_secret_in_any_log_line_at_debug(world: World) -> None:
+    deploy(world, "quiet", "v2")  # a whole deployment, promoted
     logs = "".join(p.output() for p in world.processes)
     assert "DEBUG" in logs, "not at DEBUG: the test would prove little"
     for secret in (TOKEN, SECRET, PASSWORD):
@@ -85,3 +93,15 @@ def test_no_secret_in_any_log_line_at_debug(world: World) -> None:
         assert not leaked, leaked[:3]
     posted = " ".join(str(c.params) for c in world.slack.calls)
     assert PASSWORD not in posted and SECRET not in posted
+
+
+def test_a_finished_deployment_past_the_history_is_deleted_by_the_worker(world: World) -> None:
+    client = world.rt.redis
+    first = deploy(world, "kept", "v2")
+    log = f"{world.prefix}:dep:{first}:events"
+    assert 3500 < client.ttl(log) <= 3600  # the worker set the finished log's expiry
+    second = deploy(world, "kept", "v4")
+    # CANARY_HISTORY_KEEP=1: the end of the second deleted the first, its log and its notes.
+    assert world.rt.store.history_ids("kept", 10) == [second]
+    assert list(client.scan_iter(f"{world.prefix}:dep:{first}*")) == []
+    assert world.deployment(second) is not None

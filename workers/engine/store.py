@@ -252,6 +252,14 @@ class Store:
         """Deployments that may have events not yet delivered to people."""
         return sorted(_text(m) for m in self.redis.smembers(self._undelivered()))
 
+    def has_events(self, dep_id: str) -> bool:
+        """False once the deployment's event log has expired or been deleted (retention)."""
+        return bool(self.redis.exists(self._events(dep_id)))
+
+    def leave_outbox(self, dep_id: str) -> None:
+        """Take a deployment out of the outbox: nothing of it is left to deliver."""
+        self.redis.srem(self._undelivered(), dep_id)
+
     def delivered_upto(self, dep_id: str) -> int:
         """Seq of the last delivered event (-1 when none)."""
         value = self.redis.hget(self._notes(dep_id), "delivered")

@@ -3,7 +3,7 @@
 A user who keeps sending refused commands or clicks (a script, a stuck finger, someone probing)
 would otherwise make the web process and the engine do work and record a refusal each time.
 The count lives in Redis, so every web process sharing it sees the same count: a fixed window
-per user (INCR, and EXPIRE NX on the first refusal, in one round trip). The refusal just past the
+per user (SET NX EX on the first refusal, then INCR, in one MULTI: one round trip). The refusal just past the
 limit is answered "slow down" and restarts the window; until it ends, nothing from that user is
 processed or recorded. A fixed window is coarse (up to twice the limit across a window's edge),
 which is enough against floods and costs one key per user who was refused lately.
@@ -78,9 +78,11 @@ class RefusalLimiter:
         key = self._key(user)
         try:
             with self.redis.pipeline(transaction=True) as pipe:
+                # The window starts at the first refusal: SET NX with its expiry, then INCR, which
+                # keeps the expiry. (EXPIRE NX would do the same, but needs Redis 7.)
+                pipe.set(key, 0, ex=self._seconds(), nx=True)
                 pipe.incr(key)
-                pipe.expire(key, self._seconds(), nx=True)  # the window starts at the first
-                count, _ = pipe.execute()
+                _, count = pipe.execute()
             verdict = self.policy.verdict(int(count))
             if verdict is Verdict.SLOW_DOWN:
                 self.redis.expire(key, self._seconds())  # the pause: a whole window from now

@@ -3,10 +3,10 @@
 A user who keeps sending refused commands or clicks (a script, a stuck finger, someone probing)
 would otherwise make the web process and the engine do work and record a refusal each time.
 The count lives in Redis, so every web process sharing it sees the same count: a fixed window
-per user (SET NX EX on the first refusal, then INCR, in one MULTI: one round trip). The refusal just past the
-limit is answered "slow down" and restarts the window; until it ends, nothing from that user is
-processed or recorded. A fixed window is coarse (up to twice the limit across a window's edge),
-which is enough against floods and costs one key per user who was refused lately.
+per user (SET NX EX on the first refusal, then INCR, in one MULTI: one round trip). The refusal
+just past the limit is answered "slow down" and restarts the window; until it ends, nothing from
+that user is processed or recorded. A fixed window is coarse (up to twice the limit across a
+window's edge), which is enough against floods and costs one key per user refused lately.
 """
 
 from __future__ import annotations

@@ -201,11 +201,12 @@ class Store:
                 self._history(finished.service), self.retention.history_keep, -1
             )
         ]
-        old = [i for i in old if i != finished.id]
         if not old:
             return []
-        active = pipe.smismember(self._active(), old)
-        return [i for i, is_active in zip(old, active, strict=True) if not is_active]
+        # The active set is small (at most one deployment per service); SMISMEMBER would need
+        # Redis 6.2, and a managed Redis may be older.
+        active = {_text(i) for i in pipe.smembers(self._active())} | {finished.id}
+        return [i for i in old if i not in active]
 
     def _forget(self, pipe: Any, service: str, dep_ids: list[str]) -> None:
         """Delete finished deployments with their event logs and notes (inside the MULTI)."""

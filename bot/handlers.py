@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackClientError
 
 from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
 from bot.permissions import Action, Actor, GroupsResolver, Workspace, may
+from bot.ratelimit import RefusalLimiter, RefusalPolicy, Verdict
 from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
@@ -27,6 +28,10 @@ RuntimeSource = Callable[[], Runtime]
 #: Runs a listener's work after its ack (a small thread pool in the app; inline when None).
 Later = Callable[[Callable[[], None]], object]
 _ACTIONS: dict[str, Action] = {APPROVE: "approve", ABORT: "abort", ROLLBACK: "rollback"}
+
+
+class RefusedText(str):
+    """An answer that refuses what was asked: counted by the per-user refusal limit."""
 
 
 class Handlers:
@@ -63,14 +68,20 @@ class Handlers:
         self.later(lambda: self._answer(cmd, actor, home, respond))
 
     def _answer(self, cmd: Command, actor: Actor, home: Workspace, respond: Respond) -> None:
+        limiter = self._limiter()
+        if limiter.quiet(actor.user):
+            return  # past the refusal limit: nothing is processed until the window ends
         try:
-            text = self.run(cmd, actor, home)
+            text: str | None = self.run(cmd, actor, home)
         except ConfigError as exc:
-            text = str(exc)
+            text = RefusedText(str(exc))
         except Exception:
             log.exception("/canary %s failed", cmd.name)
             text = "Something went wrong on my side; nothing was changed. Details are in the log."
-        respond(text=text, response_type="ephemeral", replace_original=False)
+        if isinstance(text, RefusedText):
+            text = self._limited(limiter, actor.user, text)
+        if text:
+            respond(text=text, response_type="ephemeral", replace_original=False)
 
     def run(self, cmd: Command, actor: Actor, home: Workspace) -> str:
         """Carry out a parsed command for `actor` (the app lives in `home`); return the answer."""
@@ -110,7 +121,7 @@ class Handlers:
         settings = rt.catalogue().service(service)
         permission = may("deploy", actor, settings, self.groups, home=home)
         if not permission.allowed:
-            return permission.reason
+            return RefusedText(permission.reason)
         answer = api.start_deployment(
             service, image, requester=user, channel=channel, overrides=cmd.options, rt=rt
         )
@@ -120,8 +131,8 @@ class Handlers:
             holder_id = answer.dep_id
             _record(rt, holder_id, user, "deploy", answer)
             url = thread_url(rt.store, holder_id)
-            return views.busy(service, answer.deployment, holder_id, url)
-        return views.refused(answer)
+            return RefusedText(views.busy(service, answer.deployment, holder_id, url))
+        return RefusedText(views.refused(answer))
 
     def abort(self, rt: Runtime, service: str, actor: Actor, home: Workspace) -> str:
         user = actor.user
@@ -136,7 +147,7 @@ class Handlers:
         if answer.ok:
             return views.aborting(dep.id)
         _record(rt, dep.id, user, "abort", answer)
-        return views.refused(answer)
+        return RefusedText(views.refused(answer))
 
     # buttons ---------------------------------------------------------------------------------
     def on_button(
@@ -156,8 +167,13 @@ class Handlers:
     ) -> None:
         actor = Actor.from_click(body)
         user = actor.user
+        limiter = self._limiter()
+        if limiter.quiet(user):
+            return  # past the refusal limit: nothing is processed until the window ends
         try:
             message = self.click(action.get("action_id", ""), action.get("value", ""), actor, home)
+            if message:  # whatever a click answers is a refusal: a done click shows in the thread
+                message = self._limited(limiter, user, message)
         except Exception:
             log.exception("button %s failed", action.get("action_id"))
             message = "Something went wrong on my side; nothing was changed."
@@ -223,7 +239,20 @@ class Handlers:
     @staticmethod
     def _refuse(rt: Runtime, dep: Deployment, user: str, kind: str, reason: str) -> str:
         api.record_refusal(dep.id, actor=user, action=kind, reason=reason, rt=rt)
-        return reason
+        return RefusedText(reason)
+
+    def _limiter(self) -> RefusalLimiter:
+        rt = self.runtime()
+        policy = RefusalPolicy(limit=rt.refusal_limit, window=rt.refusal_window)
+        return RefusalLimiter(rt.redis, rt.store.prefix, policy)
+
+    @staticmethod
+    def _limited(limiter: RefusalLimiter, user: str, text: str) -> str | None:
+        """The refusal `text` as the per-user limit lets it through: itself, "slow down", None."""
+        verdict = limiter.refused(user)
+        if verdict is Verdict.SLOW_DOWN:
+            return views.slow_down(limiter.policy.limit, limiter.policy.window)
+        return text if verdict is Verdict.ANSWER else None
 
     @staticmethod
     def _thread_links(rt: Runtime, deps: list[Deployment]) -> views.ThreadLink:

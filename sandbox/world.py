@@ -123,6 +123,8 @@ class World:
     people: Mapping[str, str] = field(default_factory=lambda: dict(PEOPLE))
     #: Start `python -m bot` (False: the workers alone, still posting into the emulator).
     bot: bool = True
+    #: More environment for the bot and the workers (LOG_LEVEL=DEBUG, CANARY_HISTORY_KEEP=1, ...).
+    extra_env: Mapping[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"sandbox{uuid.uuid4().hex[:8]}")
     processes: list[Process] = field(default_factory=list)
     slack: SlackEmulator = field(default_factory=SlackEmulator)
@@ -187,6 +189,7 @@ class World:
             "SLACK_API_URL": self.slack.base_url,
             "LOG_LEVEL": "INFO",
             **FAST_ENV,
+            **self.extra_env,
         }
         redis = Redis.from_url(self.redis_url)
         self.rt = Runtime(

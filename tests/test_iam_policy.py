@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -117,3 +118,21 @@ def test_pass_role_only_to_ecs_tasks() -> None:
     statement = policy_actions()["iam:PassRole"]
     condition = statement.get("Condition", {}).get("StringEquals", {})
     assert condition.get("iam:PassedToService") == "ecs-tasks.amazonaws.com"
+
+
+def test_pass_role_only_on_named_roles_the_user_fills_in() -> None:
+    """Never `*`: the worker may pass on the stable's task and execution roles, no other role.
+
+    The policy names placeholders (ACCOUNT_ID, the role names) that the README's "Scoping
+    iam:PassRole" tells the user to replace with what the stable task definitions use.
+    """
+    statement = policy_actions()["iam:PassRole"]
+    resources = statement["Resource"]
+    resources = [resources] if isinstance(resources, str) else resources
+    assert resources and "*" not in resources
+    for arn in resources:
+        assert re.fullmatch(r"arn:aws:iam::[A-Z0-9_]+:role/[A-Za-z0-9_+=,.@/*-]+", arn), arn
+        assert not arn.endswith(":role/*"), f"{arn}: every role of the account"
+    readme = (ROOT / "README.md").read_text()
+    for placeholder in ("ACCOUNT_ID", "STABLE_TASK_ROLE_NAME", "STABLE_EXECUTION_ROLE_NAME"):
+        assert placeholder in readme, f"the README does not say what {placeholder} becomes"

@@ -49,3 +49,20 @@ def test_undelivered_outbox_is_nudged_once_per_grace() -> None:
     sweep(rt)
     notifies = [j for j in rt.scheduler.jobs if j.kind == "notify"]  # type: ignore[attr-defined]
     assert len(notifies) == 1
+
+
+def test_an_outbox_whose_log_expired_is_dropped_not_nudged_forever() -> None:
+    rt = fake_runtime()
+    rt.watchdog_grace = 30
+    dep = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment
+    assert dep is not None
+    rt.store.transition(
+        dep.id, dep.version, lambda d: [setattr(d, "state", State.FAILED)][:0]
+    )  # over, with its events never delivered (Slack gone for good)
+    rt.redis.delete(f"{rt.store.prefix}:dep:{dep.id}:events")  # CANARY_EVENTS_TTL went by
+    rt.clock.advance(60)  # type: ignore[attr-defined]
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
+    sweep(rt)
+    assert rt.store.undelivered_ids() == []
+    assert [j for j in rt.scheduler.jobs if j.kind == "notify"] == []  # type: ignore[attr-defined]
+    assert "watchdog_notify_at" not in rt.store.notes(dep.id)

@@ -63,3 +63,14 @@ PORT = 3000
 SLACK_API_URL = "https://slack.com/api/"
 #: Python log level of both processes when LOG_LEVEL is unset.
 LOG_LEVEL = "INFO"
+#: Deployments kept per service (`/canary history`); older finished ones are deleted from Redis.
+HISTORY_KEEP = 100
+#: Seconds the event log of a finished deployment is kept in Redis (30 days).
+EVENTS_TTL_SECONDS = 30 * 24 * 3600
+#: Refused clicks and commands recorded in one deployment's log; more are not recorded.
+MAX_REFUSALS = 50
+#: Refusals one user may get within CANARY_REFUSAL_WINDOW before one "slow down" answer, after
+#: which nothing from them is processed until the window ends.
+REFUSAL_LIMIT = 20
+#: Seconds of the per-user refusal window (and of the pause after a "slow down").
+REFUSAL_WINDOW_SECONDS = 60

@@ -1,9 +1,19 @@
-"""Deployments, event logs, per-service locks and history in Redis, changed by compare-and-set."""
+"""Deployments, event logs, per-service locks and history in Redis, changed by compare-and-set.
+
+Retention (so that Redis does not grow forever) is applied by the transition that ends a
+deployment, in the same MULTI: the event log of the deployment gets its expiry, and the
+service's deployments that fall out of the newest `history_keep` are deleted with their log and
+notes. Doing it there rather than in a watchdog sweep keeps it atomic with the end (no window in
+which a finished log has no expiry), costs a few commands per finished deployment instead of a
+scan of every key every sweep, and needs no worker supervisor to be running. A finished
+deployment never becomes active again, so the overflow read before the MULTI cannot turn active.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis import Redis
@@ -28,12 +38,27 @@ class Conflict(Exception):
 Change = Callable[[Deployment], Iterable[Event]]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long Redis keeps what a deployment leaves behind (README: CANARY_HISTORY_KEEP, ...)."""
+
+    #: Deployments kept per service, newest first; older finished ones are deleted.
+    history_keep: int = defaults.HISTORY_KEEP
+    #: Seconds the event log of a finished deployment is kept.
+    events_ttl: float = defaults.EVENTS_TTL_SECONDS
+    #: Refused clicks and commands recorded per deployment; more are not recorded.
+    max_refusals: int = defaults.MAX_REFUSALS
+
+
 class Store:
     """Redis keys of one installation, all under one prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = defaults.REDIS_PREFIX) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str = defaults.REDIS_PREFIX, retention: Retention | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.retention = retention or Retention()
 
     # key names -------------------------------------------------------------------------------
     def _dep(self, dep_id: str) -> str:
@@ -149,6 +174,7 @@ class Store:
                 updated.version = current.version + 1
                 updated.updated_at = now
                 seq = pipe.llen(log)
+                overflow = [] if updated.active else self._overflow(pipe, updated)
                 pipe.multi()
                 pipe.set(key, updated.model_dump_json())
                 for offset, event in enumerate(new_events):
@@ -159,34 +185,81 @@ class Store:
                 if not updated.active:
                     pipe.srem(self._active(), dep_id)
                     self._release_lock(pipe, updated)
+                    pipe.expire(log, max(1, round(self.retention.events_ttl)))
+                    self._forget(pipe, updated.service, overflow)
                 pipe.execute()
                 return updated
             except WatchError:
                 raise Conflict(self.get(dep_id)) from None
+
+    def _overflow(self, pipe: Any, finished: Deployment) -> list[str]:
+        """Ids past the newest `history_keep` of the service, but never an active one."""
+        # `pipe` is watching: these reads run at once, before the MULTI.
+        old = [
+            _text(i)
+            for i in pipe.zrevrange(
+                self._history(finished.service), self.retention.history_keep, -1
+            )
+        ]
+        if not old:
+            return []
+        # The active set is small (at most one deployment per service); SMISMEMBER would need
+        # Redis 6.2, and a managed Redis may be older.
+        active = {_text(i) for i in pipe.smembers(self._active())} | {finished.id}
+        return [i for i in old if i not in active]
+
+    def _forget(self, pipe: Any, service: str, dep_ids: list[str]) -> None:
+        """Delete finished deployments with their event logs and notes (inside the MULTI)."""
+        if not dep_ids:
+            return
+        pipe.zrem(self._history(service), *dep_ids)
+        pipe.srem(self._undelivered(), *dep_ids)
+        pipe.delete(*[k for i in dep_ids for k in (self._dep(i), self._events(i), self._notes(i))])
 
     def _release_lock(self, pipe: Any, deployment: Deployment) -> None:
         # Only the owner releases: redis-py Lock's own compare-and-delete script, inside the MULTI,
         # so another deployment's lock survives.
         pipe.eval(Lock.LUA_RELEASE_SCRIPT, 1, self._lock(deployment.service), deployment.id)
 
-    def append_event(self, dep_id: str, event: Event) -> Event:
-        """Add an event that changes no state (a refused click, a reminder)."""
-        log = self._events(dep_id)
+    def append_event(self, dep_id: str, event: Event) -> Event | None:
+        """Add an event that changes no state (a refused click, a reminder).
 
-        def append(pipe: Pipeline) -> Event:
-            event.seq = pipe.llen(log)
+        None when it was not recorded: the log has expired (it always holds the first event while
+        it lives, and a push would make a new key with no expiry), or the event is a refusal and
+        the deployment already holds `max_refusals` of them.
+        """
+        log, notes = self._events(dep_id), self._notes(dep_id)
+        refusal = event.kind == "refused"
+
+        def append(pipe: Pipeline) -> Event | None:
+            seq = pipe.llen(log)
+            if seq == 0:
+                return None
+            if refusal and int(pipe.hget(notes, "refusals") or 0) >= self.retention.max_refusals:
+                return None
+            event.seq = seq
             pipe.multi()
             pipe.rpush(log, event.model_dump_json())
             pipe.sadd(self._undelivered(), dep_id)
+            if refusal:
+                pipe.hincrby(notes, "refusals", 1)
             return event
 
-        added = self.redis.transaction(append, log, value_from_callable=True)  # type: ignore[arg-type]
-        return cast(Event, added)
+        added = self.redis.transaction(append, log, notes, value_from_callable=True)  # type: ignore[arg-type]
+        return cast("Event | None", added)
 
     # outbox --------------------------------------------------------------------------------
     def undelivered_ids(self) -> list[str]:
         """Deployments that may have events not yet delivered to people."""
         return sorted(_text(m) for m in self.redis.smembers(self._undelivered()))
+
+    def has_events(self, dep_id: str) -> bool:
+        """False once the deployment's event log has expired or been deleted (retention)."""
+        return bool(self.redis.exists(self._events(dep_id)))
+
+    def leave_outbox(self, dep_id: str) -> None:
+        """Take a deployment out of the outbox: nothing of it is left to deliver."""
+        self.redis.srem(self._undelivered(), dep_id)
 
     def delivered_upto(self, dep_id: str) -> int:
         """Seq of the last delivered event (-1 when none)."""

@@ -29,6 +29,10 @@ def sweep(rt: Runtime) -> list[str]:
             rt.scheduler.run(dep_id, dep.version, urgent=dep.state in URGENT)
             rescheduled.append(dep_id)
     for dep_id in rt.store.undelivered_ids():
+        if not rt.store.has_events(dep_id):
+            # Its log expired or was deleted (retention): nudging it would go on forever.
+            rt.store.leave_outbox(dep_id)
+            continue
         last_try = float(rt.store.notes(dep_id).get("watchdog_notify_at", "0"))
         if now - last_try > rt.watchdog_grace:
             rt.store.set_notes(dep_id, {"watchdog_notify_at": str(now)})

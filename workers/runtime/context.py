@@ -13,7 +13,7 @@ from redis import Redis
 
 from workers import defaults
 from workers.domain.catalogue import Catalogue, ServiceConfig
-from workers.engine.store import Store
+from workers.engine.store import Retention, Store
 from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.queues import RqScheduler, Scheduler
 from workers.runtime.settings import Settings, load_settings
@@ -50,6 +50,9 @@ class Runtime:
     watchdog_grace: float = defaults.WATCHDOG_GRACE_SECONDS
     ready_poll: float = defaults.READY_POLL_SECONDS
     run_lock_seconds: float = defaults.RUN_LOCK_SECONDS
+    #: Refusals one user may get per window before a "slow down" (read by the web process).
+    refusal_limit: int = defaults.REFUSAL_LIMIT
+    refusal_window: float = defaults.REFUSAL_WINDOW_SECONDS
     _cache: dict[str, object] = field(default_factory=dict)
 
     @cached_property
@@ -70,6 +73,15 @@ def connect(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url.get_secret_value())
 
 
+def retention_from(settings: Settings) -> Retention:
+    """What Redis keeps, from CANARY_HISTORY_KEEP, CANARY_EVENTS_TTL and CANARY_MAX_REFUSALS."""
+    return Retention(
+        history_keep=settings.canary_history_keep,
+        events_ttl=settings.canary_events_ttl,
+        max_refusals=settings.canary_max_refusals,
+    )
+
+
 def runtime_from_env(settings: Settings | None = None) -> Runtime:
     """A Runtime for this process, from REDIS_URL and the other documented variables."""
     settings = settings or load_settings()
@@ -77,11 +89,13 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
     prefix = settings.canary_redis_prefix
     return Runtime(
         redis=redis,
-        store=Store(redis, prefix),
+        store=Store(redis, prefix, retention_from(settings)),
         scheduler=RqScheduler(redis, prefix),
         watchdog_grace=settings.canary_watchdog_grace,
         ready_poll=settings.canary_ready_poll,
         run_lock_seconds=settings.canary_run_lock_seconds,
+        refusal_limit=settings.canary_refusal_limit,
+        refusal_window=settings.canary_refusal_window,
     )
 
 

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     canary_run_lock_seconds: Seconds = Field(
         default=defaults.RUN_LOCK_SECONDS, description=_SECONDS
     )
+    #: Deployments kept per service in Redis; older finished ones are deleted.
+    canary_history_keep: int = Field(default=defaults.HISTORY_KEEP, ge=1, description=_COUNT)
+    #: Seconds the event log of a finished deployment is kept in Redis.
+    canary_events_ttl: Seconds = Field(default=defaults.EVENTS_TTL_SECONDS, description=_SECONDS)
+    #: Refused clicks and commands recorded per deployment.
+    canary_max_refusals: int = Field(default=defaults.MAX_REFUSALS, ge=1, description=_COUNT)
+    #: Refusals one user may get per window before one "slow down" and a pause.
+    canary_refusal_limit: int = Field(default=defaults.REFUSAL_LIMIT, ge=1, description=_COUNT)
+    #: Seconds of that window (and of the pause).
+    canary_refusal_window: Seconds = Field(
+        default=defaults.REFUSAL_WINDOW_SECONDS, description=_SECONDS
+    )
     #: Python log level of both processes.
     log_level: str = Field(
         default=defaults.LOG_LEVEL, description="one of " + ", ".join(LOG_LEVELS)

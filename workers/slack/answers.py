@@ -105,6 +105,14 @@ def refused(answer: Answer) -> str:
     return "Nothing was changed."
 
 
+def slow_down(limit: int, window: float) -> str:
+    """The one answer to a user past the per-user refusal limit (bot/ratelimit.py)."""
+    return (
+        f"Slow down: more than {limit} of your requests were refused within {window:g} s. "
+        f"I will ignore your commands and clicks for the next {window:g} s; nothing was changed."
+    )
+
+
 def deployment_line(dep: Deployment, url: str | None, now: float) -> str:
     """One running deployment for `status`."""
     return (

@@ -147,6 +147,27 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert log.count("shifted") == 4 and log[-1] == "promoted"
 
 
+def test_each_step_left_is_kept_as_evidence_for_the_next(world: World) -> None:
+    """The canary runs the same image at every step: the counts a step ends with (at its gate's
+    last look) are kept, and the next steps are judged on the whole deployment's evidence."""
+    dep_id = start(world)
+    at_second_gate = None
+    for step in (2, 3):
+        dep = world.drive(dep_id, at_gate)
+        last = dep.last_verdict
+        assert last is not None and len(dep.evidence) == step - 2
+        assert api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=world.rt).ok
+        dep = world.dep(dep_id)
+        assert dep.evidence[-1].canary == last.canary and dep.evidence[-1].stable == last.stable
+        at_second_gate = at_second_gate or last
+    dep = world.drive(dep_id, at_gate)
+    verdict = dep.last_verdict
+    assert verdict is not None and at_second_gate is not None
+    # step 3's verdict weighs the two steps before it, and says so
+    assert "over steps 1-3" in verdict.reason, verdict.reason
+    assert len(dep.evidence) == 2
+
+
 def test_the_next_deployment_discovers_the_promoted_canary_as_stable(auto_world: World) -> None:
     world = auto_world
     first = start(world)

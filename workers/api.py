@@ -95,6 +95,7 @@ def decide_gate(
 
             def approved(d: Deployment, approval: Approval = approval) -> None:
                 d.approvals.append(approval)
+                d.leave_step()
                 d.step_index += 1
                 d.gate_opened_at = None
                 d.attempts = 0

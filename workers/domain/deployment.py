@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from workers.analysis.judge import Verdict
+from workers.analysis.judge import StepCounts, Verdict
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.events import Cause
 from workers.domain.state import State, is_active
@@ -58,6 +58,9 @@ class Deployment(BaseModel):
     #: The reminder at half the gate timeout has been sent.
     reminded: bool = False
     last_verdict: Verdict | None = None
+    #: The final counts of each step already left, in order: the canary runs the same image at
+    #: every step, so the judging of later steps weighs them too (workers/analysis/sequential.py).
+    evidence: list[StepCounts] = Field(default_factory=list)
     #: When the next job is due; the watchdog reschedules deployments far past it.
     next_due_at: float | None = None
     problems: list[str] = Field(default_factory=list)
@@ -70,6 +73,11 @@ class Deployment(BaseModel):
     @property
     def active(self) -> bool:
         return is_active(self.state)
+
+    def leave_step(self) -> None:
+        """Keep the current step's last counts as evidence before moving on to the next step."""
+        if self.last_verdict is not None and self.step_index >= 0:
+            self.evidence.append(StepCounts(self.last_verdict.canary, self.last_verdict.stable))
 
     @property
     def step_number(self) -> int:

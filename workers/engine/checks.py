@@ -125,6 +125,7 @@ def check(engine: Engine, dep: Deployment) -> None:
 
         def next_step(d: Deployment) -> None:
             seen(d)
+            d.leave_step()
             d.step_index += 1
 
         engine.move(dep, Trigger.PASSED, mutate=next_step, events=[passed])
@@ -177,13 +178,19 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
     )
     alarms = backend.alarms_firing(s.alarms)
     bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
+    bake_over = window.covered >= bake
     return judge_counts(
         canary_counts,
         stable_counts if dep.weight < 100 else Counts(0, 0),
         max_error_rate_pct=s.max_error_rate,
         min_requests=s.min_requests,
-        bake_complete=window.covered >= bake,
+        bake_complete=bake_over,
         alarms_firing=alarms,
+        # The whole deployment's evidence, so the error budget holds over all its looks; the
+        # look that decides the step (the first with the bake over) spends the step's share,
+        # every other look (holding, at a gate) only the small always-valid one.
+        earlier=dep.evidence,
+        end_of_bake=bake_over and dep.state in (State.BAKING, State.POST_PROMOTION),
     )
 
 

@@ -17,6 +17,7 @@ from workers.domain.catalogue import ConfigError, parse_catalogue
 from workers.domain.events import Cause
 from workers.domain.state import State
 from workers.runtime.jobs import runner
+from workers.slack.format import verdict_figures
 
 ALARM = "payments-5xx"
 
@@ -224,3 +225,84 @@ def test_a_command_asking_for_steps_ecs_cannot_take_is_refused_and_changes_nothi
     )
     assert "ECS can do" in answer.detail
     assert world.rt.store.active_ids() == [] and world.scheduler.jobs == []
+
+
+# a service not behind an ALB: judged by its alarms only ------------------------------------------
+def internal_world(monkeypatch: pytest.MonkeyPatch, **service: object) -> World:
+    """An ECS world whose catalogue service `internal` has no load balancer (Service Connect)."""
+    world = scenarios.make_world(monkeypatch, "ecs", service={"service": "internal", **service})
+    td = world.seeded["task_definition_arn"]
+    world.clients.ecs.create_service(
+        cluster="prod",
+        serviceName="internal",
+        taskDefinition=td,
+        desiredCount=2,
+        deploymentController={"type": "ECS"},
+    )
+    world.ecs.create_service(serviceName="internal", taskDefinition=td, cluster="prod")
+    world.clients.cloudwatch.put_metric_alarm(
+        AlarmName=ALARM,
+        MetricName="RequestCount",
+        Namespace="AWS/ECS",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=10,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    return world
+
+
+def test_without_an_alb_each_step_is_judged_by_alarms_only_and_says_so(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        world = internal_world(monkeypatch, alarms=[ALARM], gates="auto")
+        dep_id = scenarios.start(world)
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.PROMOTED, dep.reason
+        passed = [e for e in world.rt.store.events(dep_id) if e.kind == "step_passed"]
+        assert len(passed) == 4
+        for event in passed:
+            assert event.kind == "step_passed"
+            assert event.verdict.alarms_only and event.verdict.canary.requests == 0
+            assert "judged by alarms only" in event.verdict.reason
+        assert verdict_figures(passed[0].verdict) == (
+            "judged by alarms only (no metric tells the versions apart) · alarms OK"
+        )
+
+
+def test_without_an_alb_an_alarm_fails_the_step(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        # ECS is not told of the alarm here (its own alarm rollback is tested above): the bot's
+        # judgement alone must catch it.
+        world = internal_world(monkeypatch, alarms=[ALARM], gates="auto")
+        world.ecs._alarms = lambda names: []
+        dep_id = scenarios.start(world)
+        world.drive(dep_id, lambda d: d.state == State.BAKING)
+        world.clients.cloudwatch.set_alarm_state(
+            AlarmName=ALARM, StateValue="ALARM", StateReason="test"
+        )
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.ROLLED_BACK and dep.ended_by == Cause.CANARY_CHECK
+        assert dep.last_verdict is not None and dep.last_verdict.alarms_only
+
+
+def test_without_an_alb_and_without_alarms_nothing_could_judge_so_it_is_refused(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        world = internal_world(monkeypatch)
+        dep_id = scenarios.start(world)
+        dep = world.drive(dep_id, lambda d: not d.active)
+        assert dep.state == State.ROLLED_BACK and dep.ended_by == Cause.ERROR
+        assert "no metric tells its revisions apart" in (dep.reason or "")
+        assert "requested" in scenarios.kinds(world, dep_id)
+        assert (
+            world.ecs.list_service_deployments(cluster="prod", service="internal")[
+                "serviceDeployments"
+            ]
+            == []
+        )

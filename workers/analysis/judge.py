@@ -70,6 +70,9 @@ class Verdict:
     p_value: float | None
     alarms_firing: tuple[str, ...]
     reason: str
+    #: No metric tells the two versions apart (router ecs without an ALB): the configured alarms
+    #: alone judged this step, over its bake.
+    alarms_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for the event log (rates are included for readers, not read back)."""
@@ -82,6 +85,7 @@ class Verdict:
             "p_value": self.p_value,
             "alarms_firing": list(self.alarms_firing),
             "reason": self.reason,
+            "alarms_only": self.alarms_only,
         }
 
     @classmethod
@@ -98,6 +102,7 @@ class Verdict:
             p_value=opt_float(data.get("p_value")),
             alarms_firing=tuple(data.get("alarms_firing", ())),
             reason=str(data["reason"]),
+            alarms_only=bool(data.get("alarms_only", False)),
         )
 
 
@@ -195,12 +200,17 @@ def judge(
     min_requests: int,
     bake_complete: bool,
     alarms_firing: Sequence[str] = (),
+    alarms_only: bool = False,
 ) -> Verdict:
     """Judge a step from its cumulative counts since the step's weight was applied.
 
     FAIL needs strong evidence (an alarm, the Wilson bound above the threshold, or Fisher's
     p below WORSE_THAN_STABLE_P); PASS needs the bake over and at least min_requests (and at
     least one request: no data is never a pass); otherwise NOT_ENOUGH_DATA or BAKING.
+
+    `alarms_only`: no metric tells the two versions apart, so the configured alarms are the
+    whole judgement: PASS once the bake is over with none in ALARM (the caller sets it only when
+    alarms are configured: with none there would be nothing to judge by).
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -217,7 +227,9 @@ def judge(
     threshold = float(max_error_rate_pct)
 
     def verdict(outcome: Outcome, reason: str) -> Verdict:
-        return Verdict(outcome, canary, stable, threshold, lower_pct, p_value, alarms, reason)
+        return Verdict(
+            outcome, canary, stable, threshold, lower_pct, p_value, alarms, reason, alarms_only
+        )
 
     if alarms:
         noun = "alarm" if len(alarms) == 1 else "alarms"
@@ -225,6 +237,10 @@ def judge(
         return verdict(
             Outcome.FAIL, f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}"
         )
+    if alarms_only:
+        if bake_complete:
+            return verdict(Outcome.PASS, "no alarm in ALARM over the bake (judged by alarms only)")
+        return verdict(Outcome.BAKING, "baking, no alarm in ALARM so far (judged by alarms only)")
     if lower_pct is not None and lower_pct > threshold:
         shown_lower, shown_threshold = _distinct_pcts(lower_pct, threshold)
         return verdict(

@@ -77,6 +77,9 @@ class Backend(Protocol):
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         """The configured CloudWatch alarms now in ALARM (a missing one raises ValueError)."""
 
+    def judged_by_alarms_only(self, stable: Record) -> bool:
+        """True when no published metric tells the two versions apart."""
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -160,3 +163,6 @@ class EcsServiceBackend:
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         return alarms_firing(self.clients.cloudwatch, names) if names else ()
+
+    def judged_by_alarms_only(self, stable: Record) -> bool:
+        return False

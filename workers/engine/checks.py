@@ -178,6 +178,8 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
         min_requests=s.min_requests,
         bake_complete=now - start >= bake,
         alarms_firing=alarms,
+        # Router ecs without an ALB: no metric tells the revisions apart (docs/ECS.md).
+        alarms_only=backend.judged_by_alarms_only(stable) and bool(s.alarms),
     )
 
 

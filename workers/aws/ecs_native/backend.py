@@ -275,12 +275,24 @@ class EcsNativeBackend(EcsServiceBackend):
         balancer = next(
             (lb for lb in service.get("loadBalancers") or [] if lb.get("targetGroupArn")), {}
         )
-        container = next(
-            (c for c in containers if c.get("name") == balancer.get("containerName")), None
-        ) or first_app_container(containers)
+        # The load-balanced container; without a load balancer the first one serving a port (a
+        # log router or other sidecar serves none), else the first that is not Envoy.
+        container = (
+            next((c for c in containers if c.get("name") == balancer.get("containerName")), None)
+            or next((c for c in containers if c.get("portMappings")), None)
+            or first_app_container(containers)
+        )
         if container is None:
             raise AwsStepError(f"Task definition {task_definition['family']} has no app container.")
         groups = self._target_groups(balancer)
+        if not groups and not s.alarms:
+            # No data is never a pass: without the two target groups nothing tells the revisions
+            # apart, and without alarms nothing would judge a step.
+            raise AwsStepError(
+                f"ECS service {name} is not behind an ALB with an alternate target group, so no "
+                "metric tells its revisions apart: router ecs then judges by the catalogue's "
+                "`alarms`, and it has none."
+            )
         stable = EcsStableVersion(
             cluster=s.cluster,
             ecs_service_name=service["serviceName"],

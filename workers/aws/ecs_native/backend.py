@@ -208,7 +208,7 @@ class EcsDeploymentRouter:
         deployment = self._latest()
         if deployment is None:
             return False
-        _, target = self._names(deployment)
+        source, target = self._names(deployment)
         status, arn = deployment.get("status"), str(deployment["serviceDeploymentArn"])
         if whole[0] == target:  # the tear-down after promotion: ECS must have got there
             if progress_of(deployment).weight < 100 or status in ROLLED_BACK:
@@ -225,6 +225,13 @@ class EcsDeploymentRouter:
                     f"revision: deploy {whole[0]} again to go back."
                 )
             return False  # rolled back or stopped already
+        if source != whole[0]:
+            # Not a deployment away from the stable asked for (someone else's, started while
+            # this one failed before its own UpdateService): not this rollback's to stop.
+            logger.warning(
+                "ECS deployment %s starts from %s, not %s: left alone", arn, source, whole[0]
+            )
+            return False
         hook = progress_of(deployment).awaiting_hook
         ecs = self.deployments.ecs
         try:
@@ -272,7 +279,7 @@ class EcsNativeBackend(EcsServiceBackend):
             )
         task_definition = describe_task_definition(self.clients, service["taskDefinition"])
         containers = task_definition.get("containerDefinitions", [])
-        balancer = next(
+        balancer: dict[str, Any] = next(
             (lb for lb in service.get("loadBalancers") or [] if lb.get("targetGroupArn")), {}
         )
         # The load-balanced container; without a load balancer the first one serving a port (a

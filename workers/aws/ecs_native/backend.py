@@ -120,7 +120,10 @@ class EcsDeployments:
         request: dict[str, Any] = {"cluster": self.cluster, "service": self.service}
         if statuses:
             request["status"] = list(statuses)
-        return list(self.ecs.list_service_deployments(**request).get("serviceDeployments") or [])
+        found = self.ecs.list_service_deployments(**request).get("serviceDeployments") or []
+        # The API reference documents no order: sorted here, newest first. Doubt: only the first
+        # page is read (a service with a long history may need nextToken).
+        return sorted(found, key=lambda d: d.get("createdAt") or d.get("startedAt"), reverse=True)
 
     def task_definition_of(self, revision_arn: str) -> str | None:
         """The task definition a service revision runs (DescribeServiceRevisions)."""

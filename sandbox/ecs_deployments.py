@@ -5,7 +5,8 @@ For the sandbox and the tests only. Given a service's current and new task defin
 clock and answers in botocore's shapes, raising botocore `ClientError`s with ECS's error codes.
 Methods are named after the API calls and take their keyword arguments (`update_service`,
 `describe_service_deployments`, `list_service_deployments`, `describe_service_revisions`,
-`continue_service_deployment`, `stop_service_deployment`), so the class can later sit behind moto's ECS backend unchanged.
+`continue_service_deployment`, `stop_service_deployment`), so the class can later sit behind
+moto's ECS backend unchanged.
 
 What it follows (Amazon ECS Developer Guide and API Reference; details and doubts in docs/ECS.md):
 

@@ -306,3 +306,33 @@ def test_without_an_alb_and_without_alarms_nothing_could_judge_so_it_is_refused(
             ]
             == []
         )
+
+
+def test_a_worker_killed_after_update_service_finds_its_deployment_again(world: World) -> None:
+    real = world.ecs.update_service
+    started: list[str] = []
+
+    def dying(**request: Any) -> dict[str, Any]:
+        answer = real(**request)
+        started.append(request["taskDefinition"])
+        if len(started) == 1:
+            raise Killed  # ECS started the deployment; the worker dies before recording it
+        return answer
+
+    world.ecs.update_service = dying
+    dep_id = scenarios.start(world)
+    job = world.scheduler.pop_due("run")
+    assert job is not None and job.version is not None
+    with pytest.raises(Killed):
+        runner(world.rt).run(dep_id, job.version)
+    dep = world.dep(dep_id)
+    assert dep.state == State.PROVISIONING and dep.canary is None and dep.stable is not None
+    runner(world.rt).run(dep_id, dep.version)  # the watchdog's re-run
+    dep = world.dep(dep_id)
+    assert dep.state == State.WAITING_READY and dep.canary is not None
+    listed = world.ecs.list_service_deployments(cluster="prod", service="payments")
+    assert [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]] == [
+        dep.canary["service_deployment_arn"]
+    ]
+    assert len(started) == 1  # found, not started again
+    assert world.drive(dep_id, scenarios.at_gate).state == State.AWAITING_APPROVAL

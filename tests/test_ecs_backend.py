@@ -336,3 +336,33 @@ def test_a_worker_killed_after_update_service_finds_its_deployment_again(world: 
     ]
     assert len(started) == 1  # found, not started again
     assert world.drive(dep_id, scenarios.at_gate).state == State.AWAITING_APPROVAL
+
+
+def test_aws_calls_per_weight_step(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check reads the deployment once (is it still going?) and the metrics; a shift reads it,
+    continues the pause once and reads it again."""
+    with mock_aws():
+        world = scenarios.make_world(monkeypatch, "ecs", gates="auto")
+        calls: list[str] = []
+
+        def count(model, **_: object) -> None:  # type: ignore[no-untyped-def]
+            if world.in_engine:
+                calls.append(model.name)
+
+        for client in (world.clients.ecs, world.clients.cloudwatch, world.clients.elbv2):
+            # first: the emulator's handler answers ECS's calls and ends the event there
+            client.meta.events.register_first("before-call.*.*", count)
+        dep_id = scenarios.start(world)
+        world.drive(dep_id, lambda d: d.state == State.BAKING)
+        calls.clear()
+        world.drive(dep_id, lambda d: d.state == State.BAKING and d.step_index == 1)
+        checks = calls.count("GetMetricData")
+        assert checks == 5  # one per analysis interval over a 5m bake
+        assert calls.count("ContinueServiceDeployment") == 1
+        assert calls.count("DescribeServiceDeployments") == checks + 2
+        assert set(calls) == {
+            "GetMetricData",
+            "DescribeServiceDeployments",
+            "ContinueServiceDeployment",
+        }
+        assert world.drive(dep_id, lambda d: not d.active).state == State.PROMOTED

@@ -120,9 +120,14 @@ class EcsDeployments:
         request: dict[str, Any] = {"cluster": self.cluster, "service": self.service}
         if statuses:
             request["status"] = list(statuses)
-        found = self.ecs.list_service_deployments(**request).get("serviceDeployments") or []
-        # The API reference documents no order: sorted here, newest first. Doubt: only the first
-        # page is read (a service with a long history may need nextToken).
+        found: list[dict[str, Any]] = []
+        while True:  # botocore has no paginator for it
+            page = self.ecs.list_service_deployments(**request)
+            found += page.get("serviceDeployments") or []
+            if not page.get("nextToken"):
+                break
+            request["nextToken"] = page["nextToken"]
+        # The API reference documents no order (API_ListServiceDeployments): sorted here.
         return sorted(found, key=lambda d: d.get("createdAt") or d.get("startedAt"), reverse=True)
 
     def task_definition_of(self, revision_arn: str) -> str | None:

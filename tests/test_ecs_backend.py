@@ -18,6 +18,7 @@ from workers.domain.events import Cause
 from workers.domain.state import State
 from workers.runtime.jobs import runner
 from workers.slack.format import verdict_figures
+from workers.slack.thread import render_event
 
 ALARM = "payments-5xx"
 
@@ -100,6 +101,11 @@ def test_ecs_rolling_back_by_itself_ends_rolled_back_with_its_reason(
         assert world.weights() == {stable: 100}
         log = scenarios.kinds(world, dep_id)
         assert log[-3:] == ["rollback_started", "route_restored", "rolled_back"]
+        # The thread says who rolled it back and ECS's reason.
+        events = world.rt.store.events(dep_id)
+        told = render_event(dep, events[-1], events)
+        assert told is not None and "rolled back by ECS" in told.text
+        assert any(ALARM in str(block) for block in told.blocks)
 
 
 def test_abort_at_a_pause_answers_it_with_rollback(world: World) -> None:

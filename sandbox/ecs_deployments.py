@@ -4,8 +4,9 @@ For the sandbox and the tests only. Given a service's current and new task defin
 `deploymentConfiguration` of UpdateService, it plays the documented lifecycle on an injectable
 clock and answers in botocore's shapes, raising botocore `ClientError`s with ECS's error codes.
 Methods are named after the API calls and take their keyword arguments (`update_service`,
-`describe_service_deployments`, `list_service_deployments`, `continue_service_deployment`,
-`stop_service_deployment`), so the class can later sit behind moto's ECS backend unchanged.
+`describe_service_deployments`, `list_service_deployments`, `describe_service_revisions`,
+`continue_service_deployment`, `stop_service_deployment`), so the class can later sit behind
+moto's ECS backend unchanged.
 
 What it follows (Amazon ECS Developer Guide and API Reference; details and doubts in docs/ECS.md):
 
@@ -352,6 +353,30 @@ class EcsDeployments:
         ]
         mine.sort(key=lambda d: d.created_at, reverse=True)
         return {"serviceDeployments": [self._brief_shape(d) for d in mine]}
+
+    def describe_service_revisions(self, **request: Any) -> dict[str, Any]:
+        """DescribeServiceRevisions: a revision's task definition (unknown ARNs are failures)."""
+        _validate_request("DescribeServiceRevisions", request)
+        self.advance()
+        known: dict[str, tuple[_Service, _Revision]] = {}
+        for svc in self._services.values():
+            known[svc.revision.arn] = (svc, svc.revision)
+        for d in self._deployments.values():
+            for revision in (d.source, d.target):
+                known[revision.arn] = (d.service, revision)
+        arns = request["serviceRevisionArns"]
+        found = [
+            {
+                "serviceRevisionArn": known[a][1].arn,
+                "serviceArn": known[a][0].arn,
+                "clusterArn": known[a][0].cluster_arn,
+                "taskDefinition": known[a][1].task_definition,
+            }
+            for a in arns
+            if a in known
+        ]
+        failures = [{"arn": a, "reason": "MISSING"} for a in arns if a not in known]
+        return {"serviceRevisions": found, "failures": failures}
 
     def continue_service_deployment(self, **request: Any) -> dict[str, Any]:
         """ContinueServiceDeployment: CONTINUE (the default) or ROLLBACK a paused hook."""
@@ -717,6 +742,7 @@ ROUTED_OPERATIONS = {
     "UpdateService": "update_service",
     "DescribeServiceDeployments": "describe_service_deployments",
     "ListServiceDeployments": "list_service_deployments",
+    "DescribeServiceRevisions": "describe_service_revisions",
     "ContinueServiceDeployment": "continue_service_deployment",
     "StopServiceDeployment": "stop_service_deployment",
 }

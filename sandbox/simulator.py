@@ -257,3 +257,66 @@ class AlbTrafficSimulator(_WeightedTraffic):
                             return str(container["image"])
         log.debug("no ECS service found for target group %s", target_group_arn)
         return None
+
+
+@dataclass
+class EcsTrafficSimulator(_WeightedTraffic):
+    """Router ecs behind an ALB: the production split the deployment emulator holds, written as
+    the two target groups' counts (the running revision in `stable_group`, a new one in
+    `canary_group`, where ECS registers its tasks)."""
+
+    clients: AwsClients
+    cluster: str
+    service: str
+    deployments: Any  # sandbox.ecs_deployments.EcsDeployments
+    listener_rule: str
+    stable_group: str
+    canary_group: str
+    #: The task definition the service ran when seeded (its tasks are in `stable_group`).
+    first_task_definition: str
+    requests_per_second: float = 50.0
+    error_rates: Mapping[str, float] = field(default_factory=dict)
+    #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
+    publication_lag: float = 60.0
+    clock: Callable[[], float] = time.time
+    _publisher: DelayedPublisher | None = None
+    _images: dict[str, str] = field(default_factory=dict)
+
+    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
+        when = at or datetime.fromtimestamp(self.clock(), UTC)
+        self.publisher.flush()
+        shares = self.deployments.production_traffic(cluster=self.cluster, service=self.service)
+        load_balancer = load_balancer_dimension(self.listener_rule)
+
+        def group(task_definition: str) -> str:
+            first = task_definition == self.first_task_definition
+            return self.stable_group if first else self.canary_group
+
+        def publish(task_definition: str, image: str, requests: int, errors: int) -> str:
+            arn = group(task_definition)
+            put_alb_counts(
+                self.publisher,
+                load_balancer=load_balancer,
+                target_group=target_group_dimension(arn),
+                requests=requests,
+                errors=errors,
+                timestamp=when,
+            )
+            return target_group_name(arn)
+
+        return self._spread(
+            {td: int(round(share)) for td, share in shares.items()},
+            total=100,
+            seconds=seconds,
+            version=lambda td: _cached(self._images, td, self._image),
+            image=lambda image: image,
+            publish=publish,
+        )
+
+    def _image(self, task_definition: str) -> str | None:
+        td = self.clients.ecs.describe_task_definition(taskDefinition=task_definition)
+        for container in td["taskDefinition"]["containerDefinitions"]:
+            if container["name"] == "app":
+                return str(container["image"])
+        return None

@@ -136,6 +136,8 @@ def fake_runtime(
 TICK = 30.0
 #: The traffic backends every engine scenario runs on.
 BACKENDS = ("appmesh", "alb")
+#: ...and in process only (router ecs: its deployment emulator answers a client in process).
+IN_PROCESS_BACKENDS = (*BACKENDS, "ecs")
 #: The AWS calls a weight shift makes, per backend.
 SHIFT_CALLS = {"appmesh": ("DescribeRoute", "UpdateRoute"), "alb": ("DescribeRules", "ModifyRule")}
 
@@ -156,13 +158,19 @@ class World:
     backend: str = "appmesh"
     #: What the seed created (names and ARNs).
     seeded: dict[str, str] = field(default_factory=dict)
+    #: Router ecs: the ECS service-deployment emulator (sandbox.ecs_deployments.EcsDeployments).
+    ecs: Any = None
 
     @property
     def scheduler(self) -> RecordingScheduler:
         return self.rt.scheduler  # type: ignore[return-value]
 
     def weights(self) -> dict[str, int]:
-        """The split as the backend holds it: virtual nodes or target groups -> percent."""
+        """The split as the backend holds it: virtual nodes, target groups or (router ecs) task
+        definitions -> percent."""
+        if self.backend == "ecs":
+            shares = self.ecs.production_traffic(cluster="prod", service="payments")
+            return {td.rsplit("/", 1)[-1]: int(round(w)) for td, w in shares.items()}
         if self.backend == "alb":
             return AlbRouter(
                 self.clients.elbv2, listener_rule=self.seeded["listener_rule"]
@@ -171,9 +179,17 @@ class World:
             self.clients.appmesh, "prod-mesh", "payments-vr", "payments-route"
         ).read_weights()
 
+    def names(self, dep_id: str) -> tuple[str, str]:
+        """What `weights` calls the stable and the canary of a deployment."""
+        if self.backend == "ecs":
+            dep = self.dep(dep_id)
+            canary = (dep.canary or {}).get("task_definition_arn", "?")
+            return self.seeded["task_definition_arn"].rsplit("/", 1)[-1], canary.rsplit("/", 1)[-1]
+        return "payments-v1", f"payments-{dep_id}"
+
     def traffic_targets(self) -> set[str]:
         """The names of what traffic can be sent to: virtual nodes, or target groups."""
-        if self.backend == "alb":
+        if self.backend in ("alb", "ecs"):
             groups = self.clients.elbv2.describe_target_groups()["TargetGroups"]
             return {g["TargetGroupName"] for g in groups}
         nodes = self.clients.appmesh.list_virtual_nodes(meshName="prod-mesh")["virtualNodes"]

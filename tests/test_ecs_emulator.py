@@ -548,3 +548,14 @@ def test_calls_the_emulator_does_not_own_go_on_to_moto(ecs: EcsDeployments) -> N
         assert answer["service"]["currentServiceDeployment"].startswith(
             "arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/payments/"
         )
+
+
+def test_service_revisions_name_their_task_definitions(ecs: EcsDeployments) -> None:
+    arn = start(ecs, linear(hook=PAUSE_1H))
+    d = describe(ecs, arn)
+    source = d["sourceServiceRevisions"][0]["arn"]
+    target = d["targetServiceRevision"]["arn"]
+    answer = ecs.describe_service_revisions(serviceRevisionArns=[source, target, "arn:nope"])
+    assert_shape("DescribeServiceRevisions", answer)
+    assert [r["taskDefinition"] for r in answer["serviceRevisions"]] == [OLD, NEW]
+    assert answer["failures"] == [{"arn": "arn:nope", "reason": "MISSING"}]

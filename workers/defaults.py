@@ -30,7 +30,7 @@ METRIC_PERIOD = "60s"
 #: sends its metrics in 60-second intervals; the CloudWatch agent scrapes Envoy (15 s in
 #: deploy/cloudwatch-agent-prometheus.yaml), flushes every 5 s, and CloudWatch Logs then extracts
 #: the metrics from the log events (docs/METRICS.md).
-METRIC_LAG: dict[str, str] = {"appmesh": "2m", "alb": "1m"}
+METRIC_LAG: dict[str, str] = {"appmesh": "2m", "alb": "1m", "ecs": "1m"}
 
 #: Path of the service catalogue when CANARY_CONFIG is unset.
 CONFIG_PATH = "canary.yaml"

@@ -145,6 +145,9 @@ class Verdict:
     alarms_firing: tuple[str, ...]
     reason: str
     figures: Figures = Figures()
+    #: No metric tells the two versions apart (router ecs without an ALB): the configured alarms
+    #: alone judged this step, over its bake.
+    alarms_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for the event log (rates are included for readers, not read back)."""
@@ -158,6 +161,7 @@ class Verdict:
             "alarms_firing": list(self.alarms_firing),
             "reason": self.reason,
             "figures": self.figures.to_dict(),
+            "alarms_only": self.alarms_only,
         }
 
     @classmethod
@@ -175,6 +179,7 @@ class Verdict:
             alarms_firing=tuple(data.get("alarms_firing", ())),
             reason=str(data["reason"]),
             figures=Figures.from_dict(data.get("figures") or {}),
+            alarms_only=bool(data.get("alarms_only", False)),
         )
 
 
@@ -232,6 +237,7 @@ def judge(
     alarms_firing: Sequence[str] = (),
     earlier: Sequence[StepCounts] = (),
     end_of_bake: bool | None = None,
+    alarms_only: bool = False,
 ) -> Verdict:
     """Judge a look at a step from its cumulative counts since the step's weight was applied.
 
@@ -245,6 +251,10 @@ def judge(
     FAIL needs an alarm, or the deployment's evidence crossing a boundary (above max_error_rate,
     or worse than the stable); PASS needs the bake over and at least min_requests at this step
     (and at least one request: no data is never a pass); otherwise NOT_ENOUGH_DATA or BAKING.
+
+    `alarms_only`: no metric tells the two versions apart, so the configured alarms are the
+    whole judgement: PASS once the bake is over with none in ALARM (the caller sets it only when
+    alarms are configured: with none there would be nothing to judge by).
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -283,7 +293,16 @@ def judge(
 
     def verdict(outcome: Outcome, reason: str) -> Verdict:
         return Verdict(
-            outcome, canary, stable, threshold, lower_pct, p_value, alarms, reason, figures
+            outcome,
+            canary,
+            stable,
+            threshold,
+            lower_pct,
+            p_value,
+            alarms,
+            reason,
+            figures,
+            alarms_only,
         )
 
     scope = f" over steps 1-{step_number}" if earlier else ""
@@ -293,6 +312,10 @@ def judge(
         return verdict(
             Outcome.FAIL, f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}"
         )
+    if alarms_only:
+        if bake_complete:
+            return verdict(Outcome.PASS, "no alarm in ALARM over the bake (judged by alarms only)")
+        return verdict(Outcome.BAKING, "baking, no alarm in ALARM so far (judged by alarms only)")
     above = (
         f"canary {format_count(all_canary.requests)} req, {format_count(all_canary.errors)} × 5xx"
         f"{scope} ({format_pct(_rate_pct(all_canary))}) > {format_pct(threshold)}"

@@ -6,6 +6,7 @@ from workers.aws.alb.backend import AlbBackend
 from workers.aws.appmesh.backend import AppMeshBackend
 from workers.aws.base import Backend
 from workers.aws.clients import AwsClients
+from workers.aws.ecs_native.backend import EcsNativeBackend
 from workers.domain.catalogue import ServiceConfig
 
 
@@ -15,4 +16,6 @@ def backend_for(settings: ServiceConfig, clients: AwsClients) -> Backend:
         return AppMeshBackend(settings, clients)
     if settings.router == "alb":
         return AlbBackend(settings, clients)
+    if settings.router == "ecs":
+        return EcsNativeBackend(settings, clients)
     raise ValueError(f"router {settings.router!r} is not available")

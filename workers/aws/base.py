@@ -9,7 +9,7 @@ and the canary as plain dicts, stored as they are.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +27,10 @@ Record = dict[str, Any]
 
 class Backend(Protocol):
     """One way of running two versions side by side and splitting traffic between them."""
+
+    #: True when AWS shifts the traffic itself and the engine only lets it go on (router ecs:
+    #: `ManagedBackend`); False when the engine sets the weights through `router()`.
+    shifts_traffic_itself: bool
 
     def discover(self) -> Record:
         """The stable version, found from AWS (the route's or rule's heaviest target)."""
@@ -76,6 +80,33 @@ class Backend(Protocol):
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         """The configured CloudWatch alarms now in ALARM (a missing one raises ValueError)."""
 
+    def judged_by_alarms_only(self, stable: Record) -> bool:
+        """True when no published metric tells the two versions apart."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rollout AWS runs itself stands (router ecs: one service deployment)."""
+
+    #: The new version's share of production traffic now, in percent.
+    weight: float
+    #: The id of the pause waiting for CONTINUE or ROLLBACK, None when nothing waits.
+    awaiting_hook: str | None
+    #: AWS's own words when it rolled the rollout back or stopped it; None while it goes on.
+    rolled_back: str | None = None
+    #: The rollout finished: all traffic on the new version and the old one removed.
+    done: bool = False
+
+
+class ManagedBackend(Backend, Protocol):
+    """A backend whose traffic AWS shifts itself between pauses (router ecs)."""
+
+    def progress(self, canary: Record) -> Progress:
+        """Where the canary's rollout stands now."""
+
+    def continue_rollout(self, canary: Record, hook_id: str) -> None:
+        """Let the paused rollout take its next traffic step (the pause `hook_id`)."""
+
 
 class EcsServiceBackend:
     """What both backends do alike, each version being an ECS service: the records are the
@@ -88,6 +119,8 @@ class EcsServiceBackend:
     #: The record field naming a version to the router, and its key in `describe`.
     _target_field: str
     _target_key: str
+    #: The engine sets these backends' weights itself.
+    shifts_traffic_itself = False
 
     def __init__(self, settings: ServiceConfig, clients: AwsClients) -> None:
         self.s, self.clients = settings, clients
@@ -133,3 +166,6 @@ class EcsServiceBackend:
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         return alarms_firing(self.clients.cloudwatch, names) if names else ()
+
+    def judged_by_alarms_only(self, stable: Record) -> bool:
+        return False

@@ -31,6 +31,11 @@ class AwsStepError(Exception):
     """An AWS step could not be done; the message says what is wrong and what to do."""
 
 
+class RolledBackByAws(AwsStepError):
+    """AWS itself rolled the rollout back (router ecs: an alarm, a pause's timeout, a person in
+    the console); the message is AWS's reason and the deployment ends rolled back with it."""
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError, or "" for anything else."""
     if isinstance(exc, ClientError):

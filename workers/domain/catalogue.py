@@ -22,6 +22,7 @@ from pydantic import (
 from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
 from workers.domain.durations import DurationError, bounded, format_duration, parse_duration
+from workers.domain.ecs_plan import EcsPlanError, plan_for_service
 from workers.domain.policy import (
     OVERRIDE_KEYS,
     PatternError,
@@ -50,12 +51,13 @@ Seconds = Annotated[
     int, BeforeValidator(_seconds), PlainSerializer(format_duration, return_type=str)
 ]
 GateMode = Literal["manual", "auto", "final"]
-RouterKind = Literal["appmesh", "alb"]
+RouterKind = Literal["appmesh", "alb", "ecs"]
 #: The keys each traffic backend needs in a service entry: every group is required, and a group
 #: of several keys means exactly one of them.
 ROUTER_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "appmesh": (("mesh",), ("virtual_router",), ("route",)),
     "alb": (("listener_rule", "listener"),),
+    "ecs": (("service",),),
 }
 STEPS_EXAMPLE = "steps=10,25,50,100"
 
@@ -142,8 +144,8 @@ class ServiceConfig(RolloutSettings):
     """One entry of `services:` with the defaults merged in."""
 
     key: str
-    #: Which traffic backend shifts the weights: appmesh (mesh, virtual_router, route) or alb
-    #: (listener_rule, or listener for its default action).
+    #: Which traffic backend shifts the weights: appmesh (mesh, virtual_router, route), alb
+    #: (listener_rule, or listener for its default action) or ecs (service: ECS shifts itself).
     router: RouterKind = "appmesh"
     cluster: str
     mesh: str | None = None
@@ -153,6 +155,8 @@ class ServiceConfig(RolloutSettings):
     listener_rule: str | None = None
     #: ...or the ARN of a listener whose default action is.
     listener: str | None = None
+    #: ECS: the name of the ECS service whose own CANARY / LINEAR deployments the bot gates.
+    service: str | None = None
     channel: str | None = None
     deployers: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
@@ -209,6 +213,14 @@ class ServiceConfig(RolloutSettings):
             raise ValueError(
                 f"router {self.router} needs {', '.join(needed)}; missing: {', '.join(missing)}"
             )
+        if self.router == "ecs":
+            # ECS takes only equal steps (or one step then 100 %) and whole minutes within its
+            # limits: refused here, when the catalogue is read or a command overrides the steps,
+            # with the steps ECS can take (workers/domain/ecs_plan.py).
+            try:
+                plan_for_service(self)
+            except EcsPlanError as exc:
+                raise ValueError(f"router ecs: {exc}") from None
         return self
 
     def gate_after(self, step_index: int) -> bool:
@@ -364,7 +376,12 @@ def apply_overrides(service: ServiceConfig, overrides: dict[str, str]) -> Servic
             f'"bake={overrides["bake"]}": bake must be at most the gate_timeout of {service.key} '
             f"({format_duration(service.gate_timeout)})"
         )
-    planned = ServiceConfig.model_validate({**service.model_dump(), **given})
+    try:
+        planned = ServiceConfig.model_validate({**service.model_dump(), **given})
+    except ValidationError as exc:  # what the router cannot take (router ecs: its steps)
+        shown = " ".join(f"{k}={overrides[k]}" for k in overrides)
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f'"{shown}": {message}') from None
     refused = refusal(
         breaches(service.key, service.plan, planned.plan, overrides), service.allow_overrides
     )

@@ -191,6 +191,8 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
         # every other look (holding, at a gate) only the small always-valid one.
         earlier=dep.evidence,
         end_of_bake=bake_over and dep.state in (State.BAKING, State.POST_PROMOTION),
+        # Router ecs without an ALB: no metric tells the revisions apart (docs/ECS.md).
+        alarms_only=backend.judged_by_alarms_only(stable) and bool(s.alarms),
     )
 
 

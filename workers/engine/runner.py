@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.aws.errors import AwsStepError, describe_failure
+from workers.aws.errors import AwsStepError, RolledBackByAws, describe_failure
 from workers.domain.deployment import Deployment
 from workers.domain.events import Cause, Failed
 from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
@@ -78,7 +78,9 @@ class Runner:
         deterministic = isinstance(exc, AwsStepError | ValueError)
         if dep.state in ROLLBACKABLE:
             if deterministic or attempts >= FORWARD_ATTEMPTS:
-                self.engine.roll_back(dep, reason=message, actor=None, by=Cause.ERROR)
+                # ECS rolled back by itself (router ecs): the deployment ends with its reason.
+                by = Cause.ECS_ROLLBACK if isinstance(exc, RolledBackByAws) else Cause.ERROR
+                self.engine.roll_back(dep, reason=message, actor=None, by=by)
                 return
         elif attempts >= CLEANUP_ATTEMPTS:
             problems = [*dep.problems, message, *self._what_is_left(dep)]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from workers import defaults
-from workers.aws.errors import AwsStepError
+from workers.aws.errors import AwsStepError, RolledBackByAws
 from workers.aws.removal import Removal
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
@@ -34,6 +35,9 @@ from workers.engine.checks import check, check_delay
 from workers.engine.machine import Engine, canary_name
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from workers.aws.base import ManagedBackend
 
 
 def provision(engine: Engine, dep: Deployment) -> None:
@@ -146,7 +150,57 @@ def shift(engine: Engine, dep: Deployment) -> None:
     weights = canary_weights(
         backend.target(dep.stable or {}), backend.target(dep.canary or {}), dep.weight
     )
+    if backend.shifts_traffic_itself:
+        follow_shift(engine, dep, cast("ManagedBackend", backend), weights)
+        return
     backend.router().set_weights(weights)
+    record_shift(engine, dep, backend.traffic_name(), weights)
+
+
+def follow_shift(
+    engine: Engine, dep: Deployment, backend: ManagedBackend, weights: dict[str, int]
+) -> None:
+    """Router ecs: let AWS take the step to `dep.weight` from the pause before it, then record
+    the shift once AWS has made it; until then look again on a scheduled job (never a sleep).
+
+    Crash safety: the pause continued is recorded (`continued_hook`) before
+    ContinueServiceDeployment is called, and every run first reads where ECS stands. A worker
+    killed after the call but before the record finds the traffic already at the step's weight
+    and records the shift without a second CONTINUE; one killed before the call finds the same
+    pause still awaiting and continues it then. The next pause (at this step's weight, after
+    ECS's step bake) is never continued here: only a pause while the traffic is still at the
+    previous step's weight is this step's, so no step is let through unjudged.
+    """
+    canary = dep.canary or {}
+    progress = backend.progress(canary)
+    if progress.rolled_back:
+        raise RolledBackByAws(progress.rolled_back)
+    if progress.weight >= dep.weight or progress.done:
+        record_shift(engine, dep, backend.traffic_name(), weights)
+        return
+    previous = dep.settings.steps[dep.step_index - 1] if dep.step_index > 0 else 0
+    hook = progress.awaiting_hook
+    if hook is None or round(progress.weight) != previous:
+        # ECS is still baking the previous step (or scaling up): its pause is not there yet.
+        engine.move(dep, None, delay=engine.ready_poll)
+        return
+    if canary.get("continued_hook") != hook:
+
+        def remember(d: Deployment) -> None:
+            d.canary = {**(d.canary or {}), "continued_hook": hook}
+
+        dep = engine.move(dep, None, mutate=remember, delay=None)
+    # The same pause still awaiting after a recorded CONTINUE means the call never reached ECS
+    # (ECS refuses to continue a pause twice): continuing it now is the first time.
+    backend.continue_rollout(dep.canary or {}, hook)
+    if backend.progress(dep.canary or {}).weight >= dep.weight:
+        record_shift(engine, dep, backend.traffic_name(), weights)
+    else:  # ECS shifts gradually: look again soon
+        engine.move(dep, None, delay=engine.ready_poll)
+
+
+def record_shift(engine: Engine, dep: Deployment, route: str, weights: dict[str, int]) -> None:
+    """The step's weights are applied: bake and judge from now."""
 
     def applied(d: Deployment) -> None:
         d.step_started_at, d.gate_opened_at, d.hold_since = engine.now(), None, None
@@ -155,7 +209,7 @@ def shift(engine: Engine, dep: Deployment) -> None:
     shifted = Shifted(
         at=engine.now(),
         weight=dep.weight,
-        route=backend.traffic_name(),
+        route=route,
         weights=weights,
         post_promotion_bake=dep.settings.post_promotion_bake if dep.weight >= 100 else None,
     )

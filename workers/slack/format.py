@@ -114,6 +114,10 @@ def verdict_figures(verdict: Verdict | None, *, with_stable: bool = True) -> str
     """ "canary 1,204 req, 3 × 5xx (0.25 %) · stable … · threshold 1.0 % · alarms OK"."""
     if verdict is None:
         return "no figures"
+    firing = verdict.alarms_firing
+    alarms = f"alarms in ALARM: {', '.join(firing)}" if firing else "alarms OK"
+    if verdict.alarms_only:  # no request counts to show: say what the step was judged by
+        return f"judged by alarms only (no metric tells the versions apart) · {alarms}"
     parts = [f"canary {_side(verdict.canary)}"]
     if with_stable:
         parts.append(f"stable {_side(verdict.stable)}")

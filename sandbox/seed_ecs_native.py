@@ -1,0 +1,81 @@
+"""Seed one service for router ecs: an ALB rule forwarding to two target groups (blue at 100,
+green at 0), and an ECS service with ECS's deployment controller and the alternate target group
+(`advancedConfiguration`), created in moto and in the deployment emulator alike.
+
+In process only for now: the emulator answers a boto3 client through `route_client`; the sandbox's
+worker processes (moto server) need a moto-side hook first (docs/ECS.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.ecs_deployments import EcsDeployments
+from sandbox.seed_alb import _ensure_target_group, seed_alb_service
+from sandbox.seed_ecs import APP_PORT, ensure_ecs_service
+from workers.aws.clients import AwsClients
+
+
+def seed_ecs_native_service(
+    clients: AwsClients,
+    deployments: EcsDeployments,
+    *,
+    key: str,
+    cluster: str = "prod",
+    desired_count: int = 2,
+) -> dict[str, str]:
+    """Create the service's ALB and ECS resources; return their names and ARNs (with
+    `green_target_group_arn`)."""
+    names = seed_alb_service(clients, key=key, cluster=cluster, desired_count=desired_count)
+    elbv2, ecs = clients.elbv2, clients.ecs
+    blue, rule = names["target_group_arn"], names["listener_rule"]
+    green = _ensure_target_group(elbv2, f"{key}-green", names["vpc"])
+    names["green_target_group_arn"] = green
+    # ECS's managed shifting needs the production rule to forward to both groups
+    # (docs/ECS.md, [DG-ALB]); ECS moves these weights itself.
+    elbv2.modify_rule(
+        RuleArn=rule,
+        Actions=[
+            {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": blue, "Weight": 100},
+                        {"TargetGroupArn": green, "Weight": 0},
+                    ]
+                },
+            }
+        ],
+    )
+    # The ALB seed's service has neither the alternate group nor the controller set, and moto's
+    # UpdateService changes no load balancer: it is created again.
+    ecs.delete_service(cluster=cluster, service=key, force=True)
+    account = blue.split(":")[4]
+    balancer: dict[str, Any] = {
+        "targetGroupArn": blue,
+        "containerName": "app",
+        "containerPort": APP_PORT,
+        "advancedConfiguration": {
+            "alternateTargetGroupArn": green,
+            "productionListenerRule": rule,
+            "roleArn": f"arn:aws:iam::{account}:role/ecs-infrastructure-for-load-balancers",
+        },
+    }
+    ensure_ecs_service(
+        ecs,
+        cluster=cluster,
+        name=key,
+        task_definition_arn=names["task_definition_arn"],
+        desired_count=desired_count,
+        subnets=[names["subnet"]],
+        group_id=names["security_group"],
+        loadBalancers=[balancer],
+        deploymentController={"type": "ECS"},
+    )
+    deployments.create_service(
+        serviceName=key,
+        taskDefinition=names["task_definition_arn"],
+        cluster=cluster,
+        desiredCount=desired_count,
+    )
+    return names

@@ -583,7 +583,7 @@ def test_a_step_passes_only_once_published_data_covers_its_bake(auto_world: Worl
     assert passed_at - shifted >= s.bake + s.lag
     verdict = dep.last_verdict
     assert verdict is not None
-    # 20 req/s at the first step's weight over the five whole published minutes: never the 100 % stable traffic
-    # of the minute before the shift, never the unpublished minutes after.
+    # 20 req/s at the first step's weight over the five whole published minutes: never the
+    # 100 % stable traffic of the minute before the shift, never the unpublished minutes after.
     first = s.steps[0] / 100  # 10 %, or 25 % on ECS's equal steps
     assert verdict.canary.requests == pytest.approx(20 * first * 300, rel=0.05)

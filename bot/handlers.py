@@ -68,7 +68,14 @@ class Handlers:
         except Exception:
             log.exception("/canary %s failed", cmd.name)
             text = "Something went wrong on my side; nothing was changed. Details are in the log."
-        respond(text=text, response_type="ephemeral", replace_original=False)
+        answer = respond(text=text, response_type="ephemeral", replace_original=False)
+        if answer.status_code != 200:  # Slack refused it (too long, bad blocks): nothing was shown
+            log.error(
+                "Slack refused the answer to /canary %s: HTTP %s %s",
+                cmd.name,
+                answer.status_code,
+                (answer.body or "")[:200],
+            )
 
     def run(self, cmd: Command, user: str, channel: str) -> str:
         """Carry out a parsed command for `user` typed in `channel`; return the answer."""

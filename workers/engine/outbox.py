@@ -1,4 +1,11 @@
-"""The outbox: a deployment's events delivered to people in order, each once."""
+"""The outbox: a deployment's events delivered to people in order, each once.
+
+A notifier that fails says how: `RetryLater` (the service was busy or unreachable: the same
+event is tried again, after exactly the wait the service asked for when it gave one) or
+`Undeliverable` (it can never be shown: it is logged as an error and skipped, so it never blocks
+the events behind it). Any other exception is retried with a growing back-off, and skipped after
+`MAX_ATTEMPTS` failures in a row: a failure nobody sorted must not block a deployment forever.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,20 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a failed delivery is tried again: doubled each time, capped.
 RETRY_BASE, RETRY_CAP = 2.0, 120.0
+#: Failures in a row of an unsorted error after which the event is skipped (about 10 minutes).
+MAX_ATTEMPTS = 10
+
+
+class RetryLater(Exception):  # noqa: N818 - a request, not an error
+    """The event could not be shown now; try it again in `seconds` (None: the back-off)."""
+
+    def __init__(self, reason: str, seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.seconds = reason, seconds
+
+
+class Undeliverable(Exception):  # noqa: N818 - a verdict on the event, not a crash
+    """The event can never be shown (retrying cannot help): skip it and go on."""
 
 
 class Notifier(Protocol):
@@ -64,16 +85,47 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
         for event in store.events(dep_id, store.delivered_upto(dep_id) + 1):
             try:
                 wait = notifier.deliver(store, deployment, event)
-            except Exception as exc:  # a notifier failure must never stop the rollout
-                _retry_later(rt, dep_id, exc)
+            except Undeliverable as exc:
+                log.error(
+                    "deployment %s: event %s (%s) cannot be shown, skipped: %s",
+                    dep_id,
+                    event.seq,
+                    event.kind,
+                    exc,
+                )
+                wait = None
+            except RetryLater as exc:
+                _retry_later(rt, dep_id, exc, exc.seconds)
                 return delivered
+            except Exception as exc:  # a notifier failure must never stop the rollout
+                if not _gives_up(rt, dep_id, exc):
+                    _retry_later(rt, dep_id, exc)
+                    return delivered
+                log.error(
+                    "deployment %s: event %s (%s) failed %d times in a row, skipped: %s: %s",
+                    dep_id,
+                    event.seq,
+                    event.kind,
+                    MAX_ATTEMPTS,
+                    type(exc).__name__,
+                    exc,
+                )
+                wait = None
             if wait is not None:
                 rt.scheduler.notify(dep_id, delay=wait)
                 break
             store.mark_delivered(dep_id, event.seq)
+            if delivered == 0:  # a delivery went through: the failures in a row are over
+                store.set_notes(dep_id, {"delivery_failures": "0"})
             delivered += 1
         try:
             again_in = notifier.refresh(store, store.get(dep_id) or deployment)
+        except Undeliverable as exc:
+            log.error("deployment %s: its summary cannot be updated: %s", dep_id, exc)
+            again_in = None
+        except RetryLater as exc:
+            _retry_later(rt, dep_id, exc, exc.seconds)
+            return delivered
         except Exception as exc:
             _retry_later(rt, dep_id, exc)
             return delivered
@@ -85,12 +137,19 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
         lock.release()
 
 
-def _retry_later(rt: Runtime, dep_id: str, exc: Exception) -> None:
+def _gives_up(rt: Runtime, dep_id: str, exc: Exception) -> bool:
+    """True when an unsorted failure has now happened MAX_ATTEMPTS times in a row."""
+    failures = int(rt.store.notes(dep_id).get("delivery_failures", "0")) + 1
+    return failures >= MAX_ATTEMPTS
+
+
+def _retry_later(rt: Runtime, dep_id: str, exc: Exception, seconds: float | None = None) -> None:
+    """Deliver again later: after `seconds` when the service said how long, else the back-off."""
     failures = int(rt.store.notes(dep_id).get("delivery_failures", "0")) + 1
     rt.store.set_notes(dep_id, {"delivery_failures": str(failures)})
-    delay = min(RETRY_CAP, RETRY_BASE**failures)
+    delay = seconds if seconds is not None else min(RETRY_CAP, RETRY_BASE**failures)
     log.warning(
-        "deployment %s: delivery failed (%s: %s); retrying in %.0fs",
+        "deployment %s: delivery failed (%s: %s); retrying in %gs",
         dep_id,
         type(exc).__name__,
         exc,

@@ -116,6 +116,8 @@ class Fault:
     until: float
     remaining: int
     retry_after: int | None
+    #: Slack's error code in the answer (default: by status, "ratelimited" or "internal_error").
+    error: str | None = None
 
 
 class SlackEmulator:
@@ -127,7 +129,7 @@ class SlackEmulator:
         *,
         channels: Iterable[str] = (),
         post_rate: float | None = 1.0,
-        post_burst: int = 4,
+        post_burst: int = 5,
     ) -> None:
         self.groups: dict[str, list[str]] = dict(groups or {})
         #: Channels the bot is a member of; archived channels.
@@ -191,10 +193,12 @@ class SlackEmulator:
         times: int = 1_000_000,
         seconds: float = 3600.0,
         retry_after: int | None = None,
+        error: str | None = None,
     ) -> None:
-        """Answer the next `times` API calls (for at most `seconds`) with `status`."""
+        """Answer the next `times` API calls (for at most `seconds`) with `status` (and `error`:
+        e.g. `fail(200, error="token_revoked")` for a permanent refusal)."""
         with self._lock:
-            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after)
+            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after, error)
 
     def heal(self) -> None:
         with self._lock:
@@ -347,7 +351,7 @@ class SlackEmulator:
             fault.remaining -= 1
             self.calls.append(Call(method, params, fault.status))
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            error = "ratelimited" if fault.status == 429 else "internal_error"
+            error = fault.error or ("ratelimited" if fault.status == 429 else "internal_error")
             return fault.status, {"ok": False, "error": error}, headers
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:

@@ -95,10 +95,13 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
                 )
                 wait = None
             except RetryLater as exc:
+                # The summary has limits of its own (Slack: chat.update is not limited per
+                # channel like chat.postMessage): keep it current while the thread waits.
+                _refresh_quietly(notifier, store, dep_id, deployment)
                 _retry_later(rt, dep_id, exc, exc.seconds)
                 return delivered
             except Exception as exc:  # a notifier failure must never stop the rollout
-                if not _gives_up(rt, dep_id, exc):
+                if not _gives_up(rt, dep_id):
                     _retry_later(rt, dep_id, exc)
                     return delivered
                 log.error(
@@ -137,7 +140,22 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
         lock.release()
 
 
-def _gives_up(rt: Runtime, dep_id: str, exc: Exception) -> bool:
+def _refresh_quietly(notifier: Notifier, store: Store, dep_id: str, fallback: Deployment) -> None:
+    """Refresh the summary, whatever happens: the caller retries the delivery anyway.
+
+    Not once the deployment is over: its final summary comes after the whole story, so a card
+    that says "Done" or "Rolled back" always sits above a thread that is complete.
+    """
+    deployment = store.get(dep_id) or fallback
+    if not deployment.active:
+        return
+    try:
+        notifier.refresh(store, deployment)
+    except Exception as exc:
+        log.info("deployment %s: summary not refreshed either (%s)", dep_id, exc)
+
+
+def _gives_up(rt: Runtime, dep_id: str) -> bool:
     """True when an unsorted failure has now happened MAX_ATTEMPTS times in a row."""
     failures = int(rt.store.notes(dep_id).get("delivery_failures", "0")) + 1
     return failures >= MAX_ATTEMPTS

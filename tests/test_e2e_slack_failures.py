@@ -58,6 +58,14 @@ def ids(world: World) -> dict[str, str]:
         )
         assert answer.ok and answer.deployment is not None, answer
         started[key] = answer.deployment.id
+    # Mid-rollout (each bakes 3 steps of 3 s yet): a person deletes one card, and someone
+    # removes the bot from the other channel.
+    deleted = world.wait_card(started["deleted"])
+    kicked = _card(world, started["kicked"], KICKED)
+    for card in (deleted, kicked):
+        world.wait_reply(card, lambda m: m.text.startswith("Traffic 10 %"))
+    world.slack.delete_as_user(CHANNEL, deleted.ts)
+    world.slack.remove_bot(KICKED)
     return started
 
 
@@ -78,9 +86,7 @@ def test_a_deleted_card_is_posted_anew_and_later_messages_follow_in_order(
     world: World, ids: dict[str, str]
 ) -> None:
     dep_id = ids["deleted"]
-    first = world.wait_card(dep_id)
-    world.wait_reply(first, lambda m: m.text.startswith("Traffic 10 %"))
-    world.slack.delete_as_user(CHANNEL, first.ts)  # someone tidies the channel up
+    [first] = [m for m in world.slack.deleted.values() if f"#{dep_id}:" in m.text]
     wait_delivered(world, dep_id)
     assert world.dep(dep_id).state == State.PROMOTED
     again = world.wait_over(dep_id)
@@ -112,9 +118,7 @@ def test_a_bot_removed_from_its_channel_mid_rollout_tells_the_requester_once(
     world: World, ids: dict[str, str]
 ) -> None:
     dep_id = ids["kicked"]
-    card = _card(world, dep_id, KICKED)
-    world.wait_reply(card, lambda m: m.text.startswith("Traffic 10 %"))
-    world.slack.remove_bot(KICKED)
+    [card] = world.slack.channel(KICKED)
     wait_delivered(world, dep_id)
     assert world.dep(dep_id).state == State.PROMOTED
     dms = [m for m in world.slack.dms(DANA) if f"#{dep_id}" in m.text]

@@ -225,7 +225,11 @@ def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:
         # Outside a channel the bot is in, the response_url still reaches the person.
         url = body.get("response_url")
         if url:
-            Respond(response_url=url)(text=text, response_type="ephemeral", replace_original=False)
+            said = Respond(response_url=url)(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+            if said.status_code != 200:
+                log.error("Slack refused telling %s: HTTP %s", user, said.status_code)
         else:
             log.warning("could not tell %s: %s", user, text)
 

@@ -306,3 +306,18 @@ def test_sorted_failures_leave_bugs_alone(mock: MockSlack, monkeypatch: pytest.M
     rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
     assert deliver_pending(rt, note, dep_id) == 0  # retried with the back-off, not skipped
     assert rt.store.notes(dep_id)["delivery_failures"] == "1"
+
+
+def test_a_long_list_of_problems_ends_with_n_more_within_slacks_limits(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    deliver_pending(rt, notifier(mock), dep_id)
+    problems = [
+        f"delete the Cloud Map service srv-{i:04d} by hand ({'x' * 80})" for i in range(200)
+    ]
+    rt.store.append_event(dep_id, event("failed", reason="AWS kept refusing.", problems=problems))
+    assert deliver_pending(rt, notifier(mock), dep_id) == 1  # the strict emulator took it
+    [failed] = mock.thread(PAYMENTS_CHANNEL, card_of(mock, rt, dep_id))
+    listed = failed.blocks[1]["text"]["text"]
+    assert len(listed) <= 3000 and listed.endswith(" more")
+    assert listed.split("\n")[-1].startswith("… ")

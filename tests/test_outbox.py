@@ -114,7 +114,7 @@ class SortingNotifier(FlakyNotifier):
 
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         if event.kind in self.later_on:
-            raise RetryLater("busy", self.later_on[event.kind])
+            raise RetryLater("busy", self.later_on[event.kind], summary_ok=True)
         if event.kind in self.never_on:
             raise Undeliverable("refused for good")
         return super().deliver(store, deployment, event)

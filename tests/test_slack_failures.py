@@ -8,6 +8,7 @@ unreachable thread makes the bot tell the requester once, and refused content be
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -114,7 +115,12 @@ def test_a_429_with_retry_after_7_is_waited_out_exactly(mock: MockSlack) -> None
     assert deliver_pending(rt, notifier(mock), dep_id) == 0
     assert [n.delay for n in rt.scheduler.notifies] == [7]  # type: ignore[attr-defined]
     assert mock.channel(PAYMENTS_CHANNEL) == []
-    deliver_pending(rt, notifier(mock), dep_id)  # when the scheduler runs it, 7 s later
+    rt.store.append_event(dep_id, event("ready", running=2, desired=2))  # enqueues a notify...
+    assert deliver_pending(rt, notifier(mock), dep_id) == 0  # ...which leaves Slack alone
+    assert len([c for c in mock.calls if c.method == "chat.postMessage"]) == 1
+    later = time.time() + 7
+    rt.clock = lambda: later  # the scheduler runs the retry 7 s later
+    assert deliver_pending(rt, notifier(mock), dep_id) == 2
     assert len(mock.channel(PAYMENTS_CHANNEL)) == 1
 
 

@@ -3,8 +3,10 @@
 A notifier that fails says how: `RetryLater` (the service was busy or unreachable: the same
 event is tried again, after exactly the wait the service asked for when it gave one) or
 `Undeliverable` (it can never be shown: it is logged as an error and skipped, so it never blocks
-the events behind it). Any other exception is retried with a growing back-off, and skipped after
-`MAX_ATTEMPTS` failures in a row: a failure nobody sorted must not block a deployment forever.
+the events behind it). A wait the service asked for is a hold: no delivery of that deployment
+runs before it ends, however many notify jobs new events enqueue meanwhile. Any other exception
+is retried with a growing back-off, and skipped after `MAX_ATTEMPTS` failures in a row: a
+failure nobody sorted must not block a deployment forever.
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ MAX_ATTEMPTS = 10
 class RetryLater(Exception):  # noqa: N818 - a request, not an error
     """The event could not be shown now; try it again in `seconds` (None: the back-off)."""
 
-    def __init__(self, reason: str, seconds: float | None = None) -> None:
+    def __init__(
+        self, reason: str, seconds: float | None = None, *, summary_ok: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason, self.seconds = reason, seconds
+        #: True when the summary (the card) may still be refreshed meanwhile: what failed
+        #: has limits of its own (posting a reply, not editing the card).
+        self.summary_ok = summary_ok
 
 
 class Undeliverable(Exception):  # noqa: N818 - a verdict on the event, not a crash
@@ -73,6 +80,10 @@ class LoggingNotifier:
 def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
     """Deliver the deployment's undelivered events in order; return how many were delivered."""
     store = rt.store
+    if rt.clock() < float(store.notes(dep_id).get("hold_until") or 0):
+        # The service asked to be left alone until then: the job scheduled for that moment
+        # delivers this one's events too (and the watchdog reschedules it, were it lost).
+        return 0
     lock = RunLock(rt.redis, f"{store.prefix}:deliver:{dep_id}")
     if not lock.acquire():
         rt.scheduler.notify(dep_id, delay=1)
@@ -97,7 +108,8 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
             except RetryLater as exc:
                 # The summary has limits of its own (Slack: chat.update is not limited per
                 # channel like chat.postMessage): keep it current while the thread waits.
-                _refresh_quietly(notifier, store, dep_id, deployment)
+                if exc.summary_ok:
+                    _refresh_quietly(notifier, store, dep_id, deployment)
                 _retry_later(rt, dep_id, exc, exc.seconds)
                 return delivered
             except Exception as exc:  # a notifier failure must never stop the rollout
@@ -164,7 +176,10 @@ def _gives_up(rt: Runtime, dep_id: str) -> bool:
 def _retry_later(rt: Runtime, dep_id: str, exc: Exception, seconds: float | None = None) -> None:
     """Deliver again later: after `seconds` when the service said how long, else the back-off."""
     failures = int(rt.store.notes(dep_id).get("delivery_failures", "0")) + 1
-    rt.store.set_notes(dep_id, {"delivery_failures": str(failures)})
+    notes = {"delivery_failures": str(failures)}
+    if seconds is not None:  # honoured exactly: no delivery of this deployment before then
+        notes["hold_until"] = str(rt.clock() + seconds)
+    rt.store.set_notes(dep_id, notes)
     delay = seconds if seconds is not None else min(RETRY_CAP, RETRY_BASE**failures)
     log.warning(
         "deployment %s: delivery failed (%s: %s); retrying in %gs",

@@ -151,7 +151,12 @@ def sorted_failures(dep_id: str) -> Iterator[None]:
         if failure is None or failure.kind is Kind.UNKNOWN:
             raise
         if failure.kind is Kind.RETRY:
-            raise RetryLater(f"Slack {failure.describe()}", failure.retry_after) from exc
+            # A reply waiting for chat.postMessage's per-channel limit need not hold the card:
+            # chat.update has its own (Tier 3, https://docs.slack.dev/reference/methods/chat.update).
+            posting = failure.method == "chat.postMessage"
+            raise RetryLater(
+                f"Slack {failure.describe()}", failure.retry_after, summary_ok=posting
+            ) from exc
         raise Undeliverable(f"Slack refused {failure.describe()}") from exc
 
 

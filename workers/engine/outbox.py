@@ -80,9 +80,11 @@ class LoggingNotifier:
 def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
     """Deliver the deployment's undelivered events in order; return how many were delivered."""
     store = rt.store
-    if rt.clock() < float(store.notes(dep_id).get("hold_until") or 0):
-        # The service asked to be left alone until then: the job scheduled for that moment
-        # delivers this one's events too (and the watchdog reschedules it, were it lost).
+    held = float(store.notes(dep_id).get("hold_until") or 0) - rt.clock()
+    if held > 0:
+        # The service asked to be left alone until then: look again at that moment (RQ's
+        # scheduler keeps whole seconds, so the job planned for it may come a little early).
+        rt.scheduler.notify(dep_id, delay=held)
         return 0
     lock = RunLock(rt.redis, f"{store.prefix}:deliver:{dep_id}")
     if not lock.acquire():

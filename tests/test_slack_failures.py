@@ -327,3 +327,17 @@ def test_a_long_list_of_problems_ends_with_n_more_within_slacks_limits(mock: Moc
     listed = failed.blocks[1]["text"]["text"]
     assert len(listed) <= 3000 and listed.endswith(" more")
     assert listed.split("\n")[-1].startswith("… ")
+
+
+def test_an_edit_is_retried_once_inside_the_call_it_cannot_post_twice(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    deliver_pending(rt, notifier(mock), dep_id)
+    advance(rt, dep_id, State.WAITING_READY)
+    before = len(mock.calls)
+    mock.fail(500, times=1)
+    deliver_pending(rt, notifier(mock), dep_id)
+    edits = [c.status for c in mock.calls[before:] if c.method == "chat.update"]
+    assert edits == [500, 200]  # chat.update is idempotent: the SDK's one quick retry stays
+    [card] = mock.channel(PAYMENTS_CHANNEL)
+    assert "Waiting for tasks" in card.text

@@ -92,7 +92,7 @@ def measure(rounds: int = 5, concurrency: int = 50, client: str = "burst") -> tu
     redis.ping()
     prefix = new_prefix("ack")
     deploys_per_round = concurrency // 2
-    with SlackEmulator() as slack, tempfile.TemporaryDirectory() as tmp:
+    with SlackEmulator(channels=[CHANNEL]) as slack, tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "canary.yaml"
         config.write_text(yaml.safe_dump(catalogue(deploys_per_round * rounds)))
         env = {

@@ -158,7 +158,7 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
     redis = Redis.from_url(REDIS_URL)
     prefix = new_prefix("calls")
     moto, endpoint = start_moto(workdir)
-    slack = SlackEmulator().start()
+    slack = SlackEmulator(channels=[CHANNEL], post_rate=None).start()
     try:
         seeding = aws_clients(endpoint)
         seed(seeding, {KEY: "prod"})

@@ -273,7 +273,7 @@ class World:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis = Redis.from_url(REDIS_URL)
         self.redis.ping()
-        self.slack = SlackEmulator().start()
+        self.slack = SlackEmulator(channels=[CHANNEL]).start()
         self.moto, self.endpoint = start_moto(self.workdir)
         self.clients = aws_clients(self.endpoint)
         self.seed_seconds = seed(self.clients, self.services, self.seed_threads)

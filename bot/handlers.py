@@ -80,8 +80,16 @@ class Handlers:
             text = "Something went wrong on my side; nothing was changed. Details are in the log."
         if isinstance(text, RefusedText):
             text = self._limited(limiter, actor.user, text)
-        if text:
-            respond(text=text, response_type="ephemeral", replace_original=False)
+        if not text:
+            return
+        answer = respond(text=text, response_type="ephemeral", replace_original=False)
+        if answer.status_code != 200:  # Slack refused it (too long, bad blocks): nothing was shown
+            log.error(
+                "Slack refused the answer to /canary %s: HTTP %s %s",
+                cmd.name,
+                answer.status_code,
+                (answer.body or "")[:200],
+            )
 
     def run(self, cmd: Command, actor: Actor, home: Workspace) -> str:
         """Carry out a parsed command for `actor` (the app lives in `home`); return the answer."""
@@ -279,7 +287,11 @@ def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:
         # Outside a channel the bot is in, the response_url still reaches the person.
         url = body.get("response_url")
         if url:
-            Respond(response_url=url)(text=text, response_type="ephemeral", replace_original=False)
+            said = Respond(response_url=url)(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+            if said.status_code != 200:
+                log.error("Slack refused telling %s: HTTP %s", user, said.status_code)
         else:
             log.warning("could not tell %s: %s", user, text)
 

@@ -1,20 +1,61 @@
 """A local Slack Web API: keeps channels, threads and ephemeral answers as people would see them.
 
 Bound to 127.0.0.1 on a free port; `base_url` goes into WebClient(base_url=...) or SLACK_API_URL.
-Used by the sandbox and by the tests (tests/slack_mock.py re-exports it).
+Used by the sandbox, `make demo` and the end-to-end tests (sandbox.world); the unit tests use
+it as tests/slack_mock.MockSlack (member of the tests' channels, no rate limit by default).
+
+As strict as Slack where the product could get it wrong:
+
+- every message's blocks are parsed and validated with slack_sdk.models.blocks and checked
+  against Block Kit's documented limits (50 blocks, 3,000 characters per text object, 75 per
+  button label: https://docs.slack.dev/reference/block-kit/blocks), answering `invalid_blocks`;
+  text over 40,000 characters answers `msg_too_long` (chat.postMessage, "Truncating content":
+  https://docs.slack.dev/reference/methods/chat.postMessage) -- response_url posts too, with
+  HTTP 400 and the code as the body;
+- the bot is a member only of the channels it was given (`channels`, `invite`): elsewhere
+  chat.postMessage, chat.update, chat.delete, chat.postEphemeral and conversations.* answer
+  `not_in_channel`; an archived channel answers `is_archived`. A user id as the channel posts in
+  the app's direct messages with that person (`dms(user)`);
+- chat.postMessage is limited per channel to `post_rate` messages a second with bursts of
+  `post_burst` ("chat.postMessage generally allows posting one message per second per channel",
+  https://docs.slack.dev/apis/web-api/rate-limits), answering HTTP 429 with `Retry-After`
+  (whole seconds, as Slack sends it); `post_rate=None` turns it off;
+- messages can be deleted (chat.delete, or `delete_as_user` as a person would): a later
+  chat.update answers `message_not_found`, as Slack's chat.update documents.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+#: Slack's documented limits (see the module docstring).
+MAX_BLOCKS, MAX_TEXT_OBJECT, MAX_MESSAGE_TEXT = 50, 3000, 40_000
+#: Limits of a confirmation dialog's texts (composition objects: confirm).
+_CONFIRM_LIMITS = {"title": 100, "text": 300, "confirm": 30, "deny": 30}
+#: Methods that need the bot to be a member of the channel they name.
+_IN_CHANNEL = frozenset(
+    {
+        "chat.postMessage",
+        "chat.update",
+        "chat.delete",
+        "chat.postEphemeral",
+        "chat.getPermalink",
+        "conversations.history",
+        "conversations.replies",
+    }
+)
 
 
 @dataclass
@@ -75,13 +116,30 @@ class Fault:
     until: float
     remaining: int
     retry_after: int | None
+    #: Slack's error code in the answer (default: by status, "ratelimited" or "internal_error").
+    error: str | None = None
 
 
 class SlackEmulator:
     """The emulator's server; use as a context manager or call start()/stop()."""
 
-    def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        groups: dict[str, list[str]] | None = None,
+        *,
+        channels: Iterable[str] = (),
+        post_rate: float | None = 1.0,
+        post_burst: int = 5,
+    ) -> None:
         self.groups: dict[str, list[str]] = dict(groups or {})
+        #: Channels the bot is a member of; archived channels.
+        self.members: set[str] = set(channels)
+        self.archived: set[str] = set()
+        #: chat.postMessage per channel: messages a second (None: unlimited) and the burst.
+        self.post_rate, self.post_burst = post_rate, post_burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        #: Messages deleted (chat.delete or delete_as_user), as they read when deleted.
+        self.deleted: dict[tuple[str, str], Posted] = {}
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Posted] = {}
         self.ephemerals: list[dict[str, Any]] = []
@@ -135,14 +193,45 @@ class SlackEmulator:
         times: int = 1_000_000,
         seconds: float = 3600.0,
         retry_after: int | None = None,
+        error: str | None = None,
     ) -> None:
-        """Answer the next `times` API calls (for at most `seconds`) with `status`."""
+        """Answer the next `times` API calls (for at most `seconds`) with `status` (and `error`:
+        e.g. `fail(200, error="token_revoked")` for a permanent refusal)."""
         with self._lock:
-            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after)
+            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after, error)
 
     def heal(self) -> None:
         with self._lock:
             self._fault = None
+
+    # the workspace ---------------------------------------------------------------------------
+    def invite(self, channel: str) -> None:
+        """The bot joins `channel` (/invite @canary)."""
+        with self._lock:
+            self.members.add(channel)
+
+    def remove_bot(self, channel: str) -> None:
+        """Someone removes the bot from `channel`."""
+        with self._lock:
+            self.members.discard(channel)
+
+    def archive(self, channel: str) -> None:
+        with self._lock:
+            self.archived.add(channel)
+
+    def delete_as_user(self, channel: str, ts: str) -> Posted:
+        """A person deletes a message (the bot's card, a gate): gone, its replies stay."""
+        with self._changed:
+            message = self.messages.pop((channel, ts))
+            self.deleted[(channel, ts)] = message
+            self._changed.notify_all()
+            return message
+
+    def dms(self, user: str) -> list[Posted]:
+        """The app's direct messages to `user`, oldest first."""
+        with self._lock:
+            found = [m for m in self.messages.values() if m.channel == _dm_channel(user)]
+        return sorted(found, key=lambda m: float(m.ts))
 
     def response_url(self) -> str:
         """A fresh response_url whose POSTs land in `responses`."""
@@ -244,6 +333,10 @@ class SlackEmulator:
 
     def _route(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any], dict]:
         if path.startswith("/respond/"):
+            refused = _refusal(params)
+            if refused:
+                self.calls.append(Call("response_url", params, 400))
+                return 400, {"ok": False, "error": refused}, {}
             self.responses.append(params)
             self.responses_by_url.setdefault(path.removeprefix("/respond/"), []).append(params)
             self.private.append(params)
@@ -258,13 +351,51 @@ class SlackEmulator:
             fault.remaining -= 1
             self.calls.append(Call(method, params, fault.status))
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            error = "ratelimited" if fault.status == 429 else "internal_error"
+            error = fault.error or ("ratelimited" if fault.status == 429 else "internal_error")
             return fault.status, {"ok": False, "error": error}, headers
-        self.calls.append(Call(method, params))
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
+            self.calls.append(Call(method, params))
             return 200, {"ok": False, "error": "unknown_method"}, {}
+        refused = self._access(method, params)
+        if refused is None and method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            refused = _refusal(params)
+        if refused is not None:
+            self.calls.append(Call(method, params, 200))
+            return 200, {"ok": False, "error": refused}, {}
+        if method == "chat.postMessage":
+            wait = self._rate_limited(str(params.get("channel", "")))
+            if wait is not None:
+                self.calls.append(Call(method, params, 429))
+                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
+        self.calls.append(Call(method, params))
         return 200, handler(params), {}
+
+    def _access(self, method: str, params: dict[str, Any]) -> str | None:
+        """`not_in_channel` / `is_archived` where the bot may not act, else None."""
+        if method not in _IN_CHANNEL:
+            return None
+        channel = str(params.get("channel", ""))
+        if channel[:1] in ("U", "W", "D"):  # a person: the app's direct messages
+            return None
+        if channel in self.archived:
+            return "is_archived"
+        if channel not in self.members:
+            return "not_in_channel"
+        return None
+
+    def _rate_limited(self, channel: str) -> int | None:
+        """Seconds to wait before the next chat.postMessage in `channel`, or None: go ahead."""
+        if not self.post_rate:
+            return None
+        now = time.monotonic()
+        tokens, last = self._buckets.get(channel, (float(self.post_burst), now))
+        tokens = min(float(self.post_burst), tokens + (now - last) * self.post_rate)
+        if tokens < 1.0:
+            self._buckets[channel] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.post_rate))
+        self._buckets[channel] = (tokens - 1.0, now)
+        return None
 
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
@@ -282,6 +413,8 @@ class SlackEmulator:
 
     def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params["channel"], self._next_ts()
+        if channel[:1] in ("U", "W"):
+            channel = _dm_channel(channel)
         message = Posted(
             channel=channel,
             ts=ts,
@@ -303,6 +436,20 @@ class SlackEmulator:
             message.blocks = params.get("blocks") or []
         message.updates += 1
         return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (params["channel"], params["ts"])
+        message = self.messages.pop(key, None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self.deleted[key] = message
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = str(params.get("users", "")).split(",")
+        if len(users) != 1 or not users[0]:
+            return {"ok": False, "error": "not_enough_users" if not users[0] else "too_many_users"}
+        return {"ok": True, "channel": {"id": _dm_channel(users[0])}}
 
     def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         self.ephemerals.append(params)
@@ -345,7 +492,15 @@ class SlackEmulator:
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel", "")
-        return {"ok": True, "channel": {"id": channel, "name": f"chan-{channel.lower()}"}}
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel,
+                "name": f"chan-{channel.lower()}",
+                "is_member": channel in self.members,
+                "is_archived": channel in self.archived,
+            },
+        }
 
 
 def _as_api(message: Posted) -> dict[str, Any]:
@@ -368,3 +523,58 @@ def _metadata(raw: Any) -> dict[str, Any] | None:
         except ValueError:
             return None
     return raw if isinstance(raw, dict) else None
+
+
+def _dm_channel(user: str) -> str:
+    """The id of the app's direct-message conversation with `user`."""
+    return "D" + user[1:]
+
+
+def _refusal(params: dict[str, Any]) -> str | None:
+    """Slack's error code for a message it would refuse, else None."""
+    text = params.get("text")
+    blocks = params.get("blocks")
+    if isinstance(text, str) and len(text) > MAX_MESSAGE_TEXT:
+        return "msg_too_long"
+    if blocks is None or blocks == []:
+        return None
+    if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+        return "invalid_blocks"
+    for raw in blocks:
+        if not isinstance(raw, dict) or not _valid_block(raw):
+            return "invalid_blocks"
+    return None
+
+
+def _valid_block(raw: dict[str, Any]) -> bool:
+    """The block parses with slack_sdk's models, passes their validation and Block Kit's limits."""
+    try:
+        block = Block.parse(raw)
+        if block is None:  # a type slack_sdk does not know
+            return False
+        block.validate_json()
+        for element in getattr(block, "elements", None) or []:
+            validate = getattr(element, "validate_json", None)
+            if validate is not None:
+                validate()
+    except (SlackObjectFormationError, KeyError, TypeError, ValueError):
+        return False
+    return _within_limits(raw)
+
+
+def _within_limits(value: Any) -> bool:
+    """Every text object at most 3,000 characters; confirmation dialogs within theirs."""
+    if isinstance(value, list):
+        return all(_within_limits(v) for v in value)
+    if not isinstance(value, dict):
+        return True
+    is_text = value.get("type") in ("mrkdwn", "plain_text")
+    if is_text and len(str(value.get("text", ""))) > MAX_TEXT_OBJECT:
+        return False
+    confirm = value.get("confirm")
+    if isinstance(confirm, dict):
+        for key, limit in _CONFIRM_LIMITS.items():
+            part = confirm.get(key)
+            if isinstance(part, dict) and len(str(part.get("text", ""))) > limit:
+                return False
+    return all(_within_limits(v) for v in value.values())

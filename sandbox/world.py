@@ -127,7 +127,8 @@ class World:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"sandbox{uuid.uuid4().hex[:8]}")
     processes: list[Process] = field(default_factory=list)
-    slack: SlackEmulator = field(default_factory=SlackEmulator)
+    #: The bot is a member of the sandbox's one channel; chat.postMessage is rate-limited.
+    slack: SlackEmulator = field(default_factory=lambda: SlackEmulator(channels=[CHANNEL]))
     bot_url: str = ""
     endpoint: str = ""
     env: dict[str, str] = field(default_factory=dict)

@@ -69,7 +69,7 @@ def make_runtime(catalogue: dict[str, Any] | None = None) -> Runtime:
 
 def notifier(mock: MockSlack, *, clock: Callable[[], float] = time.time) -> SlackNotifier:
     return SlackNotifier(
-        make_client(TOKEN, mock.base_url, retry_interval=0.01, max_rate_limit_wait=1),
+        make_client(TOKEN, mock.base_url, retry_interval=0.01),
         clock=clock,
     )
 

@@ -134,7 +134,9 @@ def make_stack(workdir: Path, redis_url: str, services: int) -> World:
         }
         for i in range(services)
     }
-    return start_stack(workdir, redis_url, keys)
+    stack = start_stack(workdir, redis_url, keys)
+    stack.slack.invite(CHANNEL)  # the strict emulator posts only where the bot was invited
+    return stack
 
 
 def approve_gates(stack: World, stop: threading.Event) -> None:

@@ -251,3 +251,36 @@ def test_ack_body_is_json_for_usage_errors(slack: Slack) -> None:
     response = slack.command("history")
     body = json.loads(response.body)
     assert body["response_type"] == "ephemeral" and "Usage: `/canary history" in body["text"]
+
+
+def _finish_with_problems(rt: Runtime, n: int, problem: str) -> None:
+    """`n` deployments of search that failed, each leaving long problems to clean up."""
+    for _ in range(n):
+        answer = api.start_deployment("search", IMAGE, requester=DANA, channel=OTHER_CHANNEL, rt=rt)
+        assert answer.ok and answer.deployment is not None
+
+        def failed(d: Deployment) -> None:
+            d.problems = [problem] * 3
+            d.finished_at = time.time()
+
+        advance(rt, answer.deployment.id, State.FAILED, mutate=failed)
+
+
+def test_history_of_50_fits_in_one_slack_answer(slack: Slack, rt: Runtime, mock: MockSlack) -> None:
+    _finish_with_problems(rt, 50, "delete the target group search-tg-" + "x" * 900)
+    shown = slack.answer("history search 50", channel=OTHER_CHANNEL)  # the emulator refuses
+    assert len(shown) <= 40_000  # more than Slack's 40,000 characters (msg_too_long)
+    lines = shown.split("\n")
+    assert lines[0] == "*search*: last 50 deployments"
+    assert len(lines) == 51  # one line each: a long outcome is cut, not the list
+    assert all(len(line) <= 1000 for line in lines)
+
+
+def test_an_answer_slack_refuses_is_logged(
+    slack: Slack, rt: Runtime, mock: MockSlack, caplog, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("workers.slack.answers.history", lambda *a: "x" * 40_001)
+    before = len(mock.calls)
+    slack.command("history search", channel=OTHER_CHANNEL)
+    mock.wait_for(lambda: [c for c in mock.calls[before:] if c.status == 400])
+    mock.wait_for(lambda: "Slack refused the answer to /canary history" in caplog.text)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.fakes import fake_runtime, sample_event
 from workers import api
 from workers.domain.deployment import Deployment
 from workers.domain.events import Event
-from workers.engine.outbox import deliver_pending
+from workers.engine.outbox import MAX_ATTEMPTS, RetryLater, Undeliverable, deliver_pending
 from workers.engine.store import Store
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v2"
@@ -98,3 +102,61 @@ def test_an_event_that_waits_holds_the_later_ones_back_without_a_failure() -> No
     notifier.wait_on.clear()
     assert deliver_pending(rt, notifier, dep_id) == 2
     assert [kind for kind, _ in notifier.delivered] == ["requested", "approved", "shifted"]
+
+
+class SortingNotifier(FlakyNotifier):
+    """Fails on some kinds the way the Slack notifier sorts Slack's failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later_on: dict[str, float] = {}
+        self.never_on: set[str] = set()
+
+    def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
+        if event.kind in self.later_on:
+            raise RetryLater("busy", self.later_on[event.kind], summary_ok=True)
+        if event.kind in self.never_on:
+            raise Undeliverable("refused for good")
+        return super().deliver(store, deployment, event)
+
+
+def test_a_retry_later_is_retried_after_exactly_the_wait_asked_for() -> None:
+    rt = fake_runtime()
+    dep_id = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment.id  # type: ignore[union-attr]
+    add(rt, dep_id, "provisioned")
+    notifier = SortingNotifier()
+    notifier.later_on = {"provisioned": 7.0}
+    rt.scheduler.jobs.clear()  # type: ignore[attr-defined]
+    assert deliver_pending(rt, notifier, dep_id) == 1
+    assert [j.due - rt.clock() for j in rt.scheduler.notifies] == [7.0]  # type: ignore[attr-defined]
+    assert notifier.refreshes == 1  # the summary is kept current while the event waits
+
+
+def test_an_undeliverable_event_is_skipped_and_never_blocks_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rt = fake_runtime()
+    dep_id = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment.id  # type: ignore[union-attr]
+    for kind in ("provisioned", "ready"):
+        add(rt, dep_id, kind)
+    notifier = SortingNotifier()
+    notifier.never_on = {"provisioned"}
+    assert deliver_pending(rt, notifier, dep_id) == 3
+    assert notifier.delivered == [("requested", 0), ("ready", 2)]
+    assert rt.store.undelivered_ids() == []
+    assert any(
+        r.levelno == logging.ERROR and "refused for good" in r.message for r in caplog.records
+    )
+
+
+def test_an_unsorted_failure_is_skipped_after_max_attempts() -> None:
+    rt = fake_runtime()
+    dep_id = api.start_deployment("payments", IMAGE, requester="U1", rt=rt).deployment.id  # type: ignore[union-attr]
+    add(rt, dep_id, "provisioned")
+    notifier = FlakyNotifier()
+    notifier.fail_on = {"provisioned"}
+    for _ in range(MAX_ATTEMPTS - 1):
+        deliver_pending(rt, notifier, dep_id)
+    assert rt.store.undelivered_ids() == [dep_id]  # still tried, with the back-off
+    deliver_pending(rt, notifier, dep_id)
+    assert rt.store.undelivered_ids() == []  # then given up, so it blocks nothing behind it

@@ -374,6 +374,11 @@ def test_a_slack_outage_delays_delivery_and_posts_nothing_twice(
     assert rt.store.notes(dep_id)["delivery_failures"] == "1"
 
     mock.heal()
+    if status == 429:  # nothing is delivered before the Retry-After is over...
+        assert deliver_pending(rt, note, dep_id) == 0
+        assert 29 < rt.scheduler.notifies[-1].delay <= 30  # looks again when the wait ends
+        later = time.time() + 31
+        rt.clock = lambda: later  # ...then the scheduler runs the retry
     deliver_pending(rt, note, dep_id)
     deliver_pending(rt, note, dep_id)
     card_ts = rt.store.notes(dep_id)["card_ts"]

@@ -1,5 +1,9 @@
 """The bot's own answers (ephemeral): deploy acknowledgements, refusals, status, history,
-services."""
+services; and the direct message to a requester whose thread cannot be posted to.
+
+Lists are fitted to Slack's limits with "… n more" (workers.slack.format.fit_lines): one line
+per deployment or service, however long its reason, and no more lines than a message holds.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from workers.domain.outcomes import Answer, Refusal
 from workers.domain.state import State
 from workers.slack.card import card_status, headline
 from workers.slack.format import (
+    clip,
     duration,
+    fit_lines,
     mention,
     mentions,
     tag_change,
@@ -127,7 +133,7 @@ def status(deps: list[Deployment], thread: ThreadLink, now: float) -> str:
     noun = "deployment" if len(deps) == 1 else "deployments"
     lines = [f"{len(deps)} {noun} running:"]
     lines += [deployment_line(d, thread(d.id), now) for d in deps]
-    return "\n".join(lines)
+    return fit_lines(lines)
 
 
 def service_status(
@@ -163,12 +169,18 @@ def outcome(dep: Deployment, now: float) -> str:
     return card_status(dep, now)
 
 
+#: Characters of a deployment's outcome in a history line (a reason or a list of problems
+#: can be long; the thread has all of it).
+OUTCOME_CHARS = 300
+
+
 def history_line(dep: Deployment, url: str | None, now: float) -> str:
     icon = _ICONS.get(dep.state, "🔄")
     took = duration((dep.finished_at or now) - dep.created_at)
+    said = clip(outcome(dep, now), OUTCOME_CHARS)
     return (
         f"{icon} #{dep.id}  {tag_change(dep.old_image, dep.image)}  {mention(dep.requester)} · "
-        f"{outcome(dep, now)} · {took} · {when(dep.created_at, '{date_short} {time}')}  {link(url)}"
+        f"{said} · {took} · {when(dep.created_at, '{date_short} {time}')}  {link(url)}"
     )
 
 
@@ -178,7 +190,7 @@ def history(service: str, deps: list[Deployment], thread: ThreadLink, now: float
     noun = "deployment" if len(deps) == 1 else "deployments"
     lines = [f"*{service}*: last {len(deps)} {noun}"]
     lines += [history_line(d, thread(d.id), now) for d in deps]
-    return "\n".join(lines)
+    return fit_lines(lines)
 
 
 def service_line(key: str, running: Deployment | None, last: Deployment | None) -> str:
@@ -211,4 +223,17 @@ def services(
         return "The catalogue has no services."
     lines = ["Services (from this bot's records; traffic as of the last change it made):"]
     lines += [service_line(k, running.get(k), last.get(k)) for k in sorted(catalogue.services)]
-    return "\n".join(lines)
+    return fit_lines(lines)
+
+
+def thread_unreachable(dep: Deployment, channel: str, error: str) -> str:
+    """The direct message to a requester whose deployment's thread cannot be posted to."""
+    where = f"at {dep.weight} %" if dep.weight else "with no traffic on the canary yet"
+    state = headline(dep)
+    return (
+        f"I can't post in <#{channel}> ({error}), so deployment #{dep.id} of {dep.service} "
+        f"({version_change(dep.old_image, dep.image)}) has no thread there and its messages are "
+        f"not shown. It goes on without them: it is {state.lower()}, {where}. Follow it with "
+        f"`/canary status {dep.service}`, stop it with `/canary abort {dep.service}`; invite me "
+        "to the channel (`/invite @canary`) to see the next deployments' threads."
+    )

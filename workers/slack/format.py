@@ -15,9 +15,16 @@ from workers.analysis.judge import Counts, Verdict, format_count, format_pct
 from workers.domain.durations import format_duration
 from workers.domain.images import repository, short_name
 
-#: Block Kit limits: characters in one text object, blocks in one message.
+#: Block Kit limits: characters in one text object, blocks in one message
+#: (https://docs.slack.dev/reference/block-kit/blocks/section-block: "text ... Maximum length
+#: for the text in this field is 3000 characters"; https://docs.slack.dev/reference/block-kit/
+#: blocks: "You can include up to 50 blocks in each message").
 MAX_TEXT = 3000
 MAX_BLOCKS = 50
+#: A message's top-level text: chat.postMessage "will truncate messages containing more than
+#: 40,000 characters" (https://docs.slack.dev/reference/methods/chat.postMessage, "Truncating
+#: content"); the strict emulator refuses them with msg_too_long.
+MAX_MESSAGE_TEXT = 40_000
 
 
 Block = dict[str, Any]
@@ -38,6 +45,24 @@ class Message:
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """`text` cut to `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_lines(lines: list[str], limit: int = MAX_MESSAGE_TEXT, *, line_limit: int = 1000) -> str:
+    """`lines` joined by newlines, each clipped to `line_limit`, as many as fit in `limit`
+    characters; the rest become "… n more"."""
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        line = clip(line, line_limit)
+        left = len(lines) - i - 1
+        # room for this line, and for the "… n more" line should a later one not fit
+        tail = len(f"\n… {left} more") if left else 0
+        if used + len(line) + (1 if kept else 0) + tail > limit:
+            kept.append(f"… {len(lines) - i} more")
+            break
+        kept.append(line)
+        used += len(line) + (1 if len(kept) > 1 else 0)
+    return "\n".join(kept)
 
 
 def mention(member: str) -> str:

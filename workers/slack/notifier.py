@@ -2,6 +2,13 @@
 
 Every message's ts is written to the deployment's notes right after it is posted and checked
 before posting, so a delivery retried after an error never posts the same message twice.
+
+Slack's failures are sorted (workers.slack.errors): a rate limit, a 5xx or a timeout makes the
+outbox try again (after exactly the Retry-After Slack gave); a permanent refusal never blocks the
+events behind it. A deleted card or gate message is posted anew; a thread that cannot be posted
+to at all (the bot is not in the channel, it is gone or archived) makes the bot tell the
+requester once, in a direct message, where the deployment stands; a message Slack refuses for
+its content is posted as plain text; everything else permanent is logged as an error and skipped.
 """
 
 from __future__ import annotations
@@ -10,13 +17,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
@@ -36,10 +44,13 @@ from workers.domain.events import (
     Shifted,
 )
 from workers.domain.state import State
+from workers.engine.outbox import RetryLater, Undeliverable
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
+from workers.slack.answers import thread_unreachable
 from workers.slack.card import render_card
-from workers.slack.format import Message, mention, when, why
+from workers.slack.errors import Kind, SlackFailure, classify
+from workers.slack.format import MAX_TEXT, Message, clip, context, mention, when, why
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -67,12 +78,19 @@ def slack_api_url() -> str:
     return load_settings().slack_api_url
 
 
-class _ShortRateLimitRetry(RateLimitErrorRetryHandler):
-    """Waits out a short Retry-After in place; a longer one is left to the outbox's retry."""
+#: Methods that create a message: never repeated inside one call (a connection that broke after
+#: Slack took the request would post twice). The outbox retries them with its exactly-once lookup.
+_POSTS = ("chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage", "chat.meMessage")
 
-    def __init__(self, max_retry_count: int = 1, max_wait: float = 5.0) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.max_wait = max_wait
+
+class _NeverRepost(RetryHandler):
+    """Another retry handler, except for the methods that post (see _POSTS)."""
+
+    def __init__(self, inner: RetryHandler) -> None:
+        super().__init__(
+            max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator
+        )
+        self.inner = inner
 
     def _can_retry(
         self,
@@ -82,34 +100,30 @@ class _ShortRateLimitRetry(RateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if response is None or response.status_code != 429:
+        if request.url.rstrip("/").endswith(_POSTS):
             return False
-        for name, values in response.headers.items():
-            if name.lower() == "retry-after" and values:
-                try:
-                    return float(values[0]) <= self.max_wait
-                except ValueError:
-                    return False
-        return True
+        return self.inner._can_retry(state=state, request=request, response=response, error=error)
 
 
-def retry_handlers(interval: float = 0.5, max_rate_limit_wait: float = 5.0) -> list[RetryHandler]:
-    """Small, bounded retries: the outbox retries anything longer later without blocking."""
+def retry_handlers(interval: float = 0.5) -> list[RetryHandler]:
+    """One quick retry of a broken connection or a 5xx, for calls that cannot post twice.
+
+    No rate-limit handler: a 429 goes back to the outbox, which waits exactly the Retry-After
+    Slack asked for (however long) without holding a worker, then looks before posting again.
+    """
     return [
-        ConnectionErrorRetryHandler(max_retry_count=1),
-        _ShortRateLimitRetry(max_retry_count=1, max_wait=max_rate_limit_wait),
-        ServerErrorRetryHandler(
-            max_retry_count=1, interval_calculator=FixedValueRetryIntervalCalculator(interval)
+        _NeverRepost(ConnectionErrorRetryHandler(max_retry_count=1)),
+        _NeverRepost(
+            ServerErrorRetryHandler(
+                max_retry_count=1,
+                interval_calculator=FixedValueRetryIntervalCalculator(interval),
+            )
         ),
     ]
 
 
 def make_client(
-    token: str,
-    base_url: str | None = None,
-    *,
-    retry_interval: float = 0.5,
-    max_rate_limit_wait: float = 5.0,
+    token: str, base_url: str | None = None, *, retry_interval: float = 0.5
 ) -> WebClient:
     """A WebClient on SLACK_API_URL with the retry handlers above."""
     url = base_url or slack_api_url()
@@ -117,8 +131,39 @@ def make_client(
         token=token,
         base_url=url if url.endswith("/") else url + "/",
         timeout=10,
-        retry_handlers=retry_handlers(retry_interval, max_rate_limit_wait),
+        retry_handlers=retry_handlers(retry_interval),
     )
+
+
+@contextmanager
+def sorted_failures(dep_id: str) -> Iterator[None]:
+    """Turn a failed Slack call into what the outbox understands (see workers.engine.outbox).
+
+    Retryable: RetryLater with Slack's Retry-After. Permanent: Undeliverable (logged as an error
+    by the outbox). Unknown codes and bugs go through as they are: retried a few times.
+    """
+    try:
+        yield
+    except (RetryLater, Undeliverable):
+        raise
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None or failure.kind is Kind.UNKNOWN:
+            raise
+        if failure.kind is Kind.RETRY:
+            # A reply waiting for chat.postMessage's per-channel limit need not hold the card:
+            # chat.update has its own (Tier 3, https://docs.slack.dev/reference/methods/chat.update).
+            posting = failure.method == "chat.postMessage"
+            raise RetryLater(
+                f"Slack {failure.describe()}", failure.retry_after, summary_ok=posting
+            ) from exc
+        raise Undeliverable(f"Slack refused {failure.describe()}") from exc
+
+
+def _permanent(exc: Exception, *kinds: Kind) -> SlackFailure | None:
+    """The failure of `exc` when it is a Slack refusal of one of `kinds`, else None."""
+    failure = classify(exc)
+    return failure if failure is not None and failure.kind in kinds else None
 
 
 def thread_url(store: Store, dep_id: str) -> str | None:
@@ -133,6 +178,17 @@ def thread_urls(store: Store, dep_ids: list[str]) -> dict[str, str]:
 
 #: Slack message-metadata type marking the bot's own messages (and which event each shows).
 METADATA_EVENT = "canary_event"
+#: Under a thread message posted anew because someone deleted it.
+POSTED_AGAIN = "↻ Posted again: the original message was deleted."
+
+
+def card_reposted() -> Message:
+    """The first reply under a card posted anew."""
+    text = (
+        "↻ This deployment's card was deleted, so it was posted again here; the rollout's "
+        "earlier messages stay in the first thread, its next ones follow here."
+    )
+    return Message(text, [context(text)])
 
 
 class SlackNotifier:
@@ -154,15 +210,31 @@ class SlackNotifier:
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         """Post the event (the card for `requested`, a thread reply otherwise), at most once.
 
-        An approval may answer "not yet": see `_approved`.
+        An approval may answer "not yet": see `_approved`. Slack's failures: see the module.
         """
+        with sorted_failures(deployment.id):
+            return self._deliver(store, deployment, event)
+
+    def refresh(self, store: Store, deployment: Deployment) -> float | None:
+        """Update the card when what it shows has changed since the last post or update.
+
+        A state the engine leaves within a job or two (shifting, rolling back) is shown only
+        once it has lasted `SETTLE` seconds: most often the card goes straight to the next one,
+        which saves a chat.update per step. Returns the seconds to wait before looking again.
+        """
+        with sorted_failures(deployment.id):
+            return self._refresh(store, deployment)
+
+    def _deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         if event.kind == "requested":
             self._post_card(store, deployment)
             return None
         notes = store.notes(deployment.id)
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
-        if not card_ts or not channel:
-            return None  # no card (the deployment names no channel): nothing to reply under
+        if not card_ts or not channel or notes.get("unreachable"):
+            # no card (the deployment names no channel, or its channel cannot be posted to and
+            # the requester was told so): nothing to reply under
+            return None
         log = store.events(deployment.id)
         if isinstance(event, Approved) and notes.get("gate_open"):
             return self._approved(store, deployment, event, notes, log)
@@ -172,9 +244,9 @@ class SlackNotifier:
             notes |= self._close_gate(store, deployment, event, notes, log, told=event)
         key = f"msg:{event.seq}"
         if message is not None and key not in notes:
-            ts = self._post_once(
-                store, deployment.id, f"{event.seq}", channel, message, thread_ts=card_ts
-            )
+            ts = self._reply(store, deployment, f"{event.seq}", message)
+            if ts is None:
+                return None  # the thread is unreachable: the requester was told
             posted = {key: ts}
             if isinstance(event, GateOpened):
                 step = str(event.next_step)
@@ -193,16 +265,10 @@ class SlackNotifier:
             self._close_rollback(store, deployment, event, notes, log)
         return None
 
-    def refresh(self, store: Store, deployment: Deployment) -> float | None:
-        """Update the card when what it shows has changed since the last post or update.
-
-        A state the engine leaves within a job or two (shifting, rolling back) is shown only
-        once it has lasted `SETTLE` seconds: most often the card goes straight to the next one,
-        which saves a chat.update per step. Returns the seconds to wait before looking again.
-        """
+    def _refresh(self, store: Store, deployment: Deployment) -> float | None:
         notes = store.notes(deployment.id)
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
-        if not card_ts or not channel:
+        if not card_ts or not channel or notes.get("unreachable"):
             return None
         if deployment.state in _PASSING:
             wait = SETTLE - (self.clock() - deployment.state_since)
@@ -213,7 +279,17 @@ class SlackNotifier:
         if digest == notes.get("card_hash"):
             return None
         message = render_card(deployment, now=self.clock(), thread_url=url)
-        self.client.chat_update(channel=channel, ts=card_ts, **message.payload())
+        try:
+            self._edit(channel, card_ts, message)
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            if failure is None:
+                raise
+            if failure.kind is Kind.UNREACHABLE:
+                self._unreachable(store, deployment, channel, failure)
+            else:
+                self._repost_card(store, deployment, failure)
+            return None
         store.set_notes(deployment.id, {"card_hash": digest})
         return None
 
@@ -224,10 +300,20 @@ class SlackNotifier:
         if not channel:
             log.warning("deployment %s names no channel: no card posted", dep.id)
             return
+        if notes.get("unreachable"):
+            return
         card_ts = notes.get("card_ts")
         if not card_ts:
             card = render_card(dep, now=self.clock())
-            card_ts = self._post_once(store, dep.id, "card", channel, card)
+            try:
+                card_ts = self._post_once(store, dep.id, "card", channel, card)
+            except SlackApiError as exc:
+                failure = _permanent(exc, Kind.UNREACHABLE)
+                if failure is None:
+                    raise
+                store.set_notes(dep.id, {"card_channel": channel})
+                self._unreachable(store, dep, channel, failure)
+                return
             store.set_notes(
                 dep.id,
                 {
@@ -237,8 +323,110 @@ class SlackNotifier:
                 },
             )
         if not notes.get("thread_url"):
-            answer = self.client.chat_getPermalink(channel=channel, message_ts=card_ts)
-            store.set_notes(dep.id, {"thread_url": str(answer["permalink"])})
+            self._note_permalink(store, dep.id, channel, card_ts)
+
+    def _note_permalink(self, store: Store, dep_id: str, channel: str, ts: str) -> None:
+        try:
+            answer = self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE, Kind.NO_ACCESS)
+            if failure is None:
+                raise
+            log.error("deployment %s: no link to its thread: %s", dep_id, failure.describe())
+            return
+        store.set_notes(dep_id, {"thread_url": str(answer["permalink"])})
+
+    def _repost_card(self, store: Store, dep: Deployment, failure: SlackFailure) -> str | None:
+        """The card was deleted: post it again (a new thread), and say so there, once."""
+        notes = store.notes(dep.id)
+        channel = notes["card_channel"]
+        n = int(notes.get("card_posts") or "1") + 1
+        log.error(
+            "deployment %s: its card %s is gone (%s); posting it again",
+            dep.id,
+            notes.get("card_ts"),
+            failure.describe(),
+        )
+        store.set_notes(dep.id, {"thread_url": ""})
+        card = render_card(dep, now=self.clock())
+        try:
+            card_ts = self._post_once(store, dep.id, f"card@{n}", channel, card)
+        except SlackApiError as exc:
+            unreachable = _permanent(exc, Kind.UNREACHABLE)
+            if unreachable is None:
+                raise
+            self._unreachable(store, dep, channel, unreachable)
+            return None
+        store.set_notes(
+            dep.id,
+            {"card_ts": card_ts, "card_posts": str(n), "card_hash": _digest(render_card(dep))},
+        )
+        self._note_permalink(store, dep.id, channel, card_ts)
+        told = self._post_once(
+            store, dep.id, f"card@{n}:told", channel, card_reposted(), thread_ts=card_ts
+        )
+        store.set_notes(dep.id, {f"card@{n}:told": told})
+        return card_ts
+
+    def _reply(self, store: Store, dep: Deployment, what: str, message: Message) -> str | None:
+        """Post a reply in the deployment's thread, once; None when the thread is unreachable.
+
+        A reply refused because the card is gone re-posts the card and goes under it.
+        """
+        notes = store.notes(dep.id)
+        channel, card_ts = notes["card_channel"], notes["card_ts"]
+        try:
+            return self._post_once(store, dep.id, what, channel, message, thread_ts=card_ts)
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            if failure is None:
+                raise
+            if failure.kind is Kind.UNREACHABLE:
+                self._unreachable(store, dep, channel, failure)
+                return None
+            new_card = self._repost_card(store, dep, failure)
+            if new_card is None:
+                return None
+            return self._post_once(
+                store, dep.id, f"{what}@{new_card}", channel, message, thread_ts=new_card
+            )
+
+    def _unreachable(
+        self, store: Store, dep: Deployment, channel: str, failure: SlackFailure
+    ) -> None:
+        """The thread cannot be posted to: stop trying, and tell the requester once, directly."""
+        store.set_notes(dep.id, {"unreachable": failure.code})
+        log.error(
+            "deployment %s: cannot post in %s (%s): its thread is unreachable; telling %s "
+            "in a direct message",
+            dep.id,
+            channel,
+            failure.describe(),
+            dep.requester,
+        )
+        if not dep.requester or store.notes(dep.id).get("dm"):
+            return  # told already (or being told by an attempt that died mid-call: at most once)
+        store.set_notes(dep.id, {"dm": "sending"})
+        current = store.get(dep.id) or dep
+        text = thread_unreachable(current, channel, failure.code)
+        try:
+            # A user id as the channel posts in the app's direct messages with that person
+            # (chat.postMessage, "channel": https://docs.slack.dev/reference/methods/chat.postMessage).
+            self.client.chat_postMessage(channel=dep.requester, text=text, unfurl_links=False)
+        except SlackApiError as exc:
+            failure = classify(exc) or failure
+            if failure.kind is Kind.RETRY:  # Slack answered: nothing was posted; try again
+                store.set_notes(dep.id, {"dm": ""})
+                raise
+            log.error(
+                "deployment %s: could not tell %s directly either: %s",
+                dep.id,
+                dep.requester,
+                failure.describe(),
+            )
+            store.set_notes(dep.id, {"dm": "refused"})
+            return
+        store.set_notes(dep.id, {"dm": "sent"})
 
     # closing buttons -------------------------------------------------------------------------
     def _approved(
@@ -304,8 +492,10 @@ class SlackNotifier:
             seq = int(notes.get(f"gate_seq:{step}") or -1)
             opened = log[seq] if 0 <= seq < len(log) else None
             verdict = gate_verdict(opened, log) if isinstance(opened, GateOpened) else None
-            self._update(notes["card_channel"], ts, gate_closed(step, weight, outcome, verdict))
+            ts = self._update(store, dep, ts, gate_closed(step, weight, outcome, verdict))
         closed = {"gate_open": ""}
+        if ts and ts != notes.get(f"gate:{step}"):
+            closed[f"gate:{step}"] = ts  # posted anew: the original was deleted
         if told is not None and ts:
             closed[f"msg:{told.seq}"] = ts  # told here: it posts no reply
         store.set_notes(dep.id, closed)
@@ -329,7 +519,7 @@ class SlackNotifier:
             else:
                 outcome = f"Roll back is no longer offered ({event.kind.replace('_', ' ')})."
             message = shifted_closed(dep, shifted, log, outcome)
-            self._update(notes["card_channel"], notes["rollback_ts"], message)
+            self._update(store, dep, notes["rollback_ts"], message)
         store.set_notes(dep.id, {"rollback_ts": ""})
 
     # Slack calls -----------------------------------------------------------------------------
@@ -346,7 +536,8 @@ class SlackNotifier:
         """Post a message at most once, even if a previous attempt died after Slack took it.
 
         Each message carries its identity in Slack's message metadata; an attempt that finds a
-        marker of an earlier one looks for that message before posting again.
+        marker of an earlier one looks for that message before posting again. A message Slack
+        refuses for its content (blocks, length) is posted as its plain text instead.
         """
         key = f"{dep_id}:{what}"
         if not store.set_note_once(dep_id, f"posting:{what}", "1"):
@@ -354,34 +545,87 @@ class SlackNotifier:
             if found:
                 return found
         extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
-        answer = self.client.chat_postMessage(
+        post = dict(
             channel=channel,
             unfurl_links=False,
             unfurl_media=False,
             metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
             **extra,
-            **message.payload(),
         )
+        try:
+            answer = self.client.chat_postMessage(**post, **message.payload())
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.CONTENT)
+            if failure is None:
+                raise
+            log.error(
+                "deployment %s: Slack refused message %s (%s); posting its text alone",
+                dep_id,
+                what,
+                failure.describe(),
+            )
+            answer = self.client.chat_postMessage(**post, text=clip(message.text, MAX_TEXT))
         return str(answer["ts"])
 
     def _find_posted(self, channel: str, key: str, thread_ts: str | None) -> str | None:
         """The ts of the message carrying `key` in its metadata, if Slack has it."""
-        if thread_ts:
-            answer = self.client.conversations_replies(
-                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
-            )
-        else:
-            answer = self.client.conversations_history(
-                channel=channel, include_all_metadata=True, limit=100
-            )
+        try:
+            if thread_ts:
+                answer = self.client.conversations_replies(
+                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+                )
+            else:
+                answer = self.client.conversations_history(
+                    channel=channel, include_all_metadata=True, limit=100
+                )
+        except SlackApiError as exc:
+            if _permanent(exc, Kind.GONE, Kind.UNREACHABLE, Kind.NO_ACCESS) is None:
+                raise
+            return None  # nothing to look in (the thread is gone): the post itself will tell
         for message in answer.get("messages") or []:
             payload = (message.get("metadata") or {}).get("event_payload") or {}
             if payload.get("key") == key:
                 return str(message["ts"])
         return None
 
-    def _update(self, channel: str, ts: str, message: Message) -> None:
-        self.client.chat_update(channel=channel, ts=ts, **message.payload())
+    def _edit(self, channel: str, ts: str, message: Message) -> None:
+        """chat.update; a message Slack refuses for its content becomes its plain text."""
+        try:
+            self.client.chat_update(channel=channel, ts=ts, **message.payload())
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.CONTENT)
+            if failure is None:
+                raise
+            log.error("Slack refused an edit of %s (%s); its text alone", ts, failure.describe())
+            self.client.chat_update(
+                channel=channel, ts=ts, text=clip(message.text, MAX_TEXT), blocks=[]
+            )
+
+    def _update(self, store: Store, dep: Deployment, ts: str, message: Message) -> str | None:
+        """Edit a thread message; one someone deleted is posted anew (saying so), once.
+
+        Returns the ts the message now has (a new one when posted anew; None: unreachable).
+        """
+        notes = store.notes(dep.id)
+        channel = notes["card_channel"]
+        try:
+            self._edit(channel, ts, message)
+            return ts
+        except SlackApiError as exc:
+            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            if failure is None:
+                raise
+            if failure.kind is Kind.UNREACHABLE:
+                self._unreachable(store, dep, channel, failure)
+                return None
+            log.error(
+                "deployment %s: message %s is gone (%s); posting it again",
+                dep.id,
+                ts,
+                failure.describe(),
+            )
+        again = Message(message.text, [*message.blocks, context(POSTED_AGAIN)])
+        return self._reply(store, dep, f"again:{ts}", again)
 
 
 def _gate_weight(dep: Deployment, step: int) -> int | None:

@@ -36,12 +36,14 @@ from workers.domain.events import (
 from workers.domain.images import short_name
 from workers.slack.buttons import ABORT, APPROVE, ROLLBACK, ButtonValue
 from workers.slack.format import (
+    MAX_TEXT,
     Block,
     Message,
     clip,
     confirm,
     context,
     duration,
+    fit_lines,
     mention,
     mentions,
     plain,
@@ -361,7 +363,7 @@ def _promoted(dep: Deployment, e: Promoted, log: Log) -> Message:
         blocks.append(context(clip(line)))
     if e.problems:
         blocks.append(
-            section(clip("⚠ Clean up by hand:\n" + "\n".join(f"• {p}" for p in e.problems)))
+            section(fit_lines(["⚠ Clean up by hand:", *(f"• {p}" for p in e.problems)], MAX_TEXT))
         )
     return Message(text, blocks)
 
@@ -387,6 +389,8 @@ def _failed(e: Failed) -> Message:
     text = f"⚠ Failed: a person must finish this. {e.reason}".strip()
     blocks = [section(clip(text))]
     if e.problems:
-        blocks.append(section(clip("To clean up:\n" + "\n".join(f"• {p}" for p in e.problems))))
+        blocks.append(
+            section(fit_lines(["To clean up:", *(f"• {p}" for p in e.problems)], MAX_TEXT))
+        )
     blocks.append(context("The route was left at 100 % stable where that was possible."))
     return Message(text, blocks)

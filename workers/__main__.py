@@ -128,4 +128,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["doctor"]:  # the read-only checks of a service (workers/doctor.py)
+        from workers.doctor import main as doctor
+
+        sys.exit(doctor(sys.argv[2:]))
     sys.exit(main())

@@ -308,3 +308,20 @@ class AlbMetricTemplate(BaseModel):
                 raise ValueError(f"dimension {name!r} would be empty (template {template!r})")
             dimensions.append({"Name": name, "Value": value})
         return {"Namespace": self.namespace, "MetricName": metric_name, "Dimensions": dimensions}
+
+
+def describe_query(metrics: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> str:
+    """How a person reads the queries of one metric: "namespace N, metric M, dimensions A=a,
+    B=1|2" (values that differ between the queries joined by |), to paste into the console."""
+    if not metrics:
+        return "no query"
+    namespaces = list(dict.fromkeys(str(m["Namespace"]) for m in metrics))
+    names = list(dict.fromkeys(str(m["MetricName"]) for m in metrics))
+    values: dict[str, list[str]] = {}
+    for metric in metrics:
+        for dimension in metric.get("Dimensions", []):
+            seen = values.setdefault(str(dimension["Name"]), [])
+            if dimension["Value"] not in seen:
+                seen.append(str(dimension["Value"]))
+    dimensions = ", ".join(f"{name}={'|'.join(v)}" for name, v in values.items()) or "none"
+    return f"namespace {'|'.join(namespaces)}, metric {'|'.join(names)}, dimensions {dimensions}"

@@ -80,6 +80,10 @@ class Backend(Protocol):
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         """The configured CloudWatch alarms now in ALARM (a missing one raises ValueError)."""
 
+    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+        """The CloudWatch metrics (boto3 `Metric`s) that count the stable's requests, exactly as
+        a check queries them; empty when no metric tells the versions apart (alarms only)."""
+
     def judged_by_alarms_only(self, stable: Record) -> bool:
         """True when no published metric tells the two versions apart."""
 

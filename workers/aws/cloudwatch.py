@@ -202,3 +202,34 @@ def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
     if missing:
         raise MissingAlarmError(missing)
     return tuple(name for name in wanted if states[name] == "ALARM")
+
+
+def series_present(
+    cloudwatch: Any,
+    metrics: Sequence[dict[str, Any]],
+    *,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+) -> bool:
+    """True when any of `metrics` (boto3 `Metric`s) has a data point between start and end.
+
+    One GetMetricData request (pages followed). GetMetricData rather than ListMetrics: a new
+    metric takes up to 15 minutes to appear in ListMetrics, and ListMetrics cannot say "in the
+    last 10 minutes" (RecentlyActive is PT3H only) -- CloudWatch API reference, ListMetrics.
+    """
+    if not metrics:
+        return False
+    queries = [
+        {
+            "Id": f"q{i}",
+            "MetricStat": {"Metric": metric, "Period": max(1, int(period_s)), "Stat": "Sum"},
+            "ReturnData": True,
+        }
+        for i, metric in enumerate(metrics)
+    ]
+    paginator = cloudwatch.get_paginator("get_metric_data")
+    for page in paginator.paginate(MetricDataQueries=queries, StartTime=start, EndTime=end):
+        if any(result.get("Timestamps") for result in page.get("MetricDataResults", [])):
+            return True
+    return False

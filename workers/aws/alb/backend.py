@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -90,6 +91,18 @@ class AlbBackend(EcsServiceBackend):
             start=start,
             end=end,
             period_s=s.metric_period,
+        )
+
+    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+        # The requests metric: ALB error counts are published only when non-zero (docs/ALB.md).
+        return (
+            self.s.alb_metrics.metric_for(
+                self.s.alb_metrics.requests_metric,
+                load_balancer=load_balancer_dimension(stable["load_balancer_arn"]),
+                target_group=target_group_dimension(stable["target_group_arn"]),
+                target_group_name=stable["target_group_name"],
+                cluster=self.s.cluster,
+            ),
         )
 
     def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:

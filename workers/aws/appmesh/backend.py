@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from workers.analysis.judge import Counts
-from workers.analysis.templates import Version
+from workers.analysis.templates import CODE_CLASSES, Version
 from workers.aws.appmesh.discovery import StableVersion, discover_stable
 from workers.aws.appmesh.provisioning import (
     Canary,
@@ -86,6 +87,11 @@ class AppMeshBackend(EcsServiceBackend):
             end=end,
             period_s=s.metric_period,
         )
+
+    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+        # Requests are the sum over the status classes: any class's series counts them.
+        version = self.version(stable, stable)
+        return tuple(self.s.metrics.metric_for(version, c) for c in CODE_CLASSES)
 
     def version(self, stable: Record, version: Record) -> Version:
         """How a version's Envoy counters are labelled (the canary shares the stable's family)."""

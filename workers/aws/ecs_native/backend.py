@@ -483,6 +483,19 @@ class EcsNativeBackend(EcsServiceBackend):
             period_s=s.metric_period,
         )
 
+    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+        if not stable.get("listener_rule"):
+            return ()  # judged by alarms only: no series to look for
+        return (
+            self.s.alb_metrics.metric_for(
+                self.s.alb_metrics.requests_metric,
+                load_balancer=load_balancer_dimension(stable["listener_rule"]),
+                target_group=target_group_dimension(stable["target_group_arn"]),
+                target_group_name=stable["target_group_name"],
+                cluster=self.s.cluster,
+            ),
+        )
+
     def judged_by_alarms_only(self, stable: Record) -> bool:
         """True when no metric tells the two revisions apart (not behind an ALB)."""
         return not stable.get("listener_rule")

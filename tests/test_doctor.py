@@ -1,0 +1,156 @@
+"""The doctor's read-only checks of a service against moto (a seeded world per router), the
+Slack emulator for channel membership, and the command line over a real process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from tests.fakes import IN_PROCESS_BACKENDS, World
+from tests.slack_mock import MockSlack
+from tests.test_engine import make_world
+from workers.doctor import Finding, Report, Status, examine, render
+from workers.domain.catalogue import ServiceConfig
+from workers.slack.membership import channel_membership
+
+
+@pytest.fixture(params=IN_PROCESS_BACKENDS)
+def world(aws_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    with mock_aws():
+        yield make_world(monkeypatch, str(request.param))
+
+
+@pytest.fixture
+def slack() -> Iterator[MockSlack]:
+    with MockSlack(channels=("C0PAYMENTS",)) as server:
+        yield server
+
+
+def now(world: World) -> datetime:
+    return datetime.fromtimestamp(world.clock.now, UTC)
+
+
+def settings(world: World, **changes: Any) -> ServiceConfig:
+    return world.rt.catalogue().service("payments").model_copy(update=changes)
+
+
+def doctor(world: World, service: ServiceConfig, slack: Any = None, **kw: Any) -> Report:
+    return examine(
+        [service],
+        backend_for=world.rt.backend,
+        cloudwatch=world.clients.cloudwatch,
+        slack=slack,
+        now=now(world),
+        **kw,
+    )
+
+
+def by_check(report: Report) -> dict[str, Finding]:
+    return {f.check: f for f in report.findings}
+
+
+def publish_stable_traffic(world: World, minutes: int = 5) -> None:
+    """The stable's traffic over the last `minutes`, then the clock past the publication lag."""
+    start = now(world)
+    for i in range(minutes * 6):
+        world.clock.advance(10)
+        world.sim.tick(10, at=start + timedelta(seconds=i * 10 + 5))
+    world.clock.advance(150)  # every simulator's publication lag (120 s at most) has passed
+    world.sim.tick(0.0)
+
+
+def test_a_stable_without_metric_series_fails_and_shows_the_exact_query(world: World) -> None:
+    report = doctor(world, settings(world))
+    found = by_check(report)
+    assert found["stable"].status == Status.OK, found["stable"].detail
+    assert found["metrics"].status == Status.FAIL
+    assert not report.ok
+    detail = found["metrics"].detail
+    if world.backend == "appmesh":
+        assert "namespace ECS/ContainerInsights/Prometheus" in detail
+        assert "metric envoy_http_downstream_rq_xx" in detail
+        assert "TaskGroup=service:payments" in detail and "envoy_response_code_class=1|2" in detail
+    else:
+        assert "namespace AWS/ApplicationELB, metric RequestCount" in detail
+        assert "TargetGroup=targetgroup/" in detail
+    assert "metrics" in render(report) and "some checks FAIL" in render(report)
+
+
+def test_a_stable_with_traffic_passes_every_check(world: World) -> None:
+    world.clients.cloudwatch.put_metric_alarm(
+        AlarmName="payments-p99",
+        MetricName="latency",
+        Namespace="x",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    publish_stable_traffic(world)
+    report = doctor(world, settings(world, alarms=["payments-p99"]))
+    found = by_check(report)
+    assert found["metrics"].status == Status.OK, found["metrics"].detail
+    assert found["alarms"].status == Status.OK and "1 exist" in found["alarms"].detail
+    assert found["channel"].status == Status.SKIP
+    assert report.ok, render(report)
+
+
+def test_a_missing_alarm_fails_naming_it(world: World) -> None:
+    found = by_check(doctor(world, settings(world, alarms=["nope-alarm"])))
+    assert found["alarms"].status == Status.FAIL and "nope-alarm" in found["alarms"].detail
+
+
+def test_an_undiscoverable_stable_fails_and_skips_the_metrics(world: World) -> None:
+    broken = {"appmesh": {"route": "no-such-route"}, "alb": {}, "ecs": {"service": "nosuch"}}
+    if world.backend == "alb":
+        rule = settings(world).listener_rule or ""
+        broken["alb"] = {"listener_rule": rule[:-4] + "dead"}
+    report = doctor(world, settings(world, **broken[world.backend]))
+    found = by_check(report)
+    assert found["stable"].status == Status.FAIL and found["stable"].detail
+    assert found["metrics"].status == Status.SKIP
+    assert not report.ok
+
+
+def test_channel_membership_is_read_from_slack(world: World, slack: MockSlack) -> None:
+    from slack_sdk import WebClient
+
+    client = WebClient(token="xoxb-test", base_url=slack.base_url)
+    member = by_check(doctor(world, settings(world, channel="C0PAYMENTS"), client))
+    assert member["channel"].status == Status.OK
+    outside = by_check(doctor(world, settings(world, channel="C0ELSEWHERE"), client))
+    assert outside["channel"].status == Status.FAIL
+    assert "invite me with `/invite @canary`" in outside["channel"].detail
+    assert channel_membership(client, "C0ELSEWHERE").member is False
+
+
+def test_the_doctor_calls_no_aws_write(world: World) -> None:
+    calls: list[str] = []
+    for name in ("ecs", "appmesh", "servicediscovery", "cloudwatch", "elbv2"):
+        client = getattr(world.clients, name)
+        if client is not None:
+            client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    doctor(world, settings(world, alarms=["payments-p99"]))
+    assert calls, "the doctor read nothing"
+    writes = [c for c in calls if not c.startswith(("Describe", "List", "Get"))]
+    assert writes == [], writes
+    assert "GetMetricData" in calls and "DescribeAlarms" in calls
+
+
+def test_render_is_one_aligned_table() -> None:
+    report = Report(
+        (
+            Finding("payments", "stable", Status.OK, "virtual node payments"),
+            Finding("payments", "channel", Status.SKIP, "no channel set for the service"),
+        )
+    )
+    text = render(report)
+    lines = text.splitlines()
+    assert lines[0].split() == ["service", "check", "result", "detail"]
+    assert lines[1].index("ok") == lines[0].index("result")
+    assert text.endswith("all checks pass")

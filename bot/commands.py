@@ -50,6 +50,11 @@ COMMANDS: tuple[Subcommand, ...] = (
         ("n",),
     ),
     Subcommand("services", (), "the catalogue's services, their stable image and traffic"),
+    Subcommand(
+        "check",
+        ("service",),
+        "read-only checks: the stable found, its metric series, its alarms, the bot in its channel",
+    ),
     Subcommand("help", (), "this list"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -20,6 +20,7 @@ from workers.domain.outcomes import Answer, Refusal
 from workers.runtime.context import Runtime
 from workers.slack import answers as views
 from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
+from workers.slack.membership import cannot_post, channel_membership
 from workers.slack.notifier import thread_url, thread_urls
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,12 @@ class Handlers:
 
     # /canary ---------------------------------------------------------------------------------
     def on_command(
-        self, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+        self,
+        ack: Ack,
+        command: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
+        client: WebClient,
     ) -> None:
         try:
             cmd = parse(command.get("text", ""))
@@ -65,14 +71,23 @@ class Handlers:
             return
         ack()  # Slack's 3 s clock stops here; everything below may take its time.
         actor, home = Actor.from_command(command), Workspace.of(context.authorize_result)
-        self.later(lambda: self._answer(cmd, actor, home, respond))
+        self.later(lambda: self._answer(cmd, actor, home, respond, client))
 
-    def _answer(self, cmd: Command, actor: Actor, home: Workspace, respond: Respond) -> None:
+    def _answer(
+        self,
+        cmd: Command,
+        actor: Actor,
+        home: Workspace,
+        respond: Respond,
+        client: WebClient | None = None,
+    ) -> None:
         limiter = self._limiter()
         if limiter.quiet(actor.user):
             return  # past the refusal limit: nothing is processed until the window ends
         try:
-            text: str | None = self.run(cmd, actor, home)
+            text: str | None = self.run(
+                cmd, actor, home, client=client, response_url=respond.response_url
+            )
         except ConfigError as exc:
             text = RefusedText(str(exc))
         except Exception:
@@ -91,11 +106,24 @@ class Handlers:
                 (answer.body or "")[:200],
             )
 
-    def run(self, cmd: Command, actor: Actor, home: Workspace) -> str:
-        """Carry out a parsed command for `actor` (the app lives in `home`); return the answer."""
+    def run(
+        self,
+        cmd: Command,
+        actor: Actor,
+        home: Workspace,
+        *,
+        client: WebClient | None = None,
+        response_url: str | None = None,
+    ) -> str:
+        """Carry out a parsed command for `actor` (the app lives in `home`); return the answer.
+
+        `client` asks Slack whether the bot can post where a deploy was typed; `response_url`
+        is where a `check`'s table is posted by the worker."""
         rt = self.runtime()
         if cmd.name == "deploy":
-            return self.deploy(rt, cmd, actor, home)
+            return self.deploy(rt, cmd, actor, home, client)
+        if cmd.name == "check":
+            return self.check(rt, cmd.args[0], actor, response_url)
         if cmd.name == "abort":
             return self.abort(rt, cmd.args[0], actor, home)
         now = rt.clock()
@@ -123,13 +151,23 @@ class Handlers:
             return views.services(catalogue, running, last_of)
         return help_text()
 
-    def deploy(self, rt: Runtime, cmd: Command, actor: Actor, home: Workspace) -> str:
+    def deploy(
+        self, rt: Runtime, cmd: Command, actor: Actor, home: Workspace, client: WebClient | None
+    ) -> str:
         service, image = cmd.args
         user, channel = actor.user, actor.channel or ""
         settings = rt.catalogue().service(service)
         permission = may("deploy", actor, settings, self.groups, home=home)
         if not permission.allowed:
             return RefusedText(permission.reason)
+        if client is not None and channel:
+            # The card and its thread go to this channel: a bot that is not in it would run a
+            # rollout nobody sees, so nothing is created until it is invited.
+            membership = channel_membership(client, channel)
+            if membership.member is False or membership.archived:
+                return RefusedText(cannot_post(membership))
+            if membership.member is None:  # Slack did not say (a scope, a rate limit): go on
+                log.warning("conversations.info %s: %s", channel, membership.error)
         answer = api.start_deployment(
             service, image, requester=user, channel=channel, overrides=cmd.options, rt=rt
         )
@@ -141,6 +179,15 @@ class Handlers:
             url = thread_url(rt.store, holder_id)
             return RefusedText(views.busy(service, answer.deployment, holder_id, url))
         return RefusedText(views.refused(answer))
+
+    def check(self, rt: Runtime, service: str, actor: Actor, response_url: str | None) -> str:
+        """Ask a worker for the service's read-only checks (the bot never calls AWS); the worker
+        posts the table to the command's response_url, seen only by the person who asked."""
+        rt.catalogue().service(service)
+        if not response_url:
+            return "I can't answer this command later here; run `python -m workers doctor`."
+        api.request_check(service, response_url=response_url, channel=actor.channel, rt=rt)
+        return views.checking(service)
 
     def abort(self, rt: Runtime, service: str, actor: Actor, home: Workspace) -> str:
         user = actor.user

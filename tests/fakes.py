@@ -54,12 +54,17 @@ class RecordingScheduler:
 
     clock: Callable[[], float] = time.time
     jobs: list[Job] = field(default_factory=list)
+    #: `/canary check` requests: (service, response_url, channel).
+    checks: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
         self.jobs.append(Job("run", dep_id, version, self.clock() + delay, urgent, delay))
 
     def notify(self, dep_id: str, *, delay: float = 0) -> None:
         self.jobs.append(Job("notify", dep_id, None, self.clock() + delay, delay=delay))
+
+    def check(self, service: str, *, response_url: str, channel: str | None) -> None:
+        self.checks.append((service, response_url, channel))
 
     @property
     def runs(self) -> list[Job]:

@@ -152,6 +152,30 @@ def test_wrong_channel_names_the_right_one(slack: Slack, rt: Runtime) -> None:
     assert api.active_deployments(rt=rt) == []
 
 
+def test_deploy_where_the_bot_is_not_a_member_is_refused_before_anything_exists(
+    slack: Slack, rt: Runtime, mock: MockSlack
+) -> None:
+    outside = "C0NOTBOT"  # the emulator knows the bot was never invited here
+    shown = slack.answer(f"deploy web {IMAGE}", channel=outside)
+    assert shown == (
+        "I can't post in #chan-c0notbot: invite me with `/invite @canary`, then deploy again."
+    )
+    assert api.active_deployments(rt=rt) == [] and rt.scheduler.jobs == []
+    assert [c.params["channel"] for c in mock.api_calls("conversations.info")] == [outside]
+    mock.invite(outside)
+    assert slack.answer(f"deploy web {IMAGE}", channel=outside).startswith("Starting deployment")
+
+
+def test_check_asks_a_worker_for_the_table(slack: Slack, rt: Runtime) -> None:
+    shown = slack.answer("check payments")
+    assert shown == "Checking payments (read-only): the table comes here in a moment."
+    [(service, response_url, channel)] = rt.scheduler.checks  # type: ignore[attr-defined]
+    assert (service, channel) == ("payments", PAYMENTS_CHANNEL)
+    assert "/respond/" in response_url  # the command's own response_url: only the asker sees it
+    assert slack.answer("check paymnts").startswith('No service called "paymnts".')
+    assert len(rt.scheduler.checks) == 1  # type: ignore[attr-defined]
+
+
 def test_second_deploy_names_the_running_one_and_its_thread(
     slack: Slack, rt: Runtime, mock: MockSlack
 ) -> None:

@@ -42,6 +42,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     # Public and private channels alike: the bot works in whichever it is invited to.
     "conversations_history": ("channels:history", "groups:history"),
     "conversations_replies": ("channels:history", "groups:history"),
+    "conversations_info": ("channels:read", "groups:read"),
 }
 #: The variables code may read by hand: boto3's own (its region, endpoint and credentials).
 BOTO3_PREFIX = "AWS_"

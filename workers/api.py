@@ -195,3 +195,13 @@ def last_deployments(services: list[str], rt: Runtime | None = None) -> dict[str
     rt = _rt(rt)
     newest = rt.store.last_ids(services)
     return {d.service: d for d in rt.store.get_many(list(newest.values()))}
+
+
+def request_check(
+    service: str, *, response_url: str, channel: str | None, rt: Runtime | None = None
+) -> None:
+    """Have a worker run the read-only checks of `service` (the bot never calls AWS) and post
+    the table to `response_url`; `channel` is checked when the service names none."""
+    rt = _rt(rt)
+    rt.catalogue().service(service)
+    rt.scheduler.check(service, response_url=response_url, channel=channel)

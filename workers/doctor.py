@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
 
 from workers.analysis.templates import describe_query
 from workers.aws.cloudwatch import series_present
@@ -27,6 +29,7 @@ from workers.slack.membership import cannot_post, channel_membership
 
 if TYPE_CHECKING:
     from workers.aws.base import Backend
+    from workers.runtime.context import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,60 @@ def slack_client() -> WebClient | None:
     return WebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
+
+
+#: Where Slack's response_urls live (https://docs.slack.dev/interactivity/handling-user-interaction
+#: "response_url": hooks.slack.com). A job names the URL it posts to, so a job planted in Redis
+#: must not make the worker post anywhere else.
+SLACK_HOOKS = "https://hooks.slack.com/"
+
+
+def _is_slack_url(url: str, api_url: str) -> bool:
+    """A response_url from Slack: hooks.slack.com, or the host of SLACK_API_URL (a local
+    Slack in tests and the sandbox)."""
+    parsed, api = urlsplit(url), urlsplit(api_url)
+    if url.startswith(SLACK_HOOKS):
+        return True
+    return bool(parsed.scheme in ("http", "https") and parsed.netloc == api.netloc)
+
+
+def answer_check(
+    rt: Runtime,
+    service: str,
+    *,
+    response_url: str,
+    channel: str | None,
+    slack: WebClient | None,
+) -> bool:
+    """`/canary check`: the doctor's table of one service, posted to the person who asked
+    (ephemeral, at the command's response_url). True when every check passed."""
+    from workers.runtime.settings import load_settings
+
+    if not _is_slack_url(response_url, load_settings().slack_api_url):
+        log.error("check of %s: refusing to post to a response_url not of Slack", service)
+        return False
+    try:
+        settings = rt.catalogue().service(service)
+    except ConfigError as exc:
+        WebhookClient(response_url).send(
+            text=str(exc), response_type="ephemeral", replace_original=False
+        )
+        return False
+    report = examine(
+        [settings],
+        backend_for=rt.backend,
+        cloudwatch=rt.clients.cloudwatch,
+        slack=slack,
+        now=datetime.fromtimestamp(rt.clock(), UTC),
+        channel=channel,
+    )
+    text = f"Checks of *{service}* (read-only):\n```\n{render(report)}\n```"
+    answer = WebhookClient(response_url).send(
+        text=text, response_type="ephemeral", replace_original=False
+    )
+    if answer.status_code != 200:
+        log.error("check of %s: Slack refused the answer: HTTP %s", service, answer.status_code)
+    return report.ok
 
 
 def main(argv: Sequence[str]) -> int:

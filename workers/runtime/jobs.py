@@ -22,3 +22,13 @@ def run(dep_id: str, version: int) -> str:
 def deliver(dep_id: str) -> int:
     """Deliver the deployment's pending notifications."""
     return deliver_pending(get_runtime(), get_notifier(), dep_id)
+
+
+def check(service: str, response_url: str, channel: str | None) -> bool:
+    """`/canary check`: run the doctor for one service and post the table to the person who
+    asked (the command's response_url); True when every check passed."""
+    from workers.doctor import answer_check, slack_client  # the doctor's Slack and AWS reads
+
+    return answer_check(
+        get_runtime(), service, response_url=response_url, channel=channel, slack=slack_client()
+    )

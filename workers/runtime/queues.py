@@ -41,6 +41,8 @@ class Scheduler(Protocol):
 
     def notify(self, dep_id: str, *, delay: float = 0) -> None: ...
 
+    def check(self, service: str, *, response_url: str, channel: str | None) -> None: ...
+
 
 class RqScheduler:
     """Puts engine jobs on RQ queues; delayed ones through RQ's scheduler (`enqueue_in`)."""
@@ -67,6 +69,12 @@ class RqScheduler:
     def notify(self, dep_id: str, *, delay: float = 0) -> None:
         """Deliver the deployment's pending notifications."""
         self._put(self.notify_queue, "workers.runtime.jobs.deliver", None, delay, dep_id)
+
+    def check(self, service: str, *, response_url: str, channel: str | None) -> None:
+        """Run the doctor's read-only checks of a service and post the table to response_url."""
+        self._put(
+            self.default, "workers.runtime.jobs.check", None, 0, service, response_url, channel
+        )
 
     def _put(
         self, queue: Queue, func: str, job_id: str | None, delay: float, *args: object

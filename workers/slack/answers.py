@@ -64,6 +64,10 @@ def busy(service: str, holder: Deployment | None, holder_id: str, url: str | Non
     )
 
 
+def checking(service: str) -> str:
+    return f"Checking {service} (read-only): the table comes here in a moment."
+
+
 def aborting(dep_id: str) -> str:
     return f"Rolling back deployment {dep_id}."
 

@@ -154,3 +154,50 @@ def test_render_is_one_aligned_table() -> None:
     assert lines[0].split() == ["service", "check", "result", "detail"]
     assert lines[1].index("ok") == lines[0].index("result")
     assert text.endswith("all checks pass")
+
+
+def test_check_posts_the_table_to_the_person_who_asked(
+    world: World, slack: MockSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slack_sdk import WebClient
+
+    from workers.doctor import answer_check
+
+    monkeypatch.setenv("SLACK_API_URL", slack.base_url)
+    client = WebClient(token="xoxb-test", base_url=slack.base_url)
+    url = slack.response_url()
+    # False: the stable has no series and the bot is not in the channel the check was typed in
+    assert not answer_check(
+        world.rt, "payments", response_url=url, channel="C0NOTBOT", slack=client
+    )
+    [answer] = slack.responses
+    assert answer["response_type"] == "ephemeral"
+    text = answer["text"]
+    assert text.startswith("Checks of *payments* (read-only):\n```\nservice")
+    assert "metrics  FAIL" in text and "channel  FAIL" in text and "/invite @canary" in text
+
+
+def test_check_never_posts_to_a_url_that_is_not_slack(
+    world: World, slack: MockSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.doctor import answer_check
+
+    monkeypatch.setenv("SLACK_API_URL", slack.base_url)
+    planted = "http://169.254.169.254/latest/meta-data/"
+    assert not answer_check(world.rt, "payments", response_url=planted, channel=None, slack=None)
+    assert slack.responses == []
+
+
+def test_the_check_job_is_json_and_names_only_strings(aws_env: None) -> None:
+    import fakeredis
+
+    from workers.runtime.queues import SERIALIZER, RqScheduler, queue_names, rq_queue
+
+    redis = fakeredis.FakeRedis()
+    RqScheduler(redis, "doc").check(
+        "payments", response_url="https://hooks.slack.com/x", channel="C1"
+    )
+    [job] = rq_queue(queue_names("doc")[1], redis).get_jobs()
+    assert job.func_name == "workers.runtime.jobs.check"
+    assert list(job.args) == ["payments", "https://hooks.slack.com/x", "C1"]
+    assert job.serializer is SERIALIZER

@@ -3,8 +3,11 @@ Slack emulator for channel membership, and the command line over a real process.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +204,53 @@ def test_the_check_job_is_json_and_names_only_strings(aws_env: None) -> None:
     assert job.func_name == "workers.runtime.jobs.check"
     assert list(job.args) == ["payments", "https://hooks.slack.com/x", "C1"]
     assert job.serializer is SERIALIZER
+
+
+def test_the_command_line_over_a_real_process(aws_env: None, tmp_path: Path) -> None:
+    """`python -m workers doctor payments` against a moto server: exit 1 and the exact query
+    while the stable publishes nothing; exit 0 once its series has data."""
+    from sandbox.metrics_feed import DelayedPublisher, put_envoy_counts
+    from sandbox.processes import base_env, start_moto
+    from sandbox.seed import seed_appmesh_service
+    from workers.analysis.templates import Version
+    from workers.aws.clients import sandbox_clients
+
+    moto, url = start_moto(tmp_path)
+    try:
+        clients = sandbox_clients(url)
+        seed_appmesh_service(clients)
+        config = tmp_path / "canary.yaml"
+        config.write_text(
+            "services:\n  payments:\n    cluster: prod\n    mesh: prod-mesh\n"
+            "    virtual_router: payments-vr\n    route: payments-route\n"
+        )
+        env = base_env({"AWS_ENDPOINT_URL": url, "CANARY_CONFIG": str(config)})
+
+        def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "workers", "doctor", *args],
+                env=env,
+                cwd=Path(__file__).resolve().parents[1],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        silent = doctor("payments")
+        assert silent.returncode == 1, silent.stderr
+        assert "metrics  FAIL" in silent.stdout
+        assert "metric envoy_http_downstream_rq_xx" in silent.stdout
+        assert "TaskGroup=service:payments" in silent.stdout
+        assert "channel  skip" in silent.stdout
+
+        stable = Version("prod", "payments", "1", "payments", "payments")
+        publisher = DelayedPublisher(clients.cloudwatch)
+        put_envoy_counts(publisher, stable, requests=50, errors=0)
+        healthy = doctor()
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert healthy.stdout.rstrip().endswith("all checks pass")
+
+        unknown = doctor("paymnts")
+        assert unknown.returncode == 1 and 'No service called "paymnts"' in unknown.stderr
+    finally:
+        moto.stop()

@@ -27,6 +27,11 @@ def world(aws_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
         yield make_world(monkeypatch, str(request.param))
 
 
+@pytest.fixture(params=IN_PROCESS_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def slack() -> Iterator[MockSlack]:
     with MockSlack(channels=("C0PAYMENTS",)) as server:
@@ -254,3 +259,27 @@ def test_the_command_line_over_a_real_process(aws_env: None, tmp_path: Path) -> 
         assert unknown.returncode == 1 and 'No service called "paymnts"' in unknown.stderr
     finally:
         moto.stop()
+
+
+def test_a_deploy_whose_stable_has_no_series_ends_before_anything_is_created(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    from tests.test_engine import start
+    from workers.domain.state import State
+
+    with mock_aws():
+        world = make_world(monkeypatch, backend, published=False)
+        task_definitions = world.clients.ecs.list_task_definitions()["taskDefinitionArns"]
+        services = world.clients.ecs.list_services(cluster="prod")["serviceArns"]
+        dep = world.drive(start(world), lambda d: not d.active)
+        assert dep.state == State.ROLLED_BACK, (dep.reason, dep.problems)
+        assert dep.ended_by == "no metrics" and dep.canary is None
+        assert "the stable publishes no metric series" in (dep.reason or "")
+        assert "namespace " in (dep.reason or "") and "dimensions " in (dep.reason or "")
+        # nothing was created: no task definition, no ECS service, no traffic target
+        assert world.clients.ecs.list_task_definitions()["taskDefinitionArns"] == task_definitions
+        assert world.clients.ecs.list_services(cluster="prod")["serviceArns"] == services
+        if backend != "ecs":
+            assert len(world.traffic_targets()) == 1
+        kinds = [e.kind for e in world.rt.store.events(dep.id)]
+        assert "provisioned" not in kinds and kinds[-1] == "rolled_back"

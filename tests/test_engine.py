@@ -46,9 +46,12 @@ def make_world(
     backend: str,
     rps: float = 20.0,
     service: dict[str, object] | None = None,
+    *,
+    published: bool = True,
     **settings: object,
 ) -> World:
-    """A world whose catalogue has `settings` as defaults and `service` in payments' entry."""
+    """A world whose catalogue has `settings` as defaults and `service` in payments' entry;
+    the stable's traffic of the last minutes is in CloudWatch unless not `published`."""
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
     clients = make_clients()
     clock = FakeClock(time.time())
@@ -130,7 +133,17 @@ def make_world(
         )
     rt = fake_runtime(cat, clock)
     rt.aws = lambda: clients
+    if published:
+        serving(sim, clock)
     return World(rt, clients, clock, sim, backend=backend, seeded=seeded, ecs=emulator)
+
+
+def serving(sim: Simulator, clock: FakeClock, minutes: int = 5) -> None:
+    """The stable's traffic of the minutes before now, published (as a running service has):
+    a deployment checks that the stable's series exist before it creates anything."""
+    lag = 150  # beyond every simulator's publication lag
+    for i in range(minutes * 6):
+        sim.tick(10, at=datetime.fromtimestamp(clock.now - lag - minutes * 60 + i * 10, UTC))
 
 
 def moto_alarms(clients):  # type: ignore[no-untyped-def]
@@ -517,14 +530,14 @@ def test_promotion_and_rollback_leave_one_of_each(auto_world: World) -> None:
     one = {"targets": 1, "cloud_map": 1 if world.backend == "appmesh" else 0, "ecs": 1}
     if world.backend == "ecs":  # ECS keeps its blue and green target groups, one service
         one["targets"] = 2
-    promoted = start(world)
-    dep = world.drive(promoted, lambda d: not d.active)
-    assert dep.state == State.PROMOTED and dep.problems == [], dep.problems
-    assert live_resources(world) == one
-    rolled_back = start(world, V3)
-    dep = world.drive(rolled_back, lambda d: not d.active)
-    assert dep.state == State.ROLLED_BACK, dep.problems
-    assert live_resources(world) == one
+    # Router ecs: moto's service is not told what the emulator promoted, so a deployment after
+    # a promotion would discover the old revision, whose series no longer has data (and is
+    # refused before anything is created): there the rollback goes first.
+    order = [(V3, State.ROLLED_BACK), (V2, State.PROMOTED)]
+    for image, end in order if world.backend == "ecs" else order[::-1]:
+        dep = world.drive(start(world, image), lambda d: not d.active)
+        assert dep.state == end and dep.problems == [], (dep.reason, dep.problems)
+        assert live_resources(world) == one
 
 
 def test_a_drain_that_never_ends_fails_saying_what_to_clean_up(

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from workers.analysis.judge import Counts
 from workers.aws.clients import AwsClients
-from workers.aws.cloudwatch import alarms_firing
+from workers.aws.cloudwatch import alarms_firing, series_present
 from workers.aws.ecs import Readiness, canary_readiness
 from workers.aws.errors import AwsStepError
 from workers.aws.removal import Removal
@@ -83,6 +83,11 @@ class Backend(Protocol):
     def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
         """The CloudWatch metrics (boto3 `Metric`s) that count the stable's requests, exactly as
         a check queries them; empty when no metric tells the versions apart (alarms only)."""
+
+    def series_present(
+        self, metrics: Sequence[dict[str, Any]], *, start: datetime, end: datetime
+    ) -> bool:
+        """True when any of `metrics` has a data point between start and end (read-only)."""
 
     def judged_by_alarms_only(self, stable: Record) -> bool:
         """True when no published metric tells the two versions apart."""
@@ -170,6 +175,13 @@ class EcsServiceBackend:
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         return alarms_firing(self.clients.cloudwatch, names) if names else ()
+
+    def series_present(
+        self, metrics: Sequence[dict[str, Any]], *, start: datetime, end: datetime
+    ) -> bool:
+        return series_present(
+            self.clients.cloudwatch, metrics, start=start, end=end, period_s=self.s.metric_period
+        )
 
     def judged_by_alarms_only(self, stable: Record) -> bool:
         return False

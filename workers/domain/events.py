@@ -26,6 +26,8 @@ class Cause(StrEnum):
     READY_TIMEOUT = "ready_timeout"
     HOLD_TIMEOUT = "hold_timeout"
     IMAGE_POLICY = "image policy"  # the image is not from where the service's images come from
+    #: the stable publishes no metric series the checks would read: nothing could judge a step
+    NO_METRICS = "no metrics"
     #: router ecs: ECS rolled its deployment back by itself (an alarm, a pause's timeout...)
     ECS_ROLLBACK = "ecs rollback"
     ERROR = "error"

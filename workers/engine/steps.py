@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from workers import defaults
 from workers.aws.errors import AwsStepError, RolledBackByAws
 from workers.aws.removal import Removal
+from workers.doctor import SERIES_WINDOW, missing_series
 from workers.domain.deployment import Deployment
 from workers.domain.durations import format_duration
 from workers.domain.events import (
@@ -37,7 +39,7 @@ from workers.engine.machine import Engine, canary_name
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from workers.aws.base import ManagedBackend
+    from workers.aws.base import Backend, ManagedBackend
 
 
 def provision(engine: Engine, dep: Deployment) -> None:
@@ -59,6 +61,12 @@ def provision(engine: Engine, dep: Deployment) -> None:
     if refused:
         engine.roll_back(dep, by=Cause.IMAGE_POLICY, actor=None, reason=refused)
         return
+    # No data is never a pass: a stable whose series CloudWatch does not have would hold every
+    # step until its timeout, so the deployment ends here, before anything is created.
+    missing = missing_stable_series(engine, backend, stable)
+    if missing:
+        engine.roll_back(dep, by=Cause.NO_METRICS, actor=None, reason=missing)
+        return
     canary = backend.provision(stable, name=canary_name(dep), image=dep.image, deployment_id=dep.id)
 
     def provisioned(d: Deployment) -> None:
@@ -71,6 +79,20 @@ def provision(engine: Engine, dep: Deployment) -> None:
         old_image=stable.get("image"),
     )
     engine.move(dep, Trigger.PROVISIONED, mutate=provisioned, events=[told])
+
+
+def missing_stable_series(engine: Engine, backend: Backend, stable: dict[str, Any]) -> str | None:
+    """Why the stable cannot be measured (the exact query that found nothing in the last
+    SERIES_WINDOW), or None when its series has data or it is judged by alarms alone."""
+    series = backend.stable_series(stable)
+    if not series:
+        return None
+    end = datetime.fromtimestamp(engine.now(), UTC)
+    if backend.series_present(series, start=end - SERIES_WINDOW, end=end):
+        return None
+    minutes = int(SERIES_WINDOW.total_seconds() // 60)
+    why = missing_series(series, minutes)
+    return f"the stable publishes no metric series the checks could read: {why}"
 
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:

@@ -287,6 +287,7 @@ _BY = {
     Cause.HOLD_TIMEOUT: "not enough traffic to judge",
     Cause.ERROR: "stopped by an error",
     Cause.IMAGE_POLICY: "image not allowed",
+    Cause.NO_METRICS: "no metric series for the stable",
     Cause.ECS_ROLLBACK: "rolled back by ECS",
 }
 

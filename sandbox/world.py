@@ -178,6 +178,11 @@ class World:
                 catalogue["services"][key] = service_entry(key, **entry)
         self.catalogue_path = self.workdir / "canary.yaml"
         self.catalogue_path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
+        # The stables serve traffic before anyone deploys, as running services do: a deployment
+        # first checks that CloudWatch has the stable's series (workers.engine.steps.provision).
+        serving_since = time.monotonic()
+        self._ticker = threading.Thread(target=self._traffic, name="traffic", daemon=True)
+        self._ticker.start()
         self.slack.start()
         self._started_slack = True
         self.env = {
@@ -204,8 +209,8 @@ class World:
         if self.bot:
             bot, self.bot_url = start_bot(self.env, self.workdir)
             self.processes.append(bot)
-        self._ticker = threading.Thread(target=self._traffic, name="traffic", daemon=True)
-        self._ticker.start()
+        # ... and their first data points are published (a tick, then the publication lag).
+        time.sleep(max(0.0, serving_since + PUBLICATION_LAG + 1.0 - time.monotonic()))
 
     def start_worker(self) -> Process:
         """Start one more `python -m workers` (e.g. after killing the others with SIGKILL)."""

@@ -335,3 +335,24 @@ def test_forged_and_stale_requests_get_401(world: World) -> None:
     stale = signed_headers(body, secret=SECRET, timestamp=int(time.time()) - 600)
     assert sam.post(body, headers=stale) == 401
     assert sam.post(body) == 200
+
+
+def test_a_deploy_from_a_channel_the_bot_is_not_in_is_refused_before_anything_exists(
+    world: World, ids: dict[str, str]
+) -> None:
+    def recorded() -> dict[str, str]:
+        return {i: key for key in SERVICES for i in world.rt.store.history_ids(key, 50)}
+
+    before = recorded()
+    outside = world.person(LEE, channel="C0NOTBOT")  # the bot was never invited there
+    answer = outside.ask(f"deploy web {IMAGE.format(key='web', tag='v9')}")
+    assert answer == (
+        "I can't post in #chan-c0notbot: invite me with `/invite @canary`, then deploy again."
+    )
+    assert world.slack.channel("C0NOTBOT") == []
+    assert recorded() == before  # no deployment was recorded
+    # ... and nothing of one exists in AWS: every ECS service is a catalogue's stable or the
+    # canary of a recorded deployment.
+    known = set(SERVICES) | {f"{key}-{dep_id}" for dep_id, key in before.items()}
+    arns = world.clients.ecs.list_services(cluster="prod")["serviceArns"]
+    assert {arn.rsplit("/", 1)[-1] for arn in arns} <= known

@@ -24,7 +24,7 @@ from workers.slack.membership import channel_membership
 @pytest.fixture(params=IN_PROCESS_BACKENDS)
 def world(aws_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     with mock_aws():
-        yield make_world(monkeypatch, str(request.param))
+        yield make_world(monkeypatch, str(request.param), published=False)
 
 
 @pytest.fixture(params=IN_PROCESS_BACKENDS)

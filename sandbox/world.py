@@ -325,11 +325,16 @@ class World:
         return self.wait_reply(card, is_gate, timeout)
 
     def wait_over(self, dep_id: str, timeout: float = 60.0) -> Posted:
-        """Wait until the card shows the deployment's end; return the card."""
+        """Wait until the card shows the deployment's end and every event of its log has been
+        delivered (the card is drawn from the newest state, so it can show the end before the
+        last thread reply is posted); return the card."""
 
         def over() -> Posted | None:
             card = self.card(dep_id)
-            return card if card and any(s in card.text for s in FINAL_STATUSES) else None
+            if not card or not any(s in card.text for s in FINAL_STATUSES):
+                return None
+            store = self.rt.store
+            return card if store.delivered_upto(dep_id) >= len(store.events(dep_id)) - 1 else None
 
         try:
             return self.slack.wait_for(over, timeout)

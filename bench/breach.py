@@ -109,7 +109,9 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
         bare = []
         for _ in range(10):
             t = time.perf_counter()
-            backend.counts(dep.stable, dep.canary, start=start, end=datetime.now(UTC))
+            backend.counts(
+                dep.recorded_stable(), dep.recorded_canary(), start=start, end=datetime.now(UTC)
+            )
             bare.append(time.perf_counter() - t)
         late = lateness.samples(world.redis, world.prefix)
     return Breach(figures(samples), figures(detected), figures(bare), figures(late)), (

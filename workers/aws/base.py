@@ -23,7 +23,7 @@ from workers.domain.catalogue import ServiceConfig
 from workers.domain.traffic import TrafficRouter
 from workers.domain.versions import CanaryBase, CanaryRecord, StableBase, StableRecord
 
-_Version = TypeVar("_Version", StableBase, CanaryBase)
+_Version = TypeVar("_Version", bound=StableBase | CanaryBase)
 
 
 def own(record: StableBase | CanaryBase, kind: type[_Version]) -> _Version:

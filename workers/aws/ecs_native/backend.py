@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -58,6 +58,16 @@ ROLLED_BACK = (
     "STOP_REQUESTED",
     "STOPPED",
 )
+
+
+class _TargetGroups(TypedDict, total=False):
+    """The ALB exposure fields of an EcsStable (none when the service is not behind an ALB)."""
+
+    listener_rule: str
+    target_group_arn: str
+    target_group_name: str
+    canary_target_group_arn: str
+    canary_target_group_name: str
 
 
 def _td_name(arn: str) -> str:
@@ -286,7 +296,7 @@ class EcsNativeBackend(EcsServiceBackend):
         )
         return stable
 
-    def _target_groups(self, balancer: dict[str, Any]) -> dict[str, str]:
+    def _target_groups(self, balancer: dict[str, Any]) -> _TargetGroups:
         """Which of the two target groups serves the running revision: the one the production
         listener rule sends traffic to (ECS swaps their roles between deployments, so it is read
         every time, never assumed: docs/ECS.md "Which metrics tell the two revisions apart")."""

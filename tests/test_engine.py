@@ -33,6 +33,7 @@ from workers.defaults import DRAIN_TIMEOUT_SECONDS
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.outcomes import Refusal
 from workers.domain.state import State
+from workers.domain.versions import AlbStable, AppMeshStable
 from workers.runtime.jobs import runner
 from workers.slack import answers
 
@@ -201,7 +202,8 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert [a.step for a in dep.approvals] == [2, 3, 4]
     if world.backend == "ecs":  # ECS itself removed the old revision's tasks
         service = world.ecs.describe_service(cluster="prod", service="payments")
-        assert service["taskDefinition"] == (dep.canary or {})["task_definition_arn"]
+        assert dep.canary is not None
+        assert service["taskDefinition"] == dep.canary.task_definition_arn
     else:
         # the old version is gone: virtual node and Cloud Map service (or target group), ECS
         # service
@@ -245,10 +247,10 @@ def test_the_next_deployment_discovers_the_promoted_canary_as_stable(auto_world:
     second = start(world, V3)
     dep = world.drive(second, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
-    assert dep.stable is not None
-    assert (
-        dep.stable.get("virtual_node", dep.stable.get("target_group_name")) == f"payments-{first}"
-    )
+    stable = dep.stable
+    assert isinstance(stable, AppMeshStable | AlbStable)
+    named = stable.virtual_node if isinstance(stable, AppMeshStable) else stable.target_group_name
+    assert named == f"payments-{first}"
     assert world.weights() == {f"payments-{first}": 100}
 
 

@@ -23,11 +23,14 @@ def seed_ecs_native_service(
     *,
     key: str,
     cluster: str = "prod",
+    image: str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v1",
     desired_count: int = 2,
 ) -> dict[str, str]:
     """Create the service's ALB and ECS resources; return their names and ARNs (with
     `green_target_group_arn`)."""
-    names = seed_alb_service(clients, key=key, cluster=cluster, desired_count=desired_count)
+    names = seed_alb_service(
+        clients, key=key, cluster=cluster, image=image, desired_count=desired_count
+    )
     elbv2, ecs = clients.elbv2, clients.ecs
     blue, rule = names["target_group_arn"], names["listener_rule"]
     green = _ensure_target_group(elbv2, f"{key}-green", names["vpc"])

@@ -20,6 +20,7 @@ workers, the sandbox's traffic, the tests) sees one and the same deployments:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -47,7 +48,14 @@ def _alarms_in_alarm(names: Any) -> list[str]:
     return [a.name for a in alarms if a.name in wanted and a.state_value == "ALARM"]
 
 
-DEPLOYMENTS = EcsDeployments(alarms=_alarms_in_alarm, region=_REGION, account=_ACCOUNT)
+#: Seconds a minute of ECS's step bake or bake time lasts here (the sandbox's time is compressed).
+BAKE_MINUTE_ENV = "STRICT_MOTO_ECS_BAKE_MINUTE"
+DEPLOYMENTS = EcsDeployments(
+    alarms=_alarms_in_alarm,
+    region=_REGION,
+    account=_ACCOUNT,
+    bake_minute_seconds=float(os.environ.get(BAKE_MINUTE_ENV, "60")),
+)
 #: Deployment ARN -> (the source revision's target group, the target revision's), fixed when the
 #: deployment is first seen: the source's is the group the production rule forwards to then.
 _GROUPS: dict[str, tuple[str, str]] = {}

@@ -65,7 +65,7 @@ def approve_until_over(stack: World, dep_id: str) -> Deployment:
         dep = stack.wait(dep_id, at_gate_or_over, timeout=60)
         if not dep.active:
             return dep
-        step = dep.step_index + 1
+        step = dep.step_index + 2  # the gate before the next step (1-based)
         if step not in approved:
             assert api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=stack.rt).ok
             approved.add(step)
@@ -78,7 +78,7 @@ def test_promoted_through_ecs_pauses_then_rolled_back_from_the_promoted_revision
     ids["web"] = deploy(stack, "web", "v2")
     # web: abort at the first gate; ECS puts the traffic back on the old revision
     stack.wait(ids["web"], lambda d: d.state == State.AWAITING_APPROVAL, timeout=60)
-    step = stack.dep(ids["web"]).step_index + 1
+    step = stack.dep(ids["web"]).step_index + 2
     assert api.decide_gate(ids["web"], step, approve=False, actor="USAM", rt=stack.rt).ok
 
     promoted = approve_until_over(stack, ids["payments"])

@@ -114,21 +114,34 @@ def _shift_rule(balancer: dict[str, Any], deployment: dict[str, Any]) -> None:
     elbv2.modify_rule(rule_arn, [], [action])
 
 
-def sync() -> None:
+def sync(deployments: EcsDeployments = DEPLOYMENTS) -> None:
     """Play the deployments to now and bring moto's services and listener rules in step."""
     with _LOCK:
-        DEPLOYMENTS.advance()
-        for (cluster, name), svc in list(DEPLOYMENTS._services.items()):
+        deployments.advance()
+        for (cluster, name), svc in list(deployments._services.items()):
             service = _moto_service(cluster, name)
             if service is None:
                 continue
             if svc.current_deployment:
-                deployment = DEPLOYMENTS._deployments[svc.current_deployment]
-                shape = DEPLOYMENTS._deployment_shape(deployment)
+                deployment = deployments._deployments[svc.current_deployment]
+                shape = deployments._deployment_shape(deployment)
                 for balancer in service.load_balancers or []:
                     _shift_rule(balancer, shape)
             if service.task_definition != svc.task_definition:
                 service.task_definition = svc.task_definition
+
+
+def keep_in_step(client: Any, deployments: EcsDeployments) -> None:
+    """In process (mock_aws and `route_client`): keep moto's records in step with `deployments`
+    around every call of the boto3 ECS `client`, as the served moto does by itself.
+
+    botocore emits `after-call` also for the calls `route_client` answered."""
+
+    def follow(**_: Any) -> None:
+        sync(deployments)
+
+    for event in ("before-call.ecs", "after-call.ecs"):
+        client.meta.events.register(event, follow)
 
 
 def _strategy(config: Any) -> str | None:

@@ -11,6 +11,7 @@ from moto import mock_aws
 from moto.ecs.models import ecs_backends
 
 from sandbox.ecs_deployments import EcsDeployments, route_client
+from sandbox.ecs_moto import keep_in_step
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
 from sandbox.seed_ecs_native import seed_ecs_native_service
@@ -62,6 +63,7 @@ def make_world(
             clock=lambda: datetime.fromtimestamp(clock.now, UTC), alarms=moto_alarms(clients)
         )
         route_client(clients.ecs, emulator)
+        keep_in_step(clients.ecs, emulator)  # moto's service and rule follow ECS's decisions
         seeded = seed_ecs_native_service(clients, emulator, key="payments")
         cat = parse_catalogue(
             {
@@ -240,14 +242,20 @@ def test_each_step_left_is_kept_as_evidence_for_the_next(world: World) -> None:
 
 def test_the_next_deployment_discovers_the_promoted_canary_as_stable(auto_world: World) -> None:
     world = auto_world
-    # Router ecs: moto's service is not told what the emulator promoted (left for later).
-    not_on(world, "ecs")
     first = start(world)
     assert world.drive(first, lambda d: not d.active).state == State.PROMOTED
     second = start(world, V3)
     dep = world.drive(second, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
     stable = dep.stable
+    assert stable is not None
+    if world.backend == "ecs":  # moto's service runs what ECS promoted
+        canary = world.dep(first).canary
+        assert canary is not None
+        promoted = canary.task_definition_arn
+        assert stable.task_definition_arn == promoted
+        assert world.weights() == {promoted.rsplit("/", 1)[-1]: 100}
+        return
     assert isinstance(stable, AppMeshStable | AlbStable)
     named = stable.virtual_node if isinstance(stable, AppMeshStable) else stable.target_group_name
     assert named == f"payments-{first}"

@@ -217,6 +217,9 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert log[:4] == ["requested", "provisioned", "ready", "shifted"]
     assert log.count("gate_opened") == 3 and log.count("approved") == 3
     assert log.count("shifted") == 4 and log[-1] == "promoted"
+    promoted = world.rt.store.events(dep_id)[-1]
+    # ECS's own deployment keeps its service and target groups: nothing is said removed
+    assert promoted.kind == "promoted" and (promoted.old is None) == (world.backend == "ecs")
 
 
 def test_each_step_left_is_kept_as_evidence_for_the_next(world: World) -> None:

@@ -242,7 +242,11 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
         took=now - dep.created_at,
         approvers=[a.actor for a in dep.approvals],
         checks=dep.checks,
-        old=Resources.model_validate(backend.describe(stable)),
+        old=(
+            None
+            if backend.shifts_traffic_itself
+            else Resources.model_validate(backend.describe(stable))
+        ),
     )
     engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)
 

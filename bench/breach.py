@@ -25,6 +25,7 @@ from workers.analysis.templates import Version
 from workers.aws.appmesh.backend import revision_of
 from workers.aws.backends import backend_for
 from workers.domain.state import State
+from workers.domain.versions import AppMeshCanary, AppMeshStable
 from workers.runtime import lateness
 
 POLL = 0.02
@@ -78,15 +79,15 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
             # A random phase against the checks' own rhythm.
             time.sleep(rng.uniform(0, interval))
             dep = baking[key]
-            assert dep.stable is not None and dep.canary is not None
+            assert isinstance(dep.stable, AppMeshStable) and isinstance(dep.canary, AppMeshCanary)
             router = world.router(key)
-            stable = {str(dep.stable["virtual_node"]): 100}
+            stable = {dep.stable.virtual_node: 100}
             target = Version(
                 world.services[key],
-                dep.stable["family"],
-                revision_of(dep.canary["task_definition_arn"]),
-                dep.canary["ecs_service_name"],
-                dep.canary["virtual_node"],
+                dep.stable.family,
+                revision_of(dep.canary.task_definition_arn),
+                dep.canary.ecs_service_name,
+                dep.canary.virtual_node,
             )
             t0, wall = time.perf_counter(), time.time()
             feed = DelayedPublisher(world.clients.cloudwatch)
@@ -108,7 +109,9 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
         bare = []
         for _ in range(10):
             t = time.perf_counter()
-            backend.counts(dep.stable, dep.canary, start=start, end=datetime.now(UTC))
+            backend.counts(
+                dep.recorded_stable(), dep.recorded_canary(), start=start, end=datetime.now(UTC)
+            )
             bare.append(time.perf_counter() - t)
         late = lateness.samples(world.redis, world.prefix)
     return Breach(figures(samples), figures(detected), figures(bare), figures(late)), (

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from bench.common import OPS, Figures, Row, World, figures, print_table, weights_changed
 from workers.domain.state import State
+from workers.domain.versions import AppMeshStable
 from workers.slack.buttons import ABORT, APPROVE
 
 #: Time compressed: seconds where production has minutes.
@@ -140,8 +141,8 @@ def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) 
                     acted = True
             for key in list(pending_aborts):
                 dep = world.deployment_of(key)
-                if dep is not None and at_gate(dep) and dep.stable:
-                    stable = {str(dep.stable["virtual_node"]): 100}
+                if dep is not None and at_gate(dep) and isinstance(dep.stable, AppMeshStable):
+                    stable = {dep.stable.virtual_node: 100}
                     aborts.append(click_until(world, key, ABORT, stable))
                     pending_aborts.discard(key)
                     acted = True

@@ -1,5 +1,6 @@
 """The scripted demo: a healthy canary promoted through its gates, a bad one rolled back, history;
-then the same healthy-then-bad pair for a service behind an ALB instead of App Mesh.
+then the same healthy-then-bad pair for a service behind an ALB instead of App Mesh, and again for
+a service on ECS's own LINEAR deployments (router ecs), whose pauses are the bot's gates.
 
 Everything the script does goes through Slack as a person would: signed slash commands and
 clicks on the buttons found in the thread; it reads back only what the channel shows, plus the
@@ -21,12 +22,16 @@ from sandbox.world import CHANNEL, DANA, IMAGE, LEE, SAM, World
 from workers.aws.alb.router import rule_label
 from workers.slack.buttons import APPROVE
 
-#: The App Mesh service of the demo, and the one behind an ALB listener rule.
-SERVICE, ALB_SERVICE = "payments", "checkout"
+#: The App Mesh service of the demo, the one behind an ALB listener rule, and the one ECS deploys.
+SERVICE, ALB_SERVICE, ECS_SERVICE = "payments", "checkout", "orders"
 #: Who may do what, alike for both: dana deploys, sam and lee approve, in #deploys only.
 _PEOPLE = {"channel": CHANNEL, "deployers": [DANA], "approvers": [SAM, LEE]}
 #: Catalogue entries of the demo.
-SERVICES = {SERVICE: dict(_PEOPLE), ALB_SERVICE: {"router": "alb", **_PEOPLE}}
+SERVICES = {
+    SERVICE: dict(_PEOPLE),
+    ALB_SERVICE: {"router": "alb", **_PEOPLE},
+    ECS_SERVICE: {"router": "ecs", **_PEOPLE},
+}
 CHANNEL_NAME = "deploys"
 _STARTED = re.compile(r"[Dd]eployment ([0-9a-z]{8})")
 
@@ -82,6 +87,9 @@ class Demo:
             # The same pair again on the other backend: the bot and the thread do not change.
             self.promote(ALB_SERVICE, 4),
             self.roll_back_bad_image(ALB_SERVICE, 5),
+            # ECS shifts the traffic itself; the bot judges and gates each of its pauses.
+            self.promote(ECS_SERVICE, 6),
+            self.roll_back_bad_image(ECS_SERVICE, 7),
         ]
         return results
 
@@ -96,6 +104,8 @@ class Demo:
         card = self.follow(dep_id, approve=True)
         after = self.world.weights(key)
         self.show_weights(key, before, after)
+        if self.world.is_ecs(key):
+            return self._ecs_promoted(name, key, dep_id, card.text, before, after)
         ok = "Done ✅" in card.text and after == {f"{key}-{dep_id}": 100}
         # The old version's traffic target and ECS service are gone once the card says done.
         old = f"{key}-v1"
@@ -121,11 +131,37 @@ class Demo:
         card = self.follow(dep_id, approve=False)
         after = self.world.weights(key)
         self.show_weights(key, before, after)
+        if self.world.is_ecs(key):
+            # ECS put all traffic back on the group it came from; the service runs the old image.
+            ok = "Rolled back ❌" in card.text and _serving(after) == _serving(before)
+            ok = ok and self.world.service_image(key) == image("v2", key)
+            detail = f"#{dep_id}: rule {fmt_weights(_serving(after))}, ECS service still on v2"
+            return Result(name, ok, detail)
         ok = "Rolled back ❌" in card.text and after == before and len(after) == 1
         detail = f"#{dep_id}: {self.where(key)} {fmt_weights(after)}"
         canary = f"{key}-{dep_id}"
         if ok and canary in self.targets(key):
             ok, detail = False, f"{detail}; but the canary {canary} is still there"
+        return Result(name, ok, detail)
+
+    def _ecs_promoted(
+        self,
+        name: str,
+        key: str,
+        dep_id: str,
+        card: str,
+        before: dict[str, int],
+        after: dict[str, int],
+    ) -> Result:
+        """Router ecs: ECS moved all traffic to the alternate target group, and moto's service
+        runs the new image (what the next deployment discovers as the stable)."""
+        serving = _serving(after)
+        swapped = len(serving) == 1 and serving.keys() != _serving(before).keys()
+        runs = self.world.service_image(key)
+        ok = "Done ✅" in card and swapped and runs == image("v2", key)
+        detail = (
+            f"#{dep_id}: rule {fmt_weights(serving)}, ECS service runs {runs.rsplit('/', 1)[-1]}"
+        )
         return Result(name, ok, detail)
 
     def history(self, key: str, number: int) -> Result:
@@ -178,11 +214,13 @@ class Demo:
 
     # the two backends ------------------------------------------------------------------------
     def backend(self, key: str) -> str:
+        if self.world.is_ecs(key):
+            return "ECS LINEAR"
         return "ALB" if self.world.is_alb(key) else "App Mesh"
 
     def where(self, key: str) -> str:
         """What holds the weights, in a word: App Mesh's route or the ALB's rule."""
-        return "rule" if self.world.is_alb(key) else "route"
+        return "route" if key not in self.world.rules else "rule"
 
     def targets(self, key: str) -> set[str]:
         """What traffic can be sent to on the service's backend: target groups, or nodes."""
@@ -202,9 +240,14 @@ def image(tag: str, key: str = SERVICE) -> str:
     return IMAGE.format(key=key, tag=tag)
 
 
+def _serving(weights: dict[str, int]) -> dict[str, int]:
+    """The targets that get traffic (ECS leaves the idle target group in the rule at 0)."""
+    return {target: w for target, w in weights.items() if w > 0}
+
+
 def weights_label(world: World, key: str) -> str:
     """Where the service's weights live, as a person would name it."""
-    if world.is_alb(key):
+    if key in world.rules:
         return f"ALB {rule_label(listener_rule=world.rules[key], listener=None)} ({key})"
     return f"App Mesh route {key}-route"
 

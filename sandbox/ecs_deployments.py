@@ -180,6 +180,7 @@ class EcsDeployments:
         account: str = "123456789012",
         scale_up_seconds: float = 0.0,
         rollback_seconds: float = 0.0,
+        bake_minute_seconds: float = 60.0,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._alarm_states: dict[str, str] = {}
@@ -188,6 +189,9 @@ class EcsDeployments:
         self._account = account
         self._scale_up_seconds = scale_up_seconds
         self._rollback_seconds = rollback_seconds
+        # How long a minute of step bake or bake time lasts: the sandbox compresses time (ECS
+        # takes whole minutes only); hook timeouts stay in real minutes, like gate_timeout.
+        self._bake_minute = bake_minute_seconds
         self._services: dict[tuple[str, str], _Service] = {}
         self._deployments: dict[str, _Deployment] = {}
         self._ids = itertools.count(1)
@@ -508,11 +512,19 @@ class EcsDeployments:
             phases += pause(PRE_SHIFT)
             phases.append(_Phase("PRODUCTION_TRAFFIC_SHIFT", "shift", percent=share))
             if i < len(shifts) - 1:  # "not applied after reaching 100 percent traffic"
-                phases.append(_Phase("PRODUCTION_TRAFFIC_SHIFT", "wait", seconds=step_bake * 60))
+                phases.append(
+                    _Phase(
+                        "PRODUCTION_TRAFFIC_SHIFT", "wait", seconds=step_bake * self._bake_minute
+                    )
+                )
         phases += [
             *pause(POST_SHIFT),
             _Phase(POST_SHIFT, "instant"),
-            _Phase("BAKE_TIME", "wait", seconds=config.get("bakeTimeInMinutes", 0) * 60),
+            _Phase(
+                "BAKE_TIME",
+                "wait",
+                seconds=config.get("bakeTimeInMinutes", 0) * self._bake_minute,
+            ),
             _Phase("CLEAN_UP", "clean_up"),
         ]
         return phases

@@ -9,6 +9,7 @@ from typing import TextIO
 from sandbox.demo import (
     ALB_SERVICE,
     CHANNEL_NAME,
+    ECS_SERVICE,
     SERVICE,
     image,
     is_over,
@@ -22,11 +23,13 @@ from workers.slack.buttons import ABORT, APPROVE
 
 INTRO = f"""
 You are @dana in #{CHANNEL_NAME}; @sam approves gates when you say so.
-Two services: {SERVICE} on App Mesh, {ALB_SERVICE} behind an ALB listener rule.
+Three services: {SERVICE} on App Mesh, {ALB_SERVICE} behind an ALB listener rule, {ECS_SERVICE} on
+ECS's own LINEAR deployments (router ecs: steps 25, 50, 75, 100).
 Type a /canary command (the "/canary" is optional), e.g.
     /canary deploy {SERVICE} {image("v2")}
     deploy {SERVICE} v3          (a bare tag means {image("<tag>")}; v3 answers 20 % 5xx)
     deploy {ALB_SERVICE} v2         (the same on the ALB: {image("v2", ALB_SERVICE)})
+    deploy {ECS_SERVICE} v2           (ECS shifts the traffic; the bot gates its pauses)
     /canary status · /canary history {SERVICE} · /canary help
 "quit" or Ctrl-D leaves (everything is stopped and cleaned up).
 """
@@ -115,7 +118,7 @@ class Session:
             return True
 
 
-def expand(text: str, services: Iterable[str] = (SERVICE, ALB_SERVICE)) -> str:
+def expand(text: str, services: Iterable[str] = (SERVICE, ALB_SERVICE, ECS_SERVICE)) -> str:
     """`deploy payments v2` -> the sample registry's image with that tag, for any of `services`."""
     words = text.split()
     if len(words) >= 3 and words[0] == "deploy" and "/" not in words[2] and ":" not in words[2]:

@@ -159,6 +159,9 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 #: Seconds a stopped task stays registered in Cloud Map in the sandbox (tens of seconds on AWS).
 SANDBOX_DRAIN_SECONDS = 3.0
+#: Seconds a minute of ECS's step bake lasts in the sandbox: the catalogue's 3 s bake runs as
+#: ECS's 1 minute (whole minutes only), over before the bot has judged the step.
+SANDBOX_ECS_BAKE_MINUTE = 1.0
 
 
 def start_moto(
@@ -171,6 +174,8 @@ def start_moto(
         {
             "MOTO_ECS_SERVICE_RUNNING": str(running_tasks),
             "STRICT_MOTO_DRAIN_SECONDS": str(drain_seconds),
+            # ECS bakes whole minutes; the catalogue's are seconds here (sandbox.ecs_moto).
+            "STRICT_MOTO_ECS_BAKE_MINUTE": str(SANDBOX_ECS_BAKE_MINUTE),
         }
     )
     moto = Process(

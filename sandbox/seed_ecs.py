@@ -128,7 +128,8 @@ def ensure_ecs_service(
     **wiring: Any,
 ) -> None:
     """An ACTIVE Fargate ECS service of that name, else a new one; `wiring` are the CreateService
-    arguments that put it behind the traffic (service registries, load balancers...)."""
+    arguments that put it behind the traffic (service registries, load balancers...) or replace
+    the defaults (deploymentConfiguration)."""
     found = ecs.describe_services(cluster=cluster, services=[name])["services"]
     if any(s["status"] == "ACTIVE" for s in found):
         return
@@ -146,8 +147,10 @@ def ensure_ecs_service(
                 "assignPublicIp": "DISABLED",
             }
         },
-        **wiring,
-        deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 100},
+        **{
+            "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100},
+            **wiring,
+        },
         enableECSManagedTags=True,
         propagateTags="SERVICE",
         tags=[{"key": "app", "value": name}],

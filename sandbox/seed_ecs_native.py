@@ -2,8 +2,9 @@
 green at 0), and an ECS service with ECS's deployment controller and the alternate target group
 (`advancedConfiguration`), created in moto and in the deployment emulator alike.
 
-In process only for now: the emulator answers a boto3 client through `route_client`; the sandbox's
-worker processes (moto server) need a moto-side hook first (docs/ECS.md).
+In process, pass the emulator that answers the boto3 client (`route_client`); against the served
+moto (sandbox.strict_moto), pass `deployments=None`: the service is then created with the LINEAR
+strategy, which registers it in the emulator behind moto's ECS API (sandbox.ecs_moto).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from workers.aws.clients import AwsClients
 
 def seed_ecs_native_service(
     clients: AwsClients,
-    deployments: EcsDeployments,
+    deployments: EcsDeployments | None,
     *,
     key: str,
     cluster: str = "prod",
+    image: str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v1",
     desired_count: int = 2,
 ) -> dict[str, str]:
     """Create the service's ALB and ECS resources; return their names and ARNs (with
     `green_target_group_arn`)."""
-    names = seed_alb_service(clients, key=key, cluster=cluster, desired_count=desired_count)
+    names = seed_alb_service(
+        clients, key=key, cluster=cluster, image=image, desired_count=desired_count
+    )
     elbv2, ecs = clients.elbv2, clients.ecs
     blue, rule = names["target_group_arn"], names["listener_rule"]
     green = _ensure_target_group(elbv2, f"{key}-green", names["vpc"])
@@ -61,6 +65,19 @@ def seed_ecs_native_service(
             "roleArn": f"arn:aws:iam::{account}:role/ecs-infrastructure-for-load-balancers",
         },
     }
+    # The strategy the bot's UpdateService sets anyway; served, it puts the service in the
+    # emulator (sandbox.ecs_moto).
+    served: dict[str, Any] = (
+        {}
+        if deployments is not None
+        else {
+            "deploymentConfiguration": {
+                "strategy": "LINEAR",
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+            }
+        }
+    )
     ensure_ecs_service(
         ecs,
         cluster=cluster,
@@ -71,7 +88,10 @@ def seed_ecs_native_service(
         group_id=names["security_group"],
         loadBalancers=[balancer],
         deploymentController={"type": "ECS"},
+        **served,
     )
+    if deployments is None:
+        return names
     deployments.create_service(
         serviceName=key,
         taskDefinition=names["task_definition_arn"],

@@ -281,6 +281,8 @@ class EcsTrafficSimulator(_WeightedTraffic):
     clock: Callable[[], float] = time.time
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
+    #: Task definition -> the target group its tasks are registered in.
+    _groups: dict[str, str] = field(default_factory=dict)
 
     def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
         """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
@@ -290,8 +292,14 @@ class EcsTrafficSimulator(_WeightedTraffic):
         load_balancer = load_balancer_dimension(self.listener_rule)
 
         def group(task_definition: str) -> str:
-            first = task_definition == self.first_task_definition
-            return self.stable_group if first else self.canary_group
+            # A new revision's tasks go to the group the other revision is not in (ECS's
+            # alternate); after a promotion the groups have swapped roles, so it is remembered.
+            known = self._groups.setdefault(self.first_task_definition, self.stable_group)
+            if task_definition not in self._groups:
+                others = {self._groups.get(td) for td in shares if td != task_definition}
+                known = self.canary_group if self.stable_group in others else self.stable_group
+                self._groups[task_definition] = known
+            return self._groups[task_definition]
 
         def publish(task_definition: str, image: str, requests: int, errors: int) -> str:
             arn = group(task_definition)
@@ -320,3 +328,43 @@ class EcsTrafficSimulator(_WeightedTraffic):
             if container["name"] == "app":
                 return str(container["image"])
         return None
+
+
+#: ListServiceDeployments statuses of a deployment under way (sandbox.ecs_deployments.ACTIVE).
+_UNDER_WAY = [
+    "PENDING",
+    "IN_PROGRESS",
+    "STOP_REQUESTED",
+    "ROLLBACK_REQUESTED",
+    "ROLLBACK_IN_PROGRESS",
+]
+
+
+@dataclass
+class ServedEcsDeployments:
+    """`EcsDeployments.production_traffic` read through the ECS API, for the emulator behind the
+    served moto (sandbox.ecs_moto): the deployment under way's two revisions and their production
+    weights, else the service's task definition at 100 %."""
+
+    ecs: Any  # a boto3 ECS client
+
+    def production_traffic(self, *, cluster: str, service: str) -> dict[str, float]:
+        listed = self.ecs.list_service_deployments(
+            cluster=cluster, service=service, status=_UNDER_WAY
+        )["serviceDeployments"]
+        if not listed:
+            found = self.ecs.describe_services(cluster=cluster, services=[service])["services"]
+            return {found[0]["taskDefinition"]: 100.0}
+        arn = listed[0]["serviceDeploymentArn"]
+        deployment = self.ecs.describe_service_deployments(serviceDeploymentArns=[arn])[
+            "serviceDeployments"
+        ][0]
+        revisions = [*deployment["sourceServiceRevisions"], deployment["targetServiceRevision"]]
+        tds = {
+            r["serviceRevisionArn"]: r["taskDefinition"]
+            for r in self.ecs.describe_service_revisions(
+                serviceRevisionArns=[r["arn"] for r in revisions]
+            )["serviceRevisions"]
+        }
+        shares = {tds[r["arn"]]: float(r["requestedProductionTrafficWeight"]) for r in revisions}
+        return {td: w for td, w in shares.items() if w > 0}

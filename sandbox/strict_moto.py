@@ -25,6 +25,9 @@ the product must live with; docs/AWS.md lists each one with its documentation an
   `nextToken`, sorted by `sort` (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTaskDefinitions.html);
   moto answers everything in one page.
 
+Served, ECS's CANARY / LINEAR service deployments are also answered, by the emulator of
+sandbox.ecs_deployments behind moto's ECS API (sandbox.ecs_moto).
+
 Run as a server: `python -m sandbox.strict_moto -H 127.0.0.1 -p 5000` (moto_server's arguments),
 with the drain delay in seconds in `STRICT_MOTO_DRAIN_SECONDS`.
 """
@@ -294,6 +297,10 @@ def install() -> None:
 def main(argv: list[str]) -> None:
     """moto_server with the strict rules installed (same arguments as moto_server)."""
     install()
+    # Served only: the in-process tests route a client to their own emulator (route_client).
+    from sandbox import ecs_moto
+
+    ecs_moto.install()
     from moto.server import main as moto_main
 
     moto_main(argv)

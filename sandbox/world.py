@@ -4,8 +4,10 @@ Both `python -m sandbox` and the end-to-end tests build one. The product runs as
 (`python -m bot` over HTTP, `python -m workers`); only AWS, Redis and Slack are stand-ins, and
 time is compressed to seconds through the catalogue and a few CANARY_* variables.
 
-Each service picks its traffic backend in its entry: App Mesh by default (sandbox.seed), or
-`{"router": "alb"}` for an ECS service behind an ALB listener rule (sandbox.seed_alb).
+Each service picks its traffic backend in its entry: App Mesh by default (sandbox.seed),
+`{"router": "alb"}` for an ECS service behind an ALB listener rule (sandbox.seed_alb), or
+`{"router": "ecs"}` for ECS's own LINEAR deployments behind an ALB (sandbox.seed_ecs_native; the
+served moto answers them through sandbox.ecs_moto).
 
 The engine's end-to-end and fault tests use one without the bot (`bot=False`, see tests.stack):
 they call the API in-process through `rt`, kill the workers and `start_worker()` new ones.
@@ -30,7 +32,13 @@ from redis import Redis
 from sandbox.processes import Process, start_bot, start_moto, start_redis, start_workers
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
-from sandbox.simulator import AlbTrafficSimulator, TrafficSimulator
+from sandbox.seed_ecs_native import seed_ecs_native_service
+from sandbox.simulator import (
+    AlbTrafficSimulator,
+    EcsTrafficSimulator,
+    ServedEcsDeployments,
+    TrafficSimulator,
+)
 from sandbox.slack_emulator import Posted, SlackEmulator
 from sandbox.slack_user import SlackUser
 from workers.aws.alb.router import AlbRouter
@@ -102,6 +110,23 @@ def alb_service_entry(key: str, listener_rule: str, **overrides: Any) -> dict[st
     return {"router": "alb", "cluster": CLUSTER, "listener_rule": listener_rule, **overrides}
 
 
+def ecs_service_entry(key: str, **overrides: Any) -> dict[str, Any]:
+    """A catalogue entry for a service seeded by sandbox.seed_ecs_native."""
+    return {
+        "router": "ecs",
+        "cluster": CLUSTER,
+        "service": key,
+        # ECS's LINEAR 25 %: the default steps are not equal increments (docs/ECS.md).
+        "steps": [25, 50, 75, 100],
+        **overrides,
+    }
+
+
+def is_ecs(entry: Mapping[str, Any]) -> bool:
+    """True when a World's service entry asks for ECS's own deployments (router ecs)."""
+    return entry.get("router") == "ecs"
+
+
 def is_alb(entry: Mapping[str, Any]) -> bool:
     """True when a World's service entry asks for the ALB backend."""
     return entry.get("router") == "alb"
@@ -132,8 +157,10 @@ class World:
     bot_url: str = ""
     endpoint: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    #: Listener rule ARN of each ALB-backed service, once seeded.
+    #: Listener rule ARN of each ALB-backed service (router alb or ecs), once seeded.
     rules: dict[str, str] = field(default_factory=dict)
+    #: What sandbox.seed_ecs_native made for each router-ecs service (target groups...).
+    ecs_seeded: dict[str, dict[str, str]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _ticker: threading.Thread | None = None
     _started_slack: bool = False
@@ -169,7 +196,13 @@ class World:
         catalogue: dict[str, Any] = {"defaults": FAST_DEFAULTS, "services": {}}
         for key, entry in self.services.items():
             image = IMAGE.format(key=key, tag="v1")
-            if is_alb(entry):
+            if is_ecs(entry):
+                seeded = seed_ecs_native_service(
+                    self.clients, None, key=key, cluster=CLUSTER, image=image
+                )
+                self.rules[key], self.ecs_seeded[key] = seeded["listener_rule"], seeded
+                catalogue["services"][key] = ecs_service_entry(key, **entry)
+            elif is_alb(entry):
                 seeded = seed_alb_service(self.clients, key=key, cluster=CLUSTER, image=image)
                 self.rules[key] = seeded["listener_rule"]
                 catalogue["services"][key] = alb_service_entry(key, self.rules[key], **entry)
@@ -259,8 +292,27 @@ class World:
         """True when the service `key` is behind an ALB listener rule rather than App Mesh."""
         return is_alb(self.services[key])
 
-    def _simulator(self, key: str) -> TrafficSimulator | AlbTrafficSimulator:
+    def is_ecs(self, key: str) -> bool:
+        """True when the service `key` runs ECS's own deployments (router ecs)."""
+        return is_ecs(self.services[key])
+
+    def _simulator(self, key: str) -> TrafficSimulator | AlbTrafficSimulator | EcsTrafficSimulator:
         rps = self.rps.get(key, 200.0)
+        if self.is_ecs(key):
+            seeded = self.ecs_seeded[key]
+            return EcsTrafficSimulator(
+                self.clients,
+                cluster=CLUSTER,
+                service=key,
+                deployments=ServedEcsDeployments(self.clients.ecs),
+                listener_rule=seeded["listener_rule"],
+                stable_group=seeded["target_group_arn"],
+                canary_group=seeded["green_target_group_arn"],
+                first_task_definition=seeded["task_definition_arn"],
+                requests_per_second=rps,
+                error_rates=self.error_rates,
+                publication_lag=PUBLICATION_LAG,
+            )
         if self.is_alb(key):
             return AlbTrafficSimulator(
                 self.clients,
@@ -330,11 +382,16 @@ class World:
         return self.wait_reply(card, is_gate, timeout)
 
     def wait_over(self, dep_id: str, timeout: float = 60.0) -> Posted:
-        """Wait until the card shows the deployment's end; return the card."""
+        """Wait until the card shows the deployment's end and every event of its log has been
+        delivered (the card is drawn from the newest state, so it can show the end before the
+        last thread reply is posted); return the card."""
 
         def over() -> Posted | None:
             card = self.card(dep_id)
-            return card if card and any(s in card.text for s in FINAL_STATUSES) else None
+            if not card or not any(s in card.text for s in FINAL_STATUSES):
+                return None
+            store = self.rt.store
+            return card if store.delivered_upto(dep_id) >= len(store.events(dep_id)) - 1 else None
 
         try:
             return self.slack.wait_for(over, timeout)
@@ -349,13 +406,21 @@ class World:
     def weights(self, key: str) -> dict[str, int]:
         """The service's weights as (moto's) AWS holds them now: the App Mesh route's by virtual
         node, or the ALB listener rule's by target-group name."""
-        if self.is_alb(key):
+        if key in self.rules:  # router alb, or ecs (ECS moves the same rule's weights)
             return AlbRouter(self.clients.elbv2, listener_rule=self.rules[key]).read_weights()
         return AppMeshRouter(self.clients.appmesh, MESH, f"{key}-vr", f"{key}-route").read_weights()
 
+    def service_image(self, key: str) -> str:
+        """The app image of the task definition moto's ECS service `key` runs now."""
+        ecs = self.clients.ecs
+        service = ecs.describe_services(cluster=CLUSTER, services=[key])["services"][0]
+        td = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])
+        containers = td["taskDefinition"]["containerDefinitions"]
+        return str(next(c["image"] for c in containers if c["name"] == "app"))
+
     def traffic_targets(self) -> set[str]:
         """What traffic can be sent to, on every backend in use: virtual nodes, target groups."""
-        backends = {self.is_alb(key) for key in self.services}
+        backends = {key in self.rules for key in self.services}
         names: set[str] = set()
         if True in backends:
             names |= self.target_groups()

@@ -188,7 +188,7 @@ class World:
         """What `weights` calls the stable and the canary of a deployment."""
         if self.backend == "ecs":
             dep = self.dep(dep_id)
-            canary = (dep.canary or {}).get("task_definition_arn", "?")
+            canary = dep.canary.task_definition_arn if dep.canary else "?"
             return self.seeded["task_definition_arn"].rsplit("/", 1)[-1], canary.rsplit("/", 1)[-1]
         return "payments-v1", f"payments-{dep_id}"
 

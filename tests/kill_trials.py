@@ -5,7 +5,8 @@ process group at random moments, and then checks every deployment: it ended prom
 back, the route matches that end, a rolled-back canary left nothing behind, and its Slack
 thread shows no message twice and tells each shift of traffic once. Every other service has
 manual gates, which a person approves as soon as they open. `python -m tests.kill_trials
---trials 200` runs the long version.
+--trials 200` runs the long version; `--backend alb` or `--backend ecs` (ECS's own LINEAR
+deployments, sandbox.ecs_moto) run it on another backend.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def check(
     dep = stack.dep(dep_id)
     canary = f"{key}-{dep_id}"
     weights = stack.weights(key)
-    if dep.state == State.PROMOTED:
+    if stack.is_ecs(key):
+        check_ecs(stack, key, dep_id, tag, report)
+    elif dep.state == State.PROMOTED:
         if tag == "v3":
             report.problems.append(f"{key} {dep_id}: a canary with 20 % 5xx was promoted")
         if weights != {canary: 100}:
@@ -124,7 +127,28 @@ def check(
             report.problems.append(f"{key} {dep_id}: the shift to {weight} % told {told} times")
 
 
-def make_stack(workdir: Path, redis_url: str, services: int) -> World:
+def check_ecs(stack: World, key: str, dep_id: str, tag: str, report: Report) -> None:
+    """Router ecs: ECS's rule sends all traffic to one target group, and moto's service runs the
+    new image once promoted, the one it ran before once rolled back."""
+    dep = stack.dep(dep_id)
+    serving = {group: w for group, w in stack.weights(key).items() if w > 0}
+    runs = stack.service_image(key)
+    new = IMAGE.format(key=key, tag=tag)
+    if len(serving) != 1:
+        report.problems.append(f"{key} {dep_id}: ended {dep.state.value} but rule is {serving}")
+    if dep.state == State.PROMOTED:
+        if tag == "v3":
+            report.problems.append(f"{key} {dep_id}: a canary with 20 % 5xx was promoted")
+        if runs != new:
+            report.problems.append(f"{key} {dep_id}: promoted but the service runs {runs}")
+    elif dep.state == State.ROLLED_BACK:
+        if runs != (dep.stable.image if dep.stable else None):
+            report.problems.append(f"{key} {dep_id}: rolled back but the service runs {runs}")
+    else:
+        report.problems.append(f"{key} {dep_id}: ended {dep.state.value}: {dep.reason}")
+
+
+def make_stack(workdir: Path, redis_url: str, services: int, backend: str = "appmesh") -> World:
     """The workers' notifier posts into the world's own Slack emulator (`stack.slack`)."""
     keys = {
         f"svc{i}": {
@@ -134,7 +158,7 @@ def make_stack(workdir: Path, redis_url: str, services: int) -> World:
         }
         for i in range(services)
     }
-    stack = start_stack(workdir, redis_url, keys)
+    stack = start_stack(workdir, redis_url, keys, backend=backend)
     stack.slack.invite(CHANNEL)  # the strict emulator posts only where the bot was invited
     return stack
 
@@ -150,11 +174,18 @@ def approve_gates(stack: World, stop: threading.Event) -> None:
                 )
 
 
-def run(trials: int, services: int, seed: int, redis_url: str, workdir: Path) -> Report:
-    """At least `trials` rollouts in rounds of `services` at once."""
+def run(
+    trials: int,
+    services: int,
+    seed: int,
+    redis_url: str,
+    workdir: Path,
+    backend: str = "appmesh",
+) -> Report:
+    """At least `trials` rollouts in rounds of `services` at once, on `backend`."""
     rng = random.Random(seed)
     report = Report()
-    stack = make_stack(workdir, redis_url, services)
+    stack = make_stack(workdir, redis_url, services, backend)
     stop = threading.Event()
     approver = threading.Thread(target=approve_gates, args=(stack, stop), daemon=True)
     approver.start()
@@ -174,10 +205,11 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--backend", choices=["appmesh", "alb", "ecs"], default="appmesh")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.trials, args.services, args.seed, args.redis, Path(tmp))
+        report = run(args.trials, args.services, args.seed, args.redis, Path(tmp), args.backend)
     print(report.line())
     for problem in report.problems:
         print("PROBLEM", problem)

@@ -24,10 +24,10 @@ def start_stack(
     backend: str = "appmesh",
     **options: Any,
 ) -> World:
-    """A started World on `redis_url` without the bot, every service on `backend` ("appmesh" or
-    "alb"); `options` are World's (rps, error_rates, ...)."""
-    if backend not in ("appmesh", "alb"):
+    """A started World on `redis_url` without the bot, every service on `backend` ("appmesh",
+    "alb" or "ecs"); `options` are World's (rps, error_rates, ...)."""
+    if backend not in ("appmesh", "alb", "ecs"):
         raise ValueError(f"unknown backend {backend!r}")
-    router = {"router": "alb"} if backend == "alb" else {}
+    router = {"router": backend} if backend != "appmesh" else {}
     entries = {key: {**router, **overrides} for key, overrides in services.items()}
     return World(workdir, entries, redis_url=redis_url, bot=False, **options).start()

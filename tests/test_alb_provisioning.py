@@ -10,9 +10,8 @@ from tests.alb_fixtures import (  # noqa: F401 - fixtures
     rule,
     seeded_fixture,
 )
-from workers.aws.alb.discovery import AlbStableVersion, discover_alb_stable
+from workers.aws.alb.discovery import discover_alb_stable
 from workers.aws.alb.provisioning import (
-    AlbCanary,
     canary_target_group_name,
     clone_alb_service_request,
     find_alb_canary,
@@ -24,6 +23,7 @@ from workers.aws.alb.router import AlbRouter
 from workers.aws.clients import AwsClients
 from workers.aws.ecs import TAG_KEY
 from workers.aws.errors import AwsStepError
+from workers.domain.versions import AlbCanary, AlbStable
 
 DEP = "4f2a9c1e"
 NAME = f"payments-{DEP}"
@@ -31,13 +31,13 @@ NEW_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:v42"
 
 
 @pytest.fixture
-def stable(clients: AwsClients, seeded: dict[str, str]) -> AlbStableVersion:
+def stable(clients: AwsClients, seeded: dict[str, str]) -> AlbStable:
     return discover_alb_stable(
         clients, cluster="prod", listener_rule=seeded["listener_rule"], listener=None
     )
 
 
-def provision(clients: AwsClients, stable: AlbStableVersion) -> AlbCanary:
+def provision(clients: AwsClients, stable: AlbStable) -> AlbCanary:
     return provision_alb_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
 
 
@@ -74,7 +74,7 @@ def test_target_group_names_fit_in_32_characters(key: str, expected: str) -> Non
 
 
 def test_provision_clones_and_changes_only_what_must_change(
-    clients: AwsClients, stable: AlbStableVersion
+    clients: AwsClients, stable: AlbStable
 ) -> None:
     canary = provision(clients, stable)
     assert canary.target_group_name == NAME and canary.ecs_service_name == NAME
@@ -124,7 +124,7 @@ def test_provision_clones_and_changes_only_what_must_change(
     assert new_td["taskDefinition"]["family"] == "payments"
 
 
-def test_provision_twice_writes_only_once(clients: AwsClients, stable: AlbStableVersion) -> None:
+def test_provision_twice_writes_only_once(clients: AwsClients, stable: AlbStable) -> None:
     log = CallLog(clients)
     first = provision(clients, stable)
     writes = log.take_writes()
@@ -143,7 +143,7 @@ def test_provision_twice_writes_only_once(clients: AwsClients, stable: AlbStable
 
 
 def test_rule_conditions_and_stickiness_survive_provisioning_and_shifts(
-    clients: AwsClients, stable: AlbStableVersion
+    clients: AwsClients, stable: AlbStable
 ) -> None:
     before = rule(clients, stable.listener_rule)
     canary = provision(clients, stable)
@@ -159,7 +159,7 @@ def test_rule_conditions_and_stickiness_survive_provisioning_and_shifts(
 
 
 def test_remove_canary_deletes_everything_and_is_idempotent(
-    clients: AwsClients, stable: AlbStableVersion
+    clients: AwsClients, stable: AlbStable
 ) -> None:
     canary = provision(clients, stable)
     router = AlbRouter(clients.elbv2, listener_rule=stable.listener_rule)
@@ -180,9 +180,7 @@ def test_remove_canary_deletes_everything_and_is_idempotent(
     assert group(clients, "payments-v1") is not None
 
 
-def test_remove_canary_keep_scales_to_zero_only(
-    clients: AwsClients, stable: AlbStableVersion
-) -> None:
+def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: AlbStable) -> None:
     canary = provision(clients, stable)
     AlbRouter(clients.elbv2, listener_rule=stable.listener_rule).set_weights({"payments-v1": 100})
     log = CallLog(clients)
@@ -195,7 +193,7 @@ def test_remove_canary_keep_scales_to_zero_only(
 
 
 def test_remove_never_touches_a_group_that_is_not_the_canarys(
-    clients: AwsClients, stable: AlbStableVersion
+    clients: AwsClients, stable: AlbStable
 ) -> None:
     canary = provision(clients, stable)
     AlbRouter(clients.elbv2, listener_rule=stable.listener_rule).set_weights({"payments-v1": 100})
@@ -205,7 +203,7 @@ def test_remove_never_touches_a_group_that_is_not_the_canarys(
     assert group(clients, NAME) is not None
 
 
-def test_retire_stable_after_promotion(clients: AwsClients, stable: AlbStableVersion) -> None:
+def test_retire_stable_after_promotion(clients: AwsClients, stable: AlbStable) -> None:
     canary = provision(clients, stable)
     router = AlbRouter(clients.elbv2, listener_rule=stable.listener_rule)
     router.set_weights({"payments-v1": 0, NAME: 100})

@@ -10,9 +10,10 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from sandbox.seed import seed_appmesh_service
-from workers.aws.appmesh.discovery import StableVersion, discover_stable
+from workers.aws.appmesh.discovery import discover_stable
 from workers.aws.clients import AwsClients, make_clients
 from workers.aws.errors import AwsStepError
+from workers.domain.versions import AppMeshStable
 
 MESH = "prod-mesh"
 ROUTE = {
@@ -75,7 +76,7 @@ def test_discovers_every_link_and_writes_nothing(clients: AwsClients) -> None:
     names = seed_appmesh_service(clients)
     log = CallLog(clients)
     stable = discover_stable(clients, **ROUTE)
-    assert stable == StableVersion(
+    assert stable == AppMeshStable(
         cluster="prod",
         mesh=MESH,
         virtual_router="payments-vr",

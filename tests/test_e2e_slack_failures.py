@@ -129,7 +129,8 @@ def test_a_bot_removed_from_its_channel_mid_rollout_tells_the_requester_once(
     assert "(not_in_channel)" in dms[0].text
     shown = texts(world.thread(card))
     assert not any(t.startswith("Promoted") for t in shown)  # it could not be told there
-    errors = world.logs(1_000_000)  # the whole log: the error is logged mid-rollout
+    # the whole of every log: under load moto's request lines push a tail past the error
+    errors = "\n".join(p.output() for p in world.processes)
     assert "its thread is unreachable" in errors
 
 

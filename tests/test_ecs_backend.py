@@ -16,6 +16,7 @@ from workers import api
 from workers.domain.catalogue import ConfigError, parse_catalogue
 from workers.domain.events import Cause
 from workers.domain.state import State
+from workers.domain.versions import EcsCanary
 from workers.runtime.jobs import runner
 from workers.slack.format import verdict_figures
 from workers.slack.thread import render_event
@@ -43,7 +44,9 @@ def calls_to(world: World, method: str) -> list[dict[str, Any]]:
 
 
 def ecs_deployment(world: World, dep_id: str) -> dict[str, Any]:
-    arn = (world.dep(dep_id).canary or {})["service_deployment_arn"]
+    canary = world.dep(dep_id).canary
+    assert isinstance(canary, EcsCanary)
+    arn = canary.service_deployment_arn
     return world.ecs.describe_service_deployments(serviceDeploymentArns=[arn])[
         "serviceDeployments"
     ][0]
@@ -126,8 +129,9 @@ def test_a_failed_verdict_outside_a_pause_stops_the_deployment(world: World) -> 
     dep_id = scenarios.start(world, scenarios.V3)
     dep = world.drive(dep_id, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK and dep.ended_by == Cause.CANARY_CHECK
+    assert isinstance(dep.canary, EcsCanary)
     assert stops == [
-        {"serviceDeploymentArn": dep.canary["service_deployment_arn"], "stopType": "ROLLBACK"}
+        {"serviceDeploymentArn": dep.canary.service_deployment_arn, "stopType": "ROLLBACK"}
     ]
     assert ecs_deployment(world, dep_id)["status"] == "ROLLBACK_SUCCESSFUL"
 
@@ -161,13 +165,14 @@ def test_a_worker_killed_around_continue_continues_exactly_once(world: World, di
         runner(world.rt).run(dep_id, job.version)
     dep = world.dep(dep_id)
     assert dep.state == State.SHIFTING and dep.canary is not None
-    assert dep.canary["continued_hook"]  # recorded before the call
+    assert dep.canary.continued_hook  # recorded before the call
     # The watchdog runs the overdue deployment again, at its current version.
     runner(world.rt).run(dep_id, dep.version)
     dep = world.dep(dep_id)
     assert dep.state == State.BAKING and dep.weight == 50
     continued = [h for h in landed if h != "lost"]
-    assert continued == [dep.canary["continued_hook"]]  # exactly one CONTINUE reached ECS
+    assert dep.canary is not None
+    assert continued == [dep.canary.continued_hook]  # exactly one CONTINUE reached ECS
     # The next step is judged before ECS is let go on: it waits at its next pause, at 50 %.
     dep = world.drive(dep_id, scenarios.at_gate)
     assert dep.state == State.AWAITING_APPROVAL and dep.step_number == 2
@@ -335,10 +340,10 @@ def test_a_worker_killed_after_update_service_finds_its_deployment_again(world: 
     assert dep.state == State.PROVISIONING and dep.canary is None and dep.stable is not None
     runner(world.rt).run(dep_id, dep.version)  # the watchdog's re-run
     dep = world.dep(dep_id)
-    assert dep.state == State.WAITING_READY and dep.canary is not None
+    assert dep.state == State.WAITING_READY and isinstance(dep.canary, EcsCanary)
     listed = world.ecs.list_service_deployments(cluster="prod", service="payments")
     assert [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]] == [
-        dep.canary["service_deployment_arn"]
+        dep.canary.service_deployment_arn
     ]
     assert len(started) == 1  # found, not started again
     assert world.drive(dep_id, scenarios.at_gate).state == State.AWAITING_APPROVAL

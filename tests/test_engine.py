@@ -11,6 +11,7 @@ from moto import mock_aws
 from moto.ecs.models import ecs_backends
 
 from sandbox.ecs_deployments import EcsDeployments, route_client
+from sandbox.ecs_moto import keep_in_step
 from sandbox.seed import seed_appmesh_service
 from sandbox.seed_alb import seed_alb_service
 from sandbox.seed_ecs_native import seed_ecs_native_service
@@ -33,6 +34,7 @@ from workers.defaults import DRAIN_TIMEOUT_SECONDS
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.outcomes import Refusal
 from workers.domain.state import State
+from workers.domain.versions import AlbStable, AppMeshStable
 from workers.runtime.jobs import runner
 from workers.slack import answers
 
@@ -64,6 +66,7 @@ def make_world(
             clock=lambda: datetime.fromtimestamp(clock.now, UTC), alarms=moto_alarms(clients)
         )
         route_client(clients.ecs, emulator)
+        keep_in_step(clients.ecs, emulator)  # moto's service and rule follow ECS's decisions
         seeded = seed_ecs_native_service(clients, emulator, key="payments")
         cat = parse_catalogue(
             {
@@ -214,7 +217,8 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert [a.step for a in dep.approvals] == [2, 3, 4]
     if world.backend == "ecs":  # ECS itself removed the old revision's tasks
         service = world.ecs.describe_service(cluster="prod", service="payments")
-        assert service["taskDefinition"] == (dep.canary or {})["task_definition_arn"]
+        assert dep.canary is not None
+        assert service["taskDefinition"] == dep.canary.task_definition_arn
     else:
         # the old version is gone: virtual node and Cloud Map service (or target group), ECS
         # service
@@ -226,6 +230,9 @@ def test_healthy_canary_is_promoted_through_its_gates(world: World) -> None:
     assert log[:4] == ["requested", "provisioned", "ready", "shifted"]
     assert log.count("gate_opened") == 3 and log.count("approved") == 3
     assert log.count("shifted") == 4 and log[-1] == "promoted"
+    promoted = world.rt.store.events(dep_id)[-1]
+    # ECS's own deployment keeps its service and target groups: nothing is said removed
+    assert promoted.kind == "promoted" and (promoted.old is None) == (world.backend == "ecs")
 
 
 def test_each_step_left_is_kept_as_evidence_for_the_next(world: World) -> None:
@@ -251,17 +258,23 @@ def test_each_step_left_is_kept_as_evidence_for_the_next(world: World) -> None:
 
 def test_the_next_deployment_discovers_the_promoted_canary_as_stable(auto_world: World) -> None:
     world = auto_world
-    # Router ecs: moto's service is not told what the emulator promoted (left for later).
-    not_on(world, "ecs")
     first = start(world)
     assert world.drive(first, lambda d: not d.active).state == State.PROMOTED
     second = start(world, V3)
     dep = world.drive(second, lambda d: not d.active)
     assert dep.state == State.ROLLED_BACK
-    assert dep.stable is not None
-    assert (
-        dep.stable.get("virtual_node", dep.stable.get("target_group_name")) == f"payments-{first}"
-    )
+    stable = dep.stable
+    assert stable is not None
+    if world.backend == "ecs":  # moto's service runs what ECS promoted
+        canary = world.dep(first).canary
+        assert canary is not None
+        promoted = canary.task_definition_arn
+        assert stable.task_definition_arn == promoted
+        assert world.weights() == {promoted.rsplit("/", 1)[-1]: 100}
+        return
+    assert isinstance(stable, AppMeshStable | AlbStable)
+    named = stable.virtual_node if isinstance(stable, AppMeshStable) else stable.target_group_name
+    assert named == f"payments-{first}"
     assert world.weights() == {f"payments-{first}": 100}
 
 

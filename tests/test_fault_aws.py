@@ -12,6 +12,7 @@ from sandbox.seed import seed_appmesh_service
 from tests.aws_faults import FailNext, Throttler
 from tests.test_engine import V2, V3, make_world, start
 from workers.domain.state import State
+from workers.domain.versions import AppMeshCanary
 from workers.slack.thread import render_event
 
 
@@ -115,7 +116,8 @@ def test_canary_virtual_node_deleted_by_someone_else(
         world = make_world(monkeypatch, "appmesh", gates="auto")
         dep_id = start(world, V2)
         dep = world.drive(dep_id, lambda d: d.state == State.BAKING)
-        gone = (dep.canary or {})["virtual_node"]
+        assert isinstance(dep.canary, AppMeshCanary)
+        gone = dep.canary.virtual_node
         world.clients.appmesh.delete_virtual_node(meshName="prod-mesh", virtualNodeName=gone)
         dep = world.drive(dep_id, lambda d: not d.active)
         assert dep.state == State.ROLLED_BACK, dep.reason

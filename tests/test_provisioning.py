@@ -13,9 +13,8 @@ from moto.ecs.models import ecs_backends
 from sandbox.seed import ENVOY_IMAGE, seed_appmesh_service
 from sandbox.strict_moto import Strictness
 from tests.fakes import FakeClock
-from workers.aws.appmesh.discovery import StableVersion, discover_stable
+from workers.aws.appmesh.discovery import discover_stable
 from workers.aws.appmesh.provisioning import (
-    Canary,
     find_canary,
     provision_canary,
     remove_canary,
@@ -27,6 +26,7 @@ from workers.aws.cloning import clone_service_request, clone_task_definition, im
 from workers.aws.ecs import TAG_KEY, canary_readiness, find_tagged_revision, register_fields
 from workers.aws.errors import AwsStepError
 from workers.aws.removal import Removal
+from workers.domain.versions import AppMeshCanary, AppMeshStable
 
 MESH = "prod-mesh"
 DEP = "4f2a9c1e"
@@ -73,7 +73,7 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
 
 
 @pytest.fixture
-def stable(clients: AwsClients) -> StableVersion:
+def stable(clients: AwsClients) -> AppMeshStable:
     seed_appmesh_service(clients)
     return discover_stable(clients, **ROUTE)
 
@@ -105,7 +105,7 @@ def cloudmap_exists(clients: AwsClients, service_id: str) -> bool:
 
 
 def test_provision_clones_and_changes_only_what_must_change(
-    clients: AwsClients, stable: StableVersion
+    clients: AwsClients, stable: AppMeshStable
 ) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     assert canary.name == canary.virtual_node == canary.ecs_service_name == NAME
@@ -178,7 +178,7 @@ def test_provision_clones_and_changes_only_what_must_change(
     assert discover_stable(clients, **ROUTE) == stable
 
 
-def test_provision_twice_writes_only_once(clients: AwsClients, stable: StableVersion) -> None:
+def test_provision_twice_writes_only_once(clients: AwsClients, stable: AppMeshStable) -> None:
     log = CallLog(clients)
     first = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     calls = log.take()
@@ -200,7 +200,7 @@ def test_provision_twice_writes_only_once(clients: AwsClients, stable: StableVer
 
 
 def test_provision_resumes_after_a_crash_half_way(
-    clients: AwsClients, stable: StableVersion, monkeypatch: pytest.MonkeyPatch
+    clients: AwsClients, stable: AppMeshStable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = clients.appmesh.create_virtual_node
 
@@ -331,7 +331,7 @@ def test_readiness(clients: AwsClients, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_remove_canary_deletes_everything_and_is_idempotent(
-    clients: AwsClients, stable: StableVersion
+    clients: AwsClients, stable: AppMeshStable
 ) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     log = CallLog(clients)
@@ -360,7 +360,7 @@ def test_remove_canary_deletes_everything_and_is_idempotent(
         provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
 
 
-def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: StableVersion) -> None:
+def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: AppMeshStable) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     log = CallLog(clients)
     assert remove_canary(clients, cluster="prod", canary=canary, mesh=MESH, keep=True) == Removal()
@@ -384,9 +384,9 @@ def test_remove_canary_keep_scales_to_zero_only(clients: AwsClients, stable: Sta
 
 
 def test_remove_canary_never_touches_what_is_not_the_canarys(
-    clients: AwsClients, stable: StableVersion
+    clients: AwsClients, stable: AppMeshStable
 ) -> None:
-    impostor = Canary(
+    impostor = AppMeshCanary(
         name="payments-abcd1234",
         virtual_node="payments-v1",  # the stable's node, not named for this canary
         cloudmap_service_id=stable.cloudmap_service_id,  # named "payments"
@@ -408,7 +408,14 @@ def test_remove_canary_never_touches_what_is_not_the_canarys(
         desiredCount=1,
     )
     log.take()
-    named = Canary("payments-abcd1234", "", "", "", "payments-abcd1234", "")
+    named = AppMeshCanary(
+        name="payments-abcd1234",
+        virtual_node="",
+        cloudmap_service_id="",
+        cloudmap_service_arn="",
+        ecs_service_name="payments-abcd1234",
+        task_definition_arn="",
+    )
     todo = remove_canary(clients, cluster="prod", canary=named, mesh=MESH, keep=False)
     assert todo.problems == [
         "ECS service payments-abcd1234 in cluster prod is not tagged as this canary's; "
@@ -421,7 +428,7 @@ def test_remove_canary_never_touches_what_is_not_the_canarys(
         )
 
 
-def test_retire_stable_after_promotion(clients: AwsClients, stable: StableVersion) -> None:
+def test_retire_stable_after_promotion(clients: AwsClients, stable: AppMeshStable) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     router = AppMeshRouter(clients.appmesh, MESH, "payments-vr", "payments-route")
     router.set_weights({"payments-v1": 0, NAME: 100})
@@ -517,7 +524,7 @@ def test_retire_stable_deletes_the_old_cloud_map_service_once_drained(
 
 
 def test_cloned_node_filters_on_the_canarys_ecs_service(
-    clients: AwsClients, stable: StableVersion
+    clients: AwsClients, stable: AppMeshStable
 ) -> None:
     spec = node_spec(clients, "payments-v1")
     spec["serviceDiscovery"]["awsCloudMap"]["attributes"] = [
@@ -534,7 +541,7 @@ def test_cloned_node_filters_on_the_canarys_ecs_service(
 
 
 def test_the_canarys_revision_is_found_beyond_the_first_page(
-    clients: AwsClients, stable: StableVersion, strict_aws: Strictness
+    clients: AwsClients, stable: AppMeshStable, strict_aws: Strictness
 ) -> None:
     canary = provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     source, _ = task_definition(clients, stable.task_definition_arn)
@@ -587,7 +594,7 @@ def test_clone_drops_ecs_native_deployment_fields() -> None:
 
 
 def test_a_failed_rollout_says_so_with_its_reason(
-    clients: AwsClients, stable: StableVersion
+    clients: AwsClients, stable: AppMeshStable
 ) -> None:
     provision_canary(clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP)
     fail_rollout(NAME, "tasks failed to start")

@@ -211,3 +211,13 @@ def test_a_busy_service_whose_holder_just_finished_still_says_so() -> None:
         "Abort it first with `/canary abort payments`."
     )
     assert "#4f2a9c1e is running" in answers.refused(answer)
+
+
+def test_a_promotion_says_removed_only_what_the_bot_removed() -> None:
+    dep = deployment(State.PROMOTED, step_index=3)
+    old = {"ecs_service": "payments-v41", "virtual_node": "payments-v41"}
+    [mesh] = thread(dep, event("promoted", took=60.0, checks=4, old=old))
+    assert mesh is not None and "Removed payments-v41 (service, virtual node)." in mesh.text
+    # ECS's own deployment keeps the service and its target groups: nothing was removed
+    [ecs] = thread(dep, event("promoted", took=60.0, checks=4, old=None))
+    assert ecs is not None and "Removed" not in ecs.text, ecs.text

@@ -6,11 +6,22 @@ import threading
 
 import fakeredis
 import pytest
+from pydantic import ValidationError
 
 from tests.fakes import catalogue, sample_event
 from workers.domain.deployment import Deployment
 from workers.domain.events import Approved, Event, Requested
 from workers.domain.state import State
+from workers.domain.versions import (
+    AlbCanary,
+    AlbStable,
+    AppMeshCanary,
+    AppMeshStable,
+    CanaryRecord,
+    EcsCanary,
+    EcsStable,
+    StableRecord,
+)
 from workers.engine.store import Conflict, Store
 
 
@@ -25,6 +36,61 @@ def make(dep_id: str = "abcd1234", service: str = "payments", at: float = 1000.0
         updated_at=at,
         state_since=at,
     )
+
+
+_COMMON = {
+    "cluster": "prod",
+    "ecs_service_name": "payments",
+    "ecs_service_arn": "arn:aws:ecs:us-east-1:123456789012:service/prod/payments",
+    "task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/payments:7",
+    "family": "payments",
+    "image": "x/payments:v1",
+    "desired_count": 2,
+}
+_CANARY = {
+    "name": "payments-abcd1234",
+    "ecs_service_name": "payments-abcd1234",
+    "task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/payments:8",
+}
+#: One stable and canary of each backend, as its discovery and provisioning record them.
+VERSIONS: list[tuple[StableRecord, CanaryRecord]] = [
+    (
+        AppMeshStable(
+            **_COMMON,
+            mesh="prod-mesh",
+            virtual_router="payments-vr",
+            route="payments-route",
+            virtual_node="payments-v1",
+            cloudmap_service_id="srv-1",
+            cloudmap_service_arn="arn:srv-1",
+            cloudmap_service_name="payments",
+            cloudmap_namespace_id="ns-1",
+        ),
+        AppMeshCanary(
+            **_CANARY,
+            virtual_node="payments-abcd1234",
+            cloudmap_service_id="srv-2",
+            cloudmap_service_arn="arn:srv-2",
+        ),
+    ),
+    (
+        AlbStable(
+            **_COMMON,
+            listener_rule="arn:rule",
+            listener="",
+            load_balancer_arn="arn:lb",
+            target_group_arn="arn:tg-1",
+            target_group_name="payments-v1",
+            container_name="app",
+            container_port=8080,
+        ),
+        AlbCanary(**_CANARY, target_group_name="payments-abcd1234", target_group_arn="arn:tg-2"),
+    ),
+    (
+        EcsStable(**_COMMON, container_name="app"),
+        EcsCanary(**_CANARY, service_deployment_arn="arn:sd-1", continued_hook="hook-1"),
+    ),
+]
 
 
 def ev(kind: str) -> Event:
@@ -148,3 +214,32 @@ def test_reads_of_many_deployments_at_once(store: Store) -> None:
         "payments": "aaaa0000",
         "search": "bbbb0000",
     }
+
+
+@pytest.mark.parametrize(("stable", "canary"), VERSIONS, ids=lambda v: type(v).__name__)
+def test_versions_read_back_as_their_backends_records(
+    store: Store, stable: StableRecord, canary: CanaryRecord
+) -> None:
+    store.create(make(), ev("requested"))
+
+    def provisioned(d: Deployment) -> list[Event]:
+        d.stable, d.canary, d.state = stable, canary, State.WAITING_READY
+        return [ev("provisioned")]
+
+    store.transition("abcd1234", 0, provisioned)
+    dep = store.get("abcd1234")
+    assert dep is not None
+    # The same type and fields, not a dict: each backend reads its own record by attribute.
+    assert (type(dep.stable), type(dep.canary)) == (type(stable), type(canary))
+    assert (dep.stable, dep.canary) == (stable, canary)
+    assert dep.recorded_stable().image == "x/payments:v1"
+    assert dep.recorded_canary().name == "payments-abcd1234"
+
+
+def test_a_version_of_no_known_router_is_refused() -> None:
+    raw = make().model_dump()
+    raw["stable"] = {**_COMMON, "router": "nginx"}
+    with pytest.raises(ValidationError, match="router"):
+        Deployment.model_validate(raw)
+    with pytest.raises(ValueError, match="no stable version recorded"):
+        make().recorded_stable()

@@ -25,6 +25,7 @@ from workers.analysis.templates import describe_query
 from workers.aws.cloudwatch import series_present
 from workers.aws.errors import AwsStepError
 from workers.domain.catalogue import ConfigError, ServiceConfig
+from workers.domain.versions import StableRecord
 from workers.slack.membership import cannot_post, channel_membership
 
 if TYPE_CHECKING:
@@ -87,22 +88,23 @@ def _aws_failure(exc: Exception) -> str:
     return str(exc)
 
 
-def check_stable(key: str, backend: Backend) -> tuple[dict[str, Any] | None, Finding]:
+def check_stable(key: str, backend: Backend) -> tuple[StableRecord | None, Finding]:
     """Discover the stable version through the backend (read-only)."""
     try:
         stable = backend.discover()
     except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
         return None, Finding(key, "stable", Status.FAIL, _aws_failure(exc))
-    found = dict(stable) if isinstance(stable, dict) else dict(vars(stable))
-    names = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in backend.describe(found).items() if v)
-    image = found.get("image")
-    return found, Finding(key, "stable", Status.OK, names + (f"; image {image}" if image else ""))
+    names = ", ".join(
+        f"{k.replace('_', ' ')} {v}" for k, v in backend.describe(stable).items() if v
+    )
+    image = stable.image
+    return stable, Finding(key, "stable", Status.OK, names + (f"; image {image}" if image else ""))
 
 
 def check_series(
     key: str,
     backend: Backend,
-    stable: dict[str, Any] | None,
+    stable: StableRecord | None,
     cloudwatch: Any,
     *,
     now: datetime,

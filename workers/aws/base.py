@@ -2,16 +2,16 @@
 version, and the part every backend shares (each version is an ECS service).
 
 The engine speaks only to `Backend`; `workers.aws.appmesh` and `workers.aws.alb` implement it
-(`workers.aws.backends.backend_for` picks one). A backend keeps what it learns about the stable
-and the canary as plain dicts, stored as they are.
+(`workers.aws.backends.backend_for` picks one). A backend takes and returns what it learns about
+the stable and the canary as its own typed records (workers.domain.versions), stored as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from workers.analysis.judge import Counts
 from workers.aws.clients import AwsClients
@@ -21,8 +21,17 @@ from workers.aws.errors import AwsStepError
 from workers.aws.removal import Removal
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.traffic import TrafficRouter
+from workers.domain.versions import CanaryBase, CanaryRecord, StableBase, StableRecord
 
-Record = dict[str, Any]
+_Version = TypeVar("_Version", bound=StableBase | CanaryBase)
+
+
+def own(record: StableBase | CanaryBase, kind: type[_Version]) -> _Version:
+    """The record as the backend's own type (a deployment's records are those its backend made:
+    another router's is a clear error, not a missing field)."""
+    if not isinstance(record, kind):
+        raise ValueError(f"expected a {kind.__name__} record, got {type(record).__name__}")
+    return record
 
 
 class Backend(Protocol):
@@ -32,46 +41,48 @@ class Backend(Protocol):
     #: `ManagedBackend`); False when the engine sets the weights through `router()`.
     shifts_traffic_itself: bool
 
-    def discover(self) -> Record:
+    def discover(self) -> StableRecord:
         """The stable version, found from AWS (the route's or rule's heaviest target)."""
 
-    def provision(self, stable: Record, *, name: str, image: str, deployment_id: str) -> Record:
+    def provision(
+        self, stable: StableRecord, *, name: str, image: str, deployment_id: str
+    ) -> CanaryRecord:
         """Create (or find) the canary beside the stable; idempotent."""
 
-    def find_canary(self, stable: Record, *, name: str) -> Record | None:
+    def find_canary(self, stable: StableRecord, *, name: str) -> CanaryRecord | None:
         """What exists of a canary that was being created when its job died."""
 
-    def readiness(self, canary: Record) -> Readiness:
+    def readiness(self, canary: CanaryRecord) -> Readiness:
         """Whether the canary's ECS tasks are running and steady."""
 
-    def check_canary(self, canary: Record) -> None:
+    def check_canary(self, canary: CanaryRecord) -> None:
         """Raise AwsStepError naming what of the canary is gone (deleted by someone else)."""
 
     def router(self) -> TrafficRouter:
         """Reads and sets the weights of the targets."""
 
-    def target(self, version: Record) -> str:
+    def target(self, version: StableRecord | CanaryRecord) -> str:
         """The router's name for a version (stable or canary record)."""
 
     def counts(
         self,
-        stable: Record,
-        canary: Record,
+        stable: StableRecord,
+        canary: CanaryRecord,
         *,
         start: datetime,
         end: datetime,
     ) -> tuple[Counts, Counts]:
         """Cumulative (canary, stable) requests and 5xx between start and end."""
 
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
+    def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         """Delete the canary (or scale it to 0 with `keep`): what a person must clean up, and
         what AWS is still draining (call again later)."""
 
-    def retire_stable(self, stable: Record, canary: Record) -> Removal:
+    def retire_stable(self, stable: StableRecord, canary: CanaryRecord) -> Removal:
         """After promotion: remove the old version: what a person must clean up, and what AWS
         is still draining (call again later)."""
 
-    def describe(self, version: Record) -> dict[str, Any]:
+    def describe(self, version: StableRecord | CanaryRecord) -> dict[str, Any]:
         """What a person reads about a version (names of its resources)."""
 
     def traffic_name(self) -> str:
@@ -80,7 +91,7 @@ class Backend(Protocol):
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         """The configured CloudWatch alarms now in ALARM (a missing one raises ValueError)."""
 
-    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+    def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:
         """The CloudWatch metrics (boto3 `Metric`s) that count the stable's requests, exactly as
         a check queries them; empty when no metric tells the versions apart (alarms only)."""
 
@@ -89,7 +100,7 @@ class Backend(Protocol):
     ) -> bool:
         """True when any of `metrics` has a data point between start and end (read-only)."""
 
-    def judged_by_alarms_only(self, stable: Record) -> bool:
+    def judged_by_alarms_only(self, stable: StableRecord) -> bool:
         """True when no published metric tells the two versions apart."""
 
 
@@ -110,19 +121,19 @@ class Progress:
 class ManagedBackend(Backend, Protocol):
     """A backend whose traffic AWS shifts itself between pauses (router ecs)."""
 
-    def progress(self, canary: Record) -> Progress:
+    def progress(self, canary: CanaryRecord) -> Progress:
         """Where the canary's rollout stands now."""
 
-    def continue_rollout(self, canary: Record, hook_id: str) -> None:
+    def continue_rollout(self, canary: CanaryRecord, hook_id: str) -> None:
         """Let the paused rollout take its next traffic step (the pause `hook_id`)."""
 
 
 class EcsServiceBackend:
     """What both backends do alike, each version being an ECS service: the records are the
-    backend's stable and canary dataclasses as dicts, and readiness is the ECS service's."""
+    backend's own stable and canary types, and readiness is the ECS service's."""
 
-    #: The backend's stable-version dataclass, and its provisioning and lookup of a canary.
-    _stable_type: Callable[..., Any]
+    #: The backend's stable-version type, and its provisioning and lookup of a canary.
+    _stable_type: type[StableBase]
     _provision: Callable[..., Any]
     _find: Callable[..., Any]
     #: The record field naming a version to the router, and its key in `describe`.
@@ -134,43 +145,47 @@ class EcsServiceBackend:
     def __init__(self, settings: ServiceConfig, clients: AwsClients) -> None:
         self.s, self.clients = settings, clients
 
-    def provision(self, stable: Record, *, name: str, image: str, deployment_id: str) -> Record:
-        canary = self._provision(
+    def provision(
+        self, stable: StableRecord, *, name: str, image: str, deployment_id: str
+    ) -> CanaryRecord:
+        canary: CanaryRecord = self._provision(
             self.clients,
-            self._stable_type(**stable),
+            own(stable, self._stable_type),
             name=name,
             image=image,
             deployment_id=deployment_id,
         )
-        return asdict(canary)
+        return canary
 
-    def find_canary(self, stable: Record, *, name: str) -> Record | None:
-        found = self._find(self.clients, self._stable_type(**stable), name=name)
-        return asdict(found) if found else None
+    def find_canary(self, stable: StableRecord, *, name: str) -> CanaryRecord | None:
+        found: CanaryRecord | None = self._find(
+            self.clients, own(stable, self._stable_type), name=name
+        )
+        return found
 
-    def readiness(self, canary: Record) -> Readiness:
+    def readiness(self, canary: CanaryRecord) -> Readiness:
         return canary_readiness(
-            self.clients, cluster=self.s.cluster, ecs_service_name=canary["ecs_service_name"]
+            self.clients, cluster=self.s.cluster, ecs_service_name=canary.ecs_service_name
         )
 
-    def check_canary(self, canary: Record) -> None:
+    def check_canary(self, canary: CanaryRecord) -> None:
         # DescribeServices: a missing or inactive ECS service raises AwsStepError by itself.
         self.readiness(canary)
         if not self._target_exists(canary):
             name = self.target(canary)
             raise AwsStepError(f"The canary's {self._target_key.replace('_', ' ')} {name} is gone.")
 
-    def _target_exists(self, canary: Record) -> bool:
+    def _target_exists(self, canary: CanaryRecord) -> bool:
         raise NotImplementedError
 
-    def target(self, version: Record) -> str:
-        return str(version[self._target_field])
+    def target(self, version: StableRecord | CanaryRecord) -> str:
+        return str(getattr(version, self._target_field))
 
-    def describe(self, version: Record) -> dict[str, Any]:
+    def describe(self, version: StableRecord | CanaryRecord) -> dict[str, Any]:
         return {
-            self._target_key: version.get(self._target_field),
-            "ecs_service": version.get("ecs_service_name"),
-            "task_definition": str(version.get("task_definition_arn", "")).rsplit("/", 1)[-1],
+            self._target_key: getattr(version, self._target_field, None),
+            "ecs_service": version.ecs_service_name,
+            "task_definition": version.task_definition_arn.rsplit("/", 1)[-1],
         }
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
@@ -183,5 +198,5 @@ class EcsServiceBackend:
             self.clients.cloudwatch, metrics, start=start, end=end, period_s=self.s.metric_period
         )
 
-    def judged_by_alarms_only(self, stable: Record) -> bool:
+    def judged_by_alarms_only(self, stable: StableRecord) -> bool:
         return False

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from workers.analysis.judge import StepCounts, Verdict
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.events import Cause
 from workers.domain.state import State, is_active
+from workers.domain.versions import CanaryRecord, StableRecord
 
 
 class Approval(BaseModel):
@@ -43,8 +42,10 @@ class Deployment(BaseModel):
     step_started_at: float | None = None
     gate_opened_at: float | None = None
     hold_since: float | None = None
-    stable: dict[str, Any] | None = None
-    canary: dict[str, Any] | None = None
+    #: What the backend found of the version serving traffic (recorded before anything is made).
+    stable: StableRecord | None = None
+    #: What the backend made of the canary (recorded once provisioned).
+    canary: CanaryRecord | None = None
     old_image: str | None = None
     #: Why it was rolled back or failed, in plain words (no Slack markup).
     reason: str | None = None
@@ -78,6 +79,19 @@ class Deployment(BaseModel):
         """Keep the current step's last counts as evidence before moving on to the next step."""
         if self.last_verdict is not None and self.step_index >= 0:
             self.evidence.append(StepCounts(self.last_verdict.canary, self.last_verdict.stable))
+
+    def recorded_stable(self) -> StableRecord:
+        """The stable version, which every step after discovery has (ValueError if not: the
+        runner treats it as a failed step)."""
+        if self.stable is None:
+            raise ValueError(f"deployment {self.id} has no stable version recorded")
+        return self.stable
+
+    def recorded_canary(self) -> CanaryRecord:
+        """The canary, which every step after provisioning has (ValueError if not)."""
+        if self.canary is None:
+            raise ValueError(f"deployment {self.id} has no canary recorded")
+        return self.canary
 
     @property
     def step_number(self) -> int:

@@ -176,8 +176,9 @@ class Promoted(_Event):
     took: float
     approvers: list[str] = Field(default_factory=list)
     checks: int
-    #: The old version's resources, removed.
-    old: Resources
+    #: The old version's resources, removed; None when the backend removed none of them (ECS's
+    #: own deployments keep the service and its target groups and retire the old tasks).
+    old: Resources | None
 
 
 class Failed(_Event):

@@ -30,7 +30,7 @@ def check(engine: Engine, dep: Deployment) -> None:
     """One periodic check of a monitored deployment, and the move it leads to."""
     # The canary must still be there: its ECS service or virtual node (target group) deleted by
     # someone else mid-rollout raises AwsStepError here, and the deployment rolls back saying so.
-    engine.backend(dep).check_canary(dep.canary or {})
+    engine.backend(dep).check_canary(dep.recorded_canary())
     verdict = judge(engine, dep)
     now = engine.now()
 
@@ -166,7 +166,7 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
     after the weight was applied, so the previous step's traffic never counts, to the last one
     CloudWatch has had `metric_lag` to publish; the bake is complete when those cover it.
     """
-    s, stable, canary = dep.settings, dep.stable or {}, dep.canary or {}
+    s, stable, canary = dep.settings, dep.recorded_stable(), dep.recorded_canary()
     start = dep.step_started_at or dep.state_since
     window = metric_window(start, engine.now(), s.metric_period, s.lag)
     backend = engine.backend(dep)

@@ -100,7 +100,7 @@ class Runner:
     def _what_is_left(self, dep: Deployment) -> list[str]:
         """What a person must do by hand when a rollback or tear-down step keeps failing."""
         backend = self.engine.backend(dep)
-        stable, canary = dep.stable or {}, dep.canary or {}
+        stable, canary = dep.stable, dep.canary
         if dep.state == State.ROLLING_BACK and stable:
             return [
                 f"{backend.traffic_name()} may still send traffic to the canary: set it to "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from workers import defaults
 from workers.aws.errors import AwsStepError, RolledBackByAws
@@ -33,6 +33,7 @@ from workers.domain.events import (
 from workers.domain.policy import allowed_images, image_refusal
 from workers.domain.state import State, Trigger
 from workers.domain.traffic import canary_weights
+from workers.domain.versions import StableRecord
 from workers.engine.checks import check, check_delay
 from workers.engine.machine import Engine, canary_name
 
@@ -48,15 +49,15 @@ def provision(engine: Engine, dep: Deployment) -> None:
         stable = backend.discover()
 
         def remember(d: Deployment) -> None:
-            d.stable, d.old_image = stable, stable.get("image")
+            d.stable, d.old_image = stable, stable.image
 
         # Recorded before anything is created, so a re-run never re-discovers a half-shifted
         # route and a rollback knows what to restore.
         dep = engine.move(dep, None, mutate=remember, delay=None)
-    stable = dep.stable or {}
+    stable = dep.recorded_stable()
     # Without `images` in the catalogue only the worker knows where the service's images come
     # from: the stable's repository. A foreign image ends here, before anything is created.
-    patterns = allowed_images(dep.settings.images, stable.get("image"))
+    patterns = allowed_images(dep.settings.images, stable.image)
     refused = image_refusal(dep.service, dep.image, patterns)
     if refused:
         engine.roll_back(dep, by=Cause.IMAGE_POLICY, actor=None, reason=refused)
@@ -75,13 +76,13 @@ def provision(engine: Engine, dep: Deployment) -> None:
     told = Provisioned(
         at=engine.now(),
         canary=Resources.model_validate(backend.describe(canary)),
-        desired=stable.get("desired_count"),
-        old_image=stable.get("image"),
+        desired=stable.desired_count,
+        old_image=stable.image,
     )
     engine.move(dep, Trigger.PROVISIONED, mutate=provisioned, events=[told])
 
 
-def missing_stable_series(engine: Engine, backend: Backend, stable: dict[str, Any]) -> str | None:
+def missing_stable_series(engine: Engine, backend: Backend, stable: StableRecord) -> str | None:
     """Why the stable cannot be measured (the exact query that found nothing in the last
     SERIES_WINDOW), or None when its series has data or it is judged by alarms alone."""
     series = backend.stable_series(stable)
@@ -96,7 +97,7 @@ def missing_stable_series(engine: Engine, backend: Backend, stable: dict[str, An
 
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:
-    ready = engine.backend(dep).readiness(dep.canary or {})
+    ready = engine.backend(dep).readiness(dep.recorded_canary())
     if ready.failed:
         # ECS gave up (its circuit breaker): no amount of waiting makes the canary steady.
         engine.roll_back(
@@ -170,7 +171,7 @@ def accept_plan_gate(engine: Engine, dep: Deployment, running: int, desired: int
 def shift(engine: Engine, dep: Deployment) -> None:
     backend = engine.backend(dep)
     weights = canary_weights(
-        backend.target(dep.stable or {}), backend.target(dep.canary or {}), dep.weight
+        backend.target(dep.recorded_stable()), backend.target(dep.recorded_canary()), dep.weight
     )
     if backend.shifts_traffic_itself:
         follow_shift(engine, dep, cast("ManagedBackend", backend), weights)
@@ -193,7 +194,7 @@ def follow_shift(
     ECS's step bake) is never continued here: only a pause while the traffic is still at the
     previous step's weight is this step's, so no step is let through unjudged.
     """
-    canary = dep.canary or {}
+    canary = dep.recorded_canary()
     progress = backend.progress(canary)
     if progress.rolled_back:
         raise RolledBackByAws(progress.rolled_back)
@@ -206,16 +207,16 @@ def follow_shift(
         # ECS is still baking the previous step (or scaling up): its pause is not there yet.
         engine.move(dep, None, delay=engine.ready_poll)
         return
-    if canary.get("continued_hook") != hook:
+    if canary.continued_hook != hook:
 
         def remember(d: Deployment) -> None:
-            d.canary = {**(d.canary or {}), "continued_hook": hook}
+            d.canary = d.recorded_canary().model_copy(update={"continued_hook": hook})
 
         dep = engine.move(dep, None, mutate=remember, delay=None)
     # The same pause still awaiting after a recorded CONTINUE means the call never reached ECS
     # (ECS refuses to continue a pause twice): continuing it now is the first time.
-    backend.continue_rollout(dep.canary or {}, hook)
-    if backend.progress(dep.canary or {}).weight >= dep.weight:
+    backend.continue_rollout(dep.recorded_canary(), hook)
+    if backend.progress(dep.recorded_canary()).weight >= dep.weight:
         record_shift(engine, dep, backend.traffic_name(), weights)
     else:  # ECS shifts gradually: look again soon
         engine.move(dep, None, delay=engine.ready_poll)
@@ -246,7 +247,7 @@ def record_shift(engine: Engine, dep: Deployment, route: str, weights: dict[str,
 
 def tear_down(engine: Engine, dep: Deployment) -> None:
     backend = engine.backend(dep)
-    stable, canary = dep.stable or {}, dep.canary or {}
+    stable, canary = dep.recorded_stable(), dep.recorded_canary()
     backend.router().set_weights({backend.target(canary): 100})
     removal = backend.retire_stable(stable, canary)
     if not removal.finished:
@@ -264,7 +265,11 @@ def tear_down(engine: Engine, dep: Deployment) -> None:
         took=now - dep.created_at,
         approvers=[a.actor for a in dep.approvals],
         checks=dep.checks,
-        old=Resources.model_validate(backend.describe(stable)),
+        old=(
+            None
+            if backend.shifts_traffic_itself
+            else Resources.model_validate(backend.describe(stable))
+        ),
     )
     engine.move(dep, Trigger.TORN_DOWN, mutate=done, events=[promoted], delay=None)
 

@@ -344,7 +344,7 @@ def _rolled_back(dep: Deployment, e: RolledBack) -> Message:
 
 def _promoted(dep: Deployment, e: Promoted, log: Log) -> Message:
     parts = [f"Promoted ✅ {short_name(dep.image)} is stable."]
-    removed = removed_resources(e.old)
+    removed = removed_resources(e.old) if e.old is not None else ""
     if removed:
         parts.append(f"Removed {removed}.")
     summary = []

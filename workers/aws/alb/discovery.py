@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,33 +11,14 @@ from workers.aws.alb.router import AlbRouter, load_balancer_arn_of, target_group
 from workers.aws.clients import AwsClients
 from workers.aws.ecs import describe_task_definition, list_ecs_services, only_stable_service
 from workers.aws.errors import AwsStepError, describe_failure, is_not_found
+from workers.domain.versions import AlbStable
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AlbStableVersion:
-    """The version an ALB rule sends its traffic to, and what a canary is cloned from."""
-
-    cluster: str
-    listener_rule: str  # "" when the listener's default action is weighted
-    listener: str  # "" when a listener rule is weighted
-    load_balancer_arn: str
-    target_group_arn: str
-    target_group_name: str
-    ecs_service_name: str
-    ecs_service_arn: str
-    task_definition_arn: str
-    family: str
-    image: str  # image of the load-balanced container
-    container_name: str
-    container_port: int
-    desired_count: int
-
-
 def discover_alb_stable(
     clients: AwsClients, *, cluster: str, listener_rule: str | None, listener: str | None
-) -> AlbStableVersion:
+) -> AlbStable:
     """Follow the links from the rule to the ECS service behind it; each missing or ambiguous
     link raises an AwsStepError naming it."""
     router = AlbRouter(clients.elbv2, listener_rule=listener_rule, listener=listener)
@@ -62,7 +42,7 @@ def discover_alb_stable(
             f"to container {balancer.get('containerName')!r}, which task definition "
             f"{task_definition['taskDefinitionArn']} does not have."
         )
-    stable = AlbStableVersion(
+    stable = AlbStable(
         cluster=cluster,
         listener_rule=listener_rule or "",
         listener=listener or "",

@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.aws.alb.discovery import AlbStableVersion, describe_target_group, services_using
+from workers.aws.alb.discovery import describe_target_group, services_using
 from workers.aws.alb.router import AlbRouter
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import clone_task_definition
@@ -34,6 +33,7 @@ from workers.aws.ecs import (
     without_advanced_configuration,
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
+from workers.domain.versions import AlbCanary, AlbStable
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +41,6 @@ logger = logging.getLogger(__name__)
 TARGET_GROUP_NAME_MAX = 32
 #: Service fields that only matter behind a load balancer, cloned besides the common ones.
 _SERVICE_EXTRA_FIELDS = ("healthCheckGracePeriodSeconds",)
-
-
-@dataclass(frozen=True)
-class AlbCanary:
-    """The resources of one canary behind an ALB; a field is "" when that resource is missing."""
-
-    name: str  # "<service key>-<deployment id>": the ECS service's name
-    target_group_name: str  # the same, shortened to 32 characters if need be
-    target_group_arn: str
-    ecs_service_name: str
-    task_definition_arn: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +135,7 @@ def _ecs_style(tags: list[dict[str, str]]) -> list[dict[str, str]]:
 # AWS lookups
 
 
-def _router(clients: AwsClients, stable: AlbStableVersion) -> AlbRouter:
+def _router(clients: AwsClients, stable: AlbStable) -> AlbRouter:
     return AlbRouter(
         clients.elbv2, listener_rule=stable.listener_rule or None, listener=stable.listener or None
     )
@@ -189,7 +178,7 @@ def _attributes(clients: AwsClients, arn: str) -> list[dict[str, str]]:
 
 
 def provision_alb_canary(
-    clients: AwsClients, stable: AlbStableVersion, *, name: str, image: str, deployment_id: str
+    clients: AwsClients, stable: AlbStable, *, name: str, image: str, deployment_id: str
 ) -> AlbCanary:
     """Create (or find, when re-run) the canary's task definition revision, target group (listed
     in the rule at weight 0) and ECS service, cloned from the stable version."""
@@ -240,7 +229,7 @@ def provision_alb_canary(
 
 
 def _ensure_target_group(
-    clients: AwsClients, stable: AlbStableVersion, *, name: str, deployment_id: str
+    clients: AwsClients, stable: AlbStable, *, name: str, deployment_id: str
 ) -> str:
     existing = _target_group_by_name(clients, name)
     if existing is not None:
@@ -292,9 +281,7 @@ def _ensure_target_group(
 # Finding and removing
 
 
-def find_alb_canary(
-    clients: AwsClients, stable: AlbStableVersion, *, name: str
-) -> AlbCanary | None:
+def find_alb_canary(clients: AwsClients, stable: AlbStable, *, name: str) -> AlbCanary | None:
     """What already exists of the canary called name (for resuming or cleaning up), or None."""
     deployment_id = name.rsplit("-", 1)[-1]
     service, task_definition_arn = find_canary_service(
@@ -323,7 +310,7 @@ def find_alb_canary(
 
 
 def remove_alb_canary(
-    clients: AwsClients, stable: AlbStableVersion, canary: AlbCanary, *, keep: bool
+    clients: AwsClients, stable: AlbStable, canary: AlbCanary, *, keep: bool
 ) -> list[str]:
     """Tear the canary down (keep=False) or scale its ECS service to 0 for diagnosis (keep=True).
 
@@ -353,7 +340,7 @@ def remove_alb_canary(
 
 
 def _delete_target_group(
-    clients: AwsClients, stable: AlbStableVersion, arn: str, *, owner: str | None
+    clients: AwsClients, stable: AlbStable, arn: str, *, owner: str | None
 ) -> list[str]:
     """Delete a target group once the rule no longer forwards to it and no ECS service uses it."""
     try:
@@ -387,7 +374,7 @@ def _delete_target_group(
     return []
 
 
-def retire_alb_stable(clients: AwsClients, stable: AlbStableVersion) -> list[str]:
+def retire_alb_stable(clients: AwsClients, stable: AlbStable) -> list[str]:
     """After a promotion: remove the old version's ECS service and target group (its task
     definition revision stays registered). Returns what a person must finish.
 

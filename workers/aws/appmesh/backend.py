@@ -3,7 +3,6 @@ service with its own Cloud Map service."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -11,20 +10,20 @@ from botocore.exceptions import ClientError
 
 from workers.analysis.judge import Counts
 from workers.analysis.templates import CODE_CLASSES, Version
-from workers.aws.appmesh.discovery import StableVersion, discover_stable
+from workers.aws.appmesh.discovery import discover_stable
 from workers.aws.appmesh.provisioning import (
-    Canary,
     find_canary,
     provision_canary,
     remove_canary,
     retire_stable,
 )
 from workers.aws.appmesh.router import AppMeshRouter
-from workers.aws.base import EcsServiceBackend, Record
+from workers.aws.base import EcsServiceBackend, own
 from workers.aws.cloudwatch import fetch_counts
 from workers.aws.errors import is_not_found
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
+from workers.domain.versions import AppMeshCanary, AppMeshStable, CanaryRecord, StableRecord
 
 
 def revision_of(task_definition_arn: str) -> str:
@@ -35,15 +34,15 @@ def revision_of(task_definition_arn: str) -> str:
 class AppMeshBackend(EcsServiceBackend):
     """App Mesh route weights between virtual nodes, each backed by an ECS service."""
 
-    _stable_type = StableVersion
+    _stable_type = AppMeshStable
     _provision = staticmethod(provision_canary)
     _find = staticmethod(find_canary)
     _target_field = _target_key = "virtual_node"
 
-    def _target_exists(self, canary: Record) -> bool:
+    def _target_exists(self, canary: CanaryRecord) -> bool:
         try:
             self.clients.appmesh.describe_virtual_node(
-                meshName=self.s.mesh or "", virtualNodeName=canary["virtual_node"]
+                meshName=self.s.mesh or "", virtualNodeName=own(canary, AppMeshCanary).virtual_node
             )
         except ClientError as exc:
             if is_not_found(exc):
@@ -51,16 +50,14 @@ class AppMeshBackend(EcsServiceBackend):
             raise
         return True
 
-    def discover(self) -> Record:
+    def discover(self) -> StableRecord:
         s = self.s
-        return asdict(
-            discover_stable(
-                self.clients,
-                cluster=s.cluster,
-                mesh=s.mesh or "",
-                virtual_router=s.virtual_router or "",
-                route=s.route or "",
-            )
+        return discover_stable(
+            self.clients,
+            cluster=s.cluster,
+            mesh=s.mesh or "",
+            virtual_router=s.virtual_router or "",
+            route=s.route or "",
         )
 
     def router(self) -> TrafficRouter:
@@ -71,49 +68,50 @@ class AppMeshBackend(EcsServiceBackend):
 
     def counts(
         self,
-        stable: Record,
-        canary: Record,
+        stable: StableRecord,
+        canary: CanaryRecord,
         *,
         start: datetime,
         end: datetime,
     ) -> tuple[Counts, Counts]:
-        s = self.s
+        s, old = self.s, own(stable, AppMeshStable)
         return fetch_counts(
             self.clients.cloudwatch,
             s.metrics,
-            canary=self.version(stable, canary),
-            stable=self.version(stable, stable),
+            canary=self.version(old, own(canary, AppMeshCanary)),
+            stable=self.version(old, old),
             start=start,
             end=end,
             period_s=s.metric_period,
         )
 
-    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
+    def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:
         # Requests are the sum over the status classes: any class's series counts them.
-        version = self.version(stable, stable)
+        old = own(stable, AppMeshStable)
+        version = self.version(old, old)
         return tuple(self.s.metrics.metric_for(version, c) for c in CODE_CLASSES)
 
-    def version(self, stable: Record, version: Record) -> Version:
+    def version(self, stable: AppMeshStable, version: AppMeshStable | AppMeshCanary) -> Version:
         """How a version's Envoy counters are labelled (the canary shares the stable's family)."""
         return Version(
             cluster=self.s.cluster,
-            family=stable["family"],
-            revision=revision_of(version["task_definition_arn"]),
-            ecs_service=version["ecs_service_name"],
-            virtual_node=version["virtual_node"],
+            family=stable.family,
+            revision=revision_of(version.task_definition_arn),
+            ecs_service=version.ecs_service_name,
+            virtual_node=version.virtual_node,
         )
 
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
+    def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         return remove_canary(
             self.clients,
             cluster=self.s.cluster,
-            canary=Canary(**canary),
+            canary=own(canary, AppMeshCanary),
             mesh=self.s.mesh or "",
             keep=keep,
         )
 
-    def retire_stable(self, stable: Record, canary: Record) -> Removal:
-        return retire_stable(self.clients, StableVersion(**stable))
+    def retire_stable(self, stable: StableRecord, canary: CanaryRecord) -> Removal:
+        return retire_stable(self.clients, own(stable, AppMeshStable))
 
     def traffic_name(self) -> str:
         return f"route {self.s.route}"

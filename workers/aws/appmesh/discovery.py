@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -17,34 +16,14 @@ from workers.aws.ecs import (
     only_stable_service,
 )
 from workers.aws.errors import AwsStepError, describe_failure, is_not_found
+from workers.domain.versions import AppMeshStable
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StableVersion:
-    """Everything about the version currently serving traffic that a canary is cloned from."""
-
-    cluster: str
-    mesh: str
-    virtual_router: str
-    route: str
-    virtual_node: str
-    cloudmap_service_id: str
-    cloudmap_service_arn: str
-    cloudmap_service_name: str
-    cloudmap_namespace_id: str
-    ecs_service_name: str
-    ecs_service_arn: str
-    task_definition_arn: str
-    family: str
-    image: str  # image of the app container (the first non-Envoy container)
-    desired_count: int
-
-
 def discover_stable(
     clients: AwsClients, *, cluster: str, mesh: str, virtual_router: str, route: str
-) -> StableVersion:
+) -> AppMeshStable:
     """Follow the links from the route to the ECS service serving it; each missing or ambiguous
     link raises an AwsStepError naming it."""
     router = AppMeshRouter(clients.appmesh, mesh, virtual_router, route)
@@ -66,7 +45,7 @@ def discover_stable(
             f"Task definition {task_definition['taskDefinitionArn']} has no container besides "
             "Envoy, so there is no application image to replace."
         )
-    stable = StableVersion(
+    stable = AppMeshStable(
         cluster=cluster,
         mesh=mesh,
         virtual_router=virtual_router,

@@ -8,15 +8,11 @@ ECS steps shared with the ALB backend live in workers.aws.ecs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.aws.appmesh.discovery import (
-    StableVersion,
-    find_service_in_namespace,
-)
+from workers.aws.appmesh.discovery import find_service_in_namespace
 from workers.aws.appmesh.router import AppMeshRouter, route_targets, weights_of
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import (
@@ -37,20 +33,9 @@ from workers.aws.ecs import (
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
 from workers.aws.removal import Removal
+from workers.domain.versions import AppMeshCanary, AppMeshStable
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Canary:
-    """The resources of one canary; a field is "" when that resource does not exist (yet)."""
-
-    name: str  # "<service key>-<deployment id>": virtual node, Cloud Map and ECS service name
-    virtual_node: str
-    cloudmap_service_id: str
-    cloudmap_service_arn: str
-    ecs_service_name: str
-    task_definition_arn: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +58,7 @@ def _describe_node(clients: AwsClients, mesh: str, node: str) -> dict[str, Any] 
 
 
 def _find_cloudmap_service(
-    clients: AwsClients, stable: StableVersion, name: str
+    clients: AwsClients, stable: AppMeshStable, name: str
 ) -> dict[str, Any] | None:
     """The Cloud Map service called name in the stable's namespace, or None."""
     try:
@@ -100,8 +85,8 @@ def _get_cloudmap_service(clients: AwsClients, service_id: str) -> dict[str, Any
 
 
 def provision_canary(
-    clients: AwsClients, stable: StableVersion, *, name: str, image: str, deployment_id: str
-) -> Canary:
+    clients: AwsClients, stable: AppMeshStable, *, name: str, image: str, deployment_id: str
+) -> AppMeshCanary:
     """Create (or find, when re-run) the canary's task definition revision, Cloud Map service,
     virtual node and ECS service, cloned from the stable version."""
     check_name(name, deployment_id)
@@ -139,7 +124,7 @@ def provision_canary(
             deployment_id=deployment_id,
         ),
     )
-    return Canary(
+    return AppMeshCanary(
         name=name,
         virtual_node=name,
         cloudmap_service_id=cloudmap["Id"],
@@ -150,7 +135,7 @@ def provision_canary(
 
 
 def _ensure_cloudmap_service(
-    clients: AwsClients, stable: StableVersion, *, name: str, deployment_id: str
+    clients: AwsClients, stable: AppMeshStable, *, name: str, deployment_id: str
 ) -> dict[str, Any]:
     existing = _find_cloudmap_service(clients, stable, name)
     if existing is not None:
@@ -174,7 +159,7 @@ def _ensure_cloudmap_service(
 
 
 def _ensure_virtual_node(
-    clients: AwsClients, stable: StableVersion, *, name: str, deployment_id: str
+    clients: AwsClients, stable: AppMeshStable, *, name: str, deployment_id: str
 ) -> None:
     if _describe_node(clients, stable.mesh, name) is not None:
         logger.info("canary %s: reusing virtual node", name)
@@ -206,7 +191,7 @@ def _ensure_virtual_node(
 # Finding and removing
 
 
-def find_canary(clients: AwsClients, stable: StableVersion, *, name: str) -> Canary | None:
+def find_canary(clients: AwsClients, stable: AppMeshStable, *, name: str) -> AppMeshCanary | None:
     """What already exists of the canary called name (for resuming or cleaning up), or None."""
     service, task_definition_arn = find_canary_service(
         clients,
@@ -220,7 +205,7 @@ def find_canary(clients: AwsClients, stable: StableVersion, *, name: str) -> Can
     cloudmap = _find_cloudmap_service(clients, stable, name)
     if service is None and not task_definition_arn and node is None and cloudmap is None:
         return None
-    return Canary(
+    return AppMeshCanary(
         name=name,
         virtual_node=name if node is not None else "",
         cloudmap_service_id=cloudmap["Id"] if cloudmap else "",
@@ -297,7 +282,7 @@ def _still_registered(clients: AwsClients, service_id: str, label: str) -> str:
 
 
 def remove_canary(
-    clients: AwsClients, *, cluster: str, canary: Canary, mesh: str, keep: bool
+    clients: AwsClients, *, cluster: str, canary: AppMeshCanary, mesh: str, keep: bool
 ) -> Removal:
     """Tear the canary down (keep=False) or scale it to 0 for diagnosis (keep=True).
 
@@ -333,7 +318,7 @@ def remove_canary(
     return Removal(problems=todo) + removal
 
 
-def retire_stable(clients: AwsClients, stable: StableVersion) -> Removal:
+def retire_stable(clients: AwsClients, stable: AppMeshStable) -> Removal:
     """After a promotion: remove the old version's ECS service, virtual node and Cloud Map
     service (its task definition revision stays registered). Returns what a person must finish
     and what AWS is still draining (run it again later for those).

@@ -13,9 +13,8 @@ lifecycle and its sources.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -26,7 +25,7 @@ from workers.aws.alb.router import (
     target_group_dimension,
     target_group_name,
 )
-from workers.aws.base import EcsServiceBackend, Progress, Record
+from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import clone_task_definition
 from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
@@ -44,6 +43,7 @@ from workers.aws.removal import Removal
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.ecs_plan import plan_for_service
 from workers.domain.traffic import TrafficRouter, Weights
+from workers.domain.versions import CanaryRecord, EcsCanary, EcsStable, StableRecord
 
 logger = logging.getLogger(__name__)
 
@@ -60,40 +60,14 @@ ROLLED_BACK = (
 )
 
 
-@dataclass(frozen=True)
-class EcsStableVersion:
-    """The revision the ECS service runs before the deployment, and how its traffic is seen."""
+class _TargetGroups(TypedDict, total=False):
+    """The ALB exposure fields of an EcsStable (none when the service is not behind an ALB)."""
 
-    cluster: str
-    ecs_service_name: str
-    ecs_service_arn: str
-    task_definition_arn: str
-    family: str
-    image: str
-    container_name: str
-    desired_count: int
-    #: ALB exposure (loadBalancers[].advancedConfiguration): the production listener rule and the
-    #: target group serving this revision; empty when the service is not behind an ALB (alarms
-    #: only then).
-    listener_rule: str = ""
-    target_group_arn: str = ""
-    target_group_name: str = ""
-    #: The other target group, where ECS registers the new revision's tasks.
-    canary_target_group_arn: str = ""
-    canary_target_group_name: str = ""
-
-
-@dataclass(frozen=True)
-class EcsCanary:
-    """The new revision and the service deployment that brings it in."""
-
-    #: `<catalogue key>-<deployment id>`: whose the revision is (its canary tag).
-    name: str
-    task_definition_arn: str
-    service_deployment_arn: str
-    ecs_service_name: str
-    target_group_arn: str = ""
-    target_group_name: str = ""
+    listener_rule: str
+    target_group_arn: str
+    target_group_name: str
+    canary_target_group_arn: str
+    canary_target_group_name: str
 
 
 def _td_name(arn: str) -> str:
@@ -274,7 +248,7 @@ class EcsNativeBackend(EcsServiceBackend):
         )
 
     # discovery and provisioning ------------------------------------------------------------
-    def discover(self) -> Record:
+    def discover(self) -> StableRecord:
         s = self.s
         name = s.service or ""
         service = describe_service(self.clients, s.cluster, name)
@@ -309,7 +283,7 @@ class EcsNativeBackend(EcsServiceBackend):
                 "metric tells its revisions apart: router ecs then judges by the catalogue's "
                 "`alarms`, and it has none."
             )
-        stable = EcsStableVersion(
+        stable = EcsStable(
             cluster=s.cluster,
             ecs_service_name=service["serviceName"],
             ecs_service_arn=service["serviceArn"],
@@ -320,9 +294,9 @@ class EcsNativeBackend(EcsServiceBackend):
             desired_count=int(service.get("desiredCount", 0)),
             **groups,
         )
-        return asdict(stable)
+        return stable
 
-    def _target_groups(self, balancer: dict[str, Any]) -> dict[str, str]:
+    def _target_groups(self, balancer: dict[str, Any]) -> _TargetGroups:
         """Which of the two target groups serves the running revision: the one the production
         listener rule sends traffic to (ECS swaps their roles between deployments, so it is read
         every time, never assumed: docs/ECS.md "Which metrics tell the two revisions apart")."""
@@ -349,10 +323,12 @@ class EcsNativeBackend(EcsServiceBackend):
             "canary_target_group_name": target_group_name(canary),
         }
 
-    def provision(self, stable: Record, *, name: str, image: str, deployment_id: str) -> Record:
+    def provision(
+        self, stable: StableRecord, *, name: str, image: str, deployment_id: str
+    ) -> CanaryRecord:
         """Register the new revision and start ECS's deployment of it; a re-run finds both."""
         check_name(name, deployment_id)
-        old = EcsStableVersion(**stable)
+        old = own(stable, EcsStable)
         task_definition_arn = ensure_task_definition(
             self.clients,
             family=old.family,
@@ -400,25 +376,27 @@ class EcsNativeBackend(EcsServiceBackend):
             target_group_arn=old.canary_target_group_arn,
             target_group_name=old.canary_target_group_name,
         )
-        return asdict(canary)
+        return canary
 
-    def find_canary(self, stable: Record, *, name: str) -> Record | None:
+    def find_canary(self, stable: StableRecord, *, name: str) -> CanaryRecord | None:
         # Only the task definition can be left behind: ECS removes the new revision's tasks
         # when it rolls back.
         return None
 
     # following the deployment ------------------------------------------------------------------
-    def progress(self, canary: Record) -> Progress:
-        return progress_of(self.deployments.describe(canary["service_deployment_arn"]))
+    def progress(self, canary: CanaryRecord) -> Progress:
+        return progress_of(self.deployments.describe(own(canary, EcsCanary).service_deployment_arn))
 
-    def continue_rollout(self, canary: Record, hook_id: str) -> None:
+    def continue_rollout(self, canary: CanaryRecord, hook_id: str) -> None:
         self.clients.ecs.continue_service_deployment(
-            serviceDeploymentArn=canary["service_deployment_arn"], hookId=hook_id, action="CONTINUE"
+            serviceDeploymentArn=own(canary, EcsCanary).service_deployment_arn,
+            hookId=hook_id,
+            action="CONTINUE",
         )
 
-    def readiness(self, canary: Record) -> Readiness:
+    def readiness(self, canary: CanaryRecord) -> Readiness:
         """Ready when the new revision's tasks run and ECS waits at its first pause."""
-        deployment = self.deployments.describe(canary["service_deployment_arn"])
+        deployment = self.deployments.describe(own(canary, EcsCanary).service_deployment_arn)
         progress = progress_of(deployment)
         if progress.rolled_back:
             raise RolledBackByAws(progress.rolled_back)
@@ -435,7 +413,7 @@ class EcsNativeBackend(EcsServiceBackend):
             ready=bool(ready),
         )
 
-    def check_canary(self, canary: Record) -> None:
+    def check_canary(self, canary: CanaryRecord) -> None:
         progress = self.progress(canary)
         if progress.rolled_back:
             raise RolledBackByAws(progress.rolled_back)
@@ -446,24 +424,25 @@ class EcsNativeBackend(EcsServiceBackend):
     def traffic_name(self) -> str:
         return f"ECS service {self.s.service}"
 
-    def target(self, version: Record) -> str:
-        return _td_name(str(version["task_definition_arn"]))
+    def target(self, version: StableRecord | CanaryRecord) -> str:
+        return _td_name(version.task_definition_arn)
 
     # judging ---------------------------------------------------------------------------------
     def counts(
         self,
-        stable: Record,
-        canary: Record,
+        stable: StableRecord,
+        canary: CanaryRecord,
         *,
         start: datetime,
         end: datetime,
     ) -> tuple[Counts, Counts]:
         """The two target groups' ALB counters; (0, 0) when the service is not behind an ALB
         (no published metric tells the revisions apart: judged by alarms only)."""
-        if not stable.get("listener_rule") or not canary.get("target_group_arn"):
+        old, new = own(stable, EcsStable), own(canary, EcsCanary)
+        if not old.listener_rule or not new.target_group_arn:
             return Counts(0, 0), Counts(0, 0)
         s = self.s
-        load_balancer = load_balancer_dimension(stable["listener_rule"])
+        load_balancer = load_balancer_dimension(old.listener_rule)
 
         def target(arn: str, name: str) -> AlbTarget:
             return AlbTarget(
@@ -476,49 +455,50 @@ class EcsNativeBackend(EcsServiceBackend):
         return fetch_alb_counts(
             self.clients.cloudwatch,
             s.alb_metrics,
-            canary=target(canary["target_group_arn"], canary["target_group_name"]),
-            stable=target(stable["target_group_arn"], stable["target_group_name"]),
+            canary=target(new.target_group_arn, new.target_group_name),
+            stable=target(old.target_group_arn, old.target_group_name),
             start=start,
             end=end,
             period_s=s.metric_period,
         )
 
-    def stable_series(self, stable: Record) -> tuple[dict[str, Any], ...]:
-        if not stable.get("listener_rule"):
+    def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:
+        old = own(stable, EcsStable)
+        if not old.listener_rule:
             return ()  # judged by alarms only: no series to look for
         return (
             self.s.alb_metrics.metric_for(
                 self.s.alb_metrics.requests_metric,
-                load_balancer=load_balancer_dimension(stable["listener_rule"]),
-                target_group=target_group_dimension(stable["target_group_arn"]),
-                target_group_name=stable["target_group_name"],
+                load_balancer=load_balancer_dimension(old.listener_rule),
+                target_group=target_group_dimension(old.target_group_arn),
+                target_group_name=old.target_group_name,
                 cluster=self.s.cluster,
             ),
         )
 
-    def judged_by_alarms_only(self, stable: Record) -> bool:
+    def judged_by_alarms_only(self, stable: StableRecord) -> bool:
         """True when no metric tells the two revisions apart (not behind an ALB)."""
-        return not stable.get("listener_rule")
+        return not own(stable, EcsStable).listener_rule
 
     # the end -----------------------------------------------------------------------------------
-    def remove_canary(self, stable: Record, canary: Record, *, keep: bool) -> Removal:
+    def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         # ECS stopped the new revision's tasks when it rolled back; what is left is the
         # registered task definition, kept for diagnosis with keep_failed_canary.
         if keep:
             return Removal()
         problems = deregister_canary_revision(
-            self.clients, canary["task_definition_arn"], canary_name=canary["name"]
+            self.clients, canary.task_definition_arn, canary_name=canary.name
         )
         return Removal(problems=problems)
 
-    def retire_stable(self, stable: Record, canary: Record) -> Removal:
+    def retire_stable(self, stable: StableRecord, canary: CanaryRecord) -> Removal:
         # ECS removed the old revision's tasks itself (CLEAN_UP); its task definition stays
         # registered, as with the other routers.
         return Removal()
 
-    def describe(self, version: Record) -> dict[str, Any]:
+    def describe(self, version: StableRecord | CanaryRecord) -> dict[str, Any]:
         return {
-            "ecs_service": version.get("ecs_service_name"),
-            "task_definition": _td_name(str(version.get("task_definition_arn", ""))),
-            "target_group": version.get("target_group_name") or None,
+            "ecs_service": version.ecs_service_name,
+            "task_definition": _td_name(version.task_definition_arn),
+            "target_group": getattr(version, "target_group_name", "") or None,
         }

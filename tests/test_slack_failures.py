@@ -212,6 +212,45 @@ def test_a_deleted_card_is_posted_anew_and_the_thread_says_so_once(mock: MockSla
     assert rt.store.undelivered_ids() == []
 
 
+def test_a_rate_limited_notice_of_the_new_card_still_comes_first_in_its_thread(
+    mock: MockSlack,
+) -> None:
+    """Slack answers 429 to the notice under the re-posted card: the next delivery tells it
+    before any later reply (seen under load in tests/test_e2e_slack_failures.py)."""
+    rt = make_runtime()
+    dep_id = started(rt)
+    to_gate(rt, dep_id)
+    slack = notifier(mock)
+    deliver_pending(rt, slack, dep_id)
+    mock.delete_as_user(PAYMENTS_CHANNEL, card_of(mock, rt, dep_id))
+    real = slack._post_once
+    refused: list[str] = []
+
+    def once_429(store, dep, what, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if what.endswith(":told") and not refused:
+            refused.append(what)
+            raise _api_error(429, "ratelimited", {"Retry-After": "1"})
+        return real(store, dep, what, *args, **kwargs)
+
+    slack._post_once = once_429  # type: ignore[method-assign]
+    assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
+    advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, route="route r")])
+    deliver_pending(rt, slack, dep_id)  # the card is posted again; its notice meets the 429
+    assert refused
+    rt.store.set_notes(dep_id, {"hold_until": "0"})  # the Retry-After has passed
+    deliver_pending(rt, slack, dep_id)
+    advance(
+        rt,
+        dep_id,
+        State.ROLLING_BACK,
+        [event("rollback_started", reason="enough", by="abort", weight=25)],
+    )
+    deliver_pending(rt, slack, dep_id)
+    shown = replies(mock, rt, dep_id)
+    assert shown[0].startswith("↻ This deployment's card was deleted"), shown
+    assert sum("card was deleted" in t for t in shown) == 1
+
+
 def test_a_deleted_gate_message_is_posted_anew_when_it_closes(mock: MockSlack) -> None:
     rt = make_runtime()
     dep_id = started(rt)

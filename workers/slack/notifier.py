@@ -362,17 +362,37 @@ class SlackNotifier:
             {"card_ts": card_ts, "card_posts": str(n), "card_hash": _digest(render_card(dep))},
         )
         self._note_permalink(store, dep.id, channel, card_ts)
-        told = self._post_once(
-            store, dep.id, f"card@{n}:told", channel, card_reposted(), thread_ts=card_ts
-        )
-        store.set_notes(dep.id, {f"card@{n}:told": told})
+        self._tell_reposted(store, dep.id)
         return card_ts
+
+    def _tell_reposted(self, store: Store, dep_id: str) -> None:
+        """Say once, first in the new thread, that the card was posted again. A delivery that
+        fails here (a 429) is retried, and every later reply waits behind this one."""
+        notes = store.notes(dep_id)
+        n = int(notes.get("card_posts") or "1")
+        if n < 2 or notes.get(f"card@{n}:told"):
+            return
+        try:
+            told = self._post_once(
+                store,
+                dep_id,
+                f"card@{n}:told",
+                notes["card_channel"],
+                card_reposted(),
+                thread_ts=notes["card_ts"],
+            )
+        except SlackApiError as exc:
+            if _permanent(exc, Kind.GONE, Kind.UNREACHABLE) is None:
+                raise  # retried by the outbox, before anything else of this deployment
+            told = "-"  # the reply that follows meets the same refusal and deals with it
+        store.set_notes(dep_id, {f"card@{n}:told": told})
 
     def _reply(self, store: Store, dep: Deployment, what: str, message: Message) -> str | None:
         """Post a reply in the deployment's thread, once; None when the thread is unreachable.
 
         A reply refused because the card is gone re-posts the card and goes under it.
         """
+        self._tell_reposted(store, dep.id)
         notes = store.notes(dep.id)
         channel, card_ts = notes["card_channel"], notes["card_ts"]
         try:

@@ -250,7 +250,10 @@ def test_the_command_line_over_a_real_process(aws_env: None, tmp_path: Path) -> 
 
         stable = Version("prod", "payments", "1", "payments", "payments")
         publisher = DelayedPublisher(clients.cloudwatch)
-        put_envoy_counts(publisher, stable, requests=50, errors=0)
+        # a whole minute well inside the doctor's 10-minute window (a point stamped this very
+        # second can fall after the last whole period the doctor reads)
+        two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
+        put_envoy_counts(publisher, stable, requests=50, errors=0, timestamp=two_minutes_ago)
         healthy = doctor()
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         assert healthy.stdout.rstrip().endswith("all checks pass")

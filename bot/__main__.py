@@ -1,4 +1,8 @@
-"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT (default 3000)."""
+"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT (default 3000).
+
+The CI door (/api/…, bot.ci_api) is served with the HTTP mode's /slack/events; in Socket Mode,
+when the catalogue names pipelines at start, an HTTP server on PORT serves it and /healthz.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import threading
 from typing import NoReturn
 
 from bot.app import create_app
-from bot.server import EVENTS_PATH, HEALTH_PATH, BoundedHealth, Health, make_server
+from bot.ci_api import CiApi
+from bot.pipeline_tokens import token_problems
+from bot.server import API_PREFIX, EVENTS_PATH, HEALTH_PATH, BoundedHealth, Health, make_server
 from workers.domain.catalogue import ConfigError
 from workers.runtime.context import get_runtime
 from workers.runtime.settings import load_settings
@@ -25,14 +31,30 @@ def readiness() -> Health:
     except Exception as exc:  # any failure to reach Redis, said in one line
         return Health(False, f"redis: {type(exc).__name__}: {exc}")
     try:
-        rt.catalogue()
+        catalogue = rt.catalogue()
     except ConfigError as exc:
         return Health(False, f"catalogue: {exc}")
     # A broken edit of the file leaves the previous catalogue in force: still serving, but said.
     problem = getattr(rt.catalogue_loader, "problem", None)
     if problem:
         return Health(True, f"ok, but the catalogue file is not in force: {problem}")
+    # A pipeline without a usable token is refused, not the bot: said, still serving.
+    tokens = token_problems(catalogue.pipelines)
+    if tokens:
+        return Health(True, f"ok, but {'; '.join(tokens)}")
     return Health(True)
+
+
+def _pipelines() -> list[str]:
+    """The catalogue's pipelines at start, each problem with its token logged (never a token)."""
+    try:
+        catalogue = get_runtime().catalogue()
+    except ConfigError as exc:  # /healthz says so; the catalogue may be fixed while running
+        log.error("catalogue: %s", exc)
+        return []
+    for problem in token_problems(catalogue.pipelines):
+        log.warning("CI API: %s", problem)
+    return list(catalogue.pipelines)
 
 
 def _stop(*_: object) -> NoReturn:
@@ -52,6 +74,8 @@ def main() -> None:
         log.error("SLACK_SIGNING_SECRET is not set: HTTP mode needs it (or set SLACK_APP_TOKEN)")
         sys.exit(2)
     app = create_app(settings=settings)
+    ci = CiApi(get_runtime, app.client)
+    pipelines = _pipelines()
     # SIGTERM (a redeploy of the bot) stops taking requests, then finishes the work of those
     # already acknowledged: a command Slack was told "ok" about is not dropped on the floor.
     if settings.slack_app_token is not None:
@@ -63,18 +87,36 @@ def main() -> None:
         log.info("canary bot connecting in Socket Mode")
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         handler.connect()
-        stop.wait()
+        if pipelines:
+            # Pipelines reach the bot over HTTP whatever Slack uses (docs/CI.md); Slack's own
+            # requests come over the socket (/slack/events answers 401 without a signing secret).
+            server = make_server(
+                app, "0.0.0.0", settings.port, health=BoundedHealth(readiness), api=ci
+            )
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, _stop)
+            log.info(
+                "CI API listening on port %d (%s, %s) for pipelines %s",
+                int(server.effective_port),
+                API_PREFIX,
+                HEALTH_PATH,
+                ", ".join(pipelines),
+            )
+            server.run()
+        else:
+            stop.wait()
         handler.close()
     else:
-        server = make_server(app, "0.0.0.0", settings.port, health=BoundedHealth(readiness))
+        server = make_server(app, "0.0.0.0", settings.port, health=BoundedHealth(readiness), api=ci)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop)
         # Tools that start the bot with PORT=0 read the port from this line.
         log.info(
-            "canary bot listening on port %d (%s, %s)",
+            "canary bot listening on port %d (%s, %s, %s)",
             int(server.effective_port),
             EVENTS_PATH,
             HEALTH_PATH,
+            API_PREFIX,
         )
         server.run()
     log.info("canary bot stopping: finishing the work of acknowledged requests")

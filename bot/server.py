@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+#: The CI door's paths (bot.ci_api).
+API_PREFIX = "/api/"
 #: Slack's payloads are a few kB; anything much larger is not from Slack (answered 413).
 MAX_BODY = 1 << 20
 #: A connection with nothing to read or write for this long is closed (seconds).
@@ -103,12 +105,20 @@ class BoundedHealth:
             future.set_result(Health(False, f"{type(exc).__name__}: {exc}"))
 
 
-class SlackWsgi(SlackRequestHandler):
-    """Bolt's WSGI adapter with /healthz, and a 400 for bodies Bolt cannot parse."""
+#: A WSGI application (the CI door, bot.ci_api.CiApi).
+WsgiApp = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
-    def __init__(self, app: App, health: HealthCheck = always_healthy) -> None:
+
+class SlackWsgi(SlackRequestHandler):
+    """Bolt's WSGI adapter with /healthz, /api/… (the CI door, when given), and a 400 for bodies
+    Bolt cannot parse."""
+
+    def __init__(
+        self, app: App, health: HealthCheck = always_healthy, api: WsgiApp | None = None
+    ) -> None:
         super().__init__(app, EVENTS_PATH)
         self.health = health
+        self.api = api
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
         try:
@@ -137,6 +147,8 @@ class SlackWsgi(SlackRequestHandler):
                 [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if self.api is not None and path.startswith(API_PREFIX):
+            return self.api(environ, start_response)
         return super().__call__(environ, start_response)
 
 
@@ -195,13 +207,15 @@ def make_server(
     port: int = 3000,
     *,
     health: HealthCheck = always_healthy,
+    api: WsgiApp | None = None,
     channel_timeout: float = CHANNEL_TIMEOUT,
     request_deadline: float = REQUEST_DEADLINE,
     **adjustments: Any,
 ) -> DeadlineServer:
     """A waitress server for `app` (not yet running: call `run()`); port 0 picks a free one.
 
-    The port is in `effective_port`. `adjustments` are waitress's own settings.
+    The port is in `effective_port`; `api` serves API_PREFIX. `adjustments` are waitress's own
+    settings.
     """
     settings: dict[str, Any] = {
         "host": host,
@@ -220,6 +234,6 @@ def make_server(
         **adjustments,
     }
     _allow_descriptors(settings["connection_limit"] + 256)
-    server = DeadlineServer(SlackWsgi(app, health), adj=Adjustments(**settings))
+    server = DeadlineServer(SlackWsgi(app, health, api), adj=Adjustments(**settings))
     server.request_deadline = request_deadline
     return server

@@ -44,6 +44,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_replies": ("channels:history", "groups:history"),
     "conversations_info": ("channels:read", "groups:read"),
 }
+#: The function that reads the variables the catalogue names (pipelines' `token_env`).
+NAMED_BY_THE_CATALOGUE = ("workers/runtime/settings.py", "named_secret")
 #: The variables code may read by hand: boto3's own (its region, endpoint and credentials).
 BOTO3_PREFIX = "AWS_"
 
@@ -95,6 +97,15 @@ def env_vars_read_by_hand(*packages: str) -> dict[str, str]:
                 for n in ast.walk(tree)
                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
             } | {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
+            # The one read of a variable the catalogue names (a pipeline's token_env): which
+            # variables those are is the catalogue's to say, not the README's table.
+            inner |= {
+                id(n)
+                for f in ast.walk(tree)
+                if isinstance(f, ast.FunctionDef)
+                and (str(path.relative_to(ROOT)), f.name) == NAMED_BY_THE_CATALOGUE
+                for n in ast.walk(f)
+            }
             for node in ast.walk(tree):
                 name = _env_name(node) if id(node) not in inner else None
                 if name is not None:

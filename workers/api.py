@@ -11,6 +11,7 @@ from workers.domain.events import Approved, Cause, Event, Refused, Requested
 from workers.domain.ids import new_deployment_id
 from workers.domain.images import ImageError, check_image
 from workers.domain.outcomes import Answer, Refusal, refused
+from workers.domain.pipelines import Origin
 from workers.domain.policy import image_refusal
 from workers.domain.state import ROLLBACKABLE, State, Trigger
 from workers.engine.machine import Engine
@@ -29,9 +30,12 @@ def start_deployment(
     requester: str,
     channel: str | None = None,
     overrides: dict[str, str] | None = None,
+    origin: Origin | None = None,
     rt: Runtime | None = None,
 ) -> Answer:
-    """Start a canary of `image` for `service`; refuse with a reason when it cannot start."""
+    """Start a canary of `image` for `service`; refuse with a reason when it cannot start.
+
+    `origin`: the CI pipeline that asked (then `requester` is `origin.actor`) and its commit."""
     rt = _rt(rt)
     try:
         entry = rt.catalogue().service(service)
@@ -52,6 +56,7 @@ def start_deployment(
         requester=requester,
         channel=channel,
         settings=settings,
+        origin=origin,
         accept_plan=overrides_to_accept(entry, settings, overrides or {}),
         created_at=now,
         updated_at=now,
@@ -59,7 +64,14 @@ def start_deployment(
         next_due_at=now,
     )
     first = Requested(
-        at=now, state=dep.state, actor=requester, image=image, overrides=overrides or {}
+        at=now,
+        state=dep.state,
+        actor=requester,
+        image=image,
+        overrides=overrides or {},
+        pipeline=origin.pipeline if origin else None,
+        commit=origin.commit if origin else None,
+        url=origin.url if origin else None,
     )
     holder_id = rt.store.create(dep, first)
     if holder_id is not None:

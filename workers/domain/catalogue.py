@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from workers import defaults
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
 from workers.domain.durations import DurationError, bounded, format_duration, parse_duration
 from workers.domain.ecs_plan import EcsPlanError, plan_for_service
+from workers.domain.pipelines import NAME as PIPELINE_NAME
 from workers.domain.policy import (
     OVERRIDE_KEYS,
     PatternError,
@@ -228,13 +230,42 @@ class ServiceConfig(RolloutSettings):
         return gate_follows(self.steps, self.gates, step_index)
 
 
+#: The environment variable holding a pipeline's token: under its own prefix, so that the
+#: catalogue cannot turn another secret of the process (SLACK_BOT_TOKEN...) into a CI token.
+TOKEN_ENV_PREFIX = "CANARY_PIPELINE_"
+_TOKEN_ENV = re.compile(rf"{TOKEN_ENV_PREFIX}[A-Z0-9_]+")
+
+
+class PipelineConfig(BaseModel):
+    """One entry of `pipelines:`: a CI pipeline allowed to deploy some services (docs/CI.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The environment variable of the web process holding the pipeline's bearer token (the
+    #: token itself never is in the catalogue).
+    token_env: str
+    #: The services the pipeline may deploy, look at and abort.
+    services: list[str] = Field(min_length=1)
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, name: str) -> str:
+        if not _TOKEN_ENV.fullmatch(name):
+            raise ValueError(
+                f"must name an environment variable starting with {TOKEN_ENV_PREFIX} "
+                f"(upper-case letters, digits and _), e.g. {TOKEN_ENV_PREFIX}TOKEN_GITHUB"
+            )
+        return name
+
+
 class Catalogue(BaseModel):
-    """The whole catalogue: defaults and services by key."""
+    """The whole catalogue: defaults, services by key, and the CI pipelines by name."""
 
     model_config = ConfigDict(frozen=True)
 
     defaults: RolloutSettings
     services: dict[str, ServiceConfig]
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
 
     def service(self, key: str) -> ServiceConfig:
         """The service called `key`, or a ConfigError that suggests the closest name."""
@@ -268,7 +299,7 @@ def parse_catalogue(data: Any) -> Catalogue:
     """Validate a parsed YAML document; a ConfigError names the service, the key and the fix."""
     if not isinstance(data, dict):
         raise ConfigError("the catalogue must be a mapping with `defaults:` and `services:`")
-    unknown = set(data) - {"defaults", "services"}
+    unknown = set(data) - {"defaults", "services", "pipelines"}
     if unknown:
         raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
     raw_defaults = data.get("defaults") or {}
@@ -293,9 +324,54 @@ def parse_catalogue(data: Any) -> Catalogue:
             problems.append(_explain(exc, f"services.{key}"))
             continue
         problems += [f"services.{key}.{p}" for p in limit_problems(services[str(key)])]
+    pipelines = _pipelines(data.get("pipelines"), services, problems)
     if problems:
         raise ConfigError("; ".join(problems))
-    return Catalogue(defaults=base, services=services)
+    return Catalogue(defaults=base, services=services, pipelines=pipelines)
+
+
+def _pipelines(
+    raw: Any, services: dict[str, ServiceConfig], problems: list[str]
+) -> dict[str, PipelineConfig]:
+    """`pipelines:` validated against the services (each named one exists and has a channel for
+    its card); what is wrong is added to `problems`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append("`pipelines:` must be a mapping of pipeline names to entries")
+        return {}
+    pipelines: dict[str, PipelineConfig] = {}
+    token_envs: dict[str, str] = {}
+    for name, entry in raw.items():
+        where = f"pipelines.{name}"
+        if not isinstance(name, str) or not PIPELINE_NAME.fullmatch(name):
+            problems.append(f"{where}: a pipeline's name is lower-case letters, digits, - and _")
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a mapping with token_env and services")
+            continue
+        try:
+            pipeline = PipelineConfig.model_validate(entry)
+        except ValidationError as exc:
+            problems.append(_explain(exc, where))
+            continue
+        for key in pipeline.services:
+            if key not in services:
+                problems.append(f"{where}.services: {unknown_service_message(key, list(services))}")
+            elif not services[key].channel:
+                # Slack tells which channel a command came from; a pipeline has none to offer.
+                problems.append(
+                    f"{where}.services: {key} has no channel: a service a pipeline deploys must "
+                    "name the channel its card is posted in"
+                )
+        other = token_envs.setdefault(pipeline.token_env, name)
+        if other != name:
+            problems.append(
+                f"{where}.token_env: {pipeline.token_env} is already the token of pipeline "
+                f"{other}; each pipeline needs a token of its own"
+            )
+        pipelines[name] = pipeline
+    return pipelines
 
 
 def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from workers.analysis.judge import StepCounts, Verdict
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.events import Cause
+from workers.domain.pipelines import Origin
 from workers.domain.state import State, is_active
 from workers.domain.versions import CanaryRecord, StableRecord
 
@@ -25,9 +26,12 @@ class Deployment(BaseModel):
     id: str
     service: str
     image: str
+    #: A Slack user id, or `pipeline:<name>` when a CI pipeline asked (workers.domain.pipelines).
     requester: str
     channel: str | None = None
     settings: ServiceConfig
+    #: The pipeline that asked and the commit it named; None when a person asked in Slack.
+    origin: Origin | None = None
     #: Overrides beyond the catalogue's caution (allowed by its `allow_overrides`): an approver
     #: accepts the plan at a gate before the first shift. Empty for an ordinary deployment.
     accept_plan: list[str] = Field(default_factory=list)

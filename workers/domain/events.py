@@ -58,9 +58,14 @@ class _Event(BaseModel):
 
 class Requested(_Event):
     kind: Literal["requested"] = "requested"
+    #: A Slack user id, or `pipeline:<name>` (workers.domain.pipelines).
     actor: str
     image: str
     overrides: dict[str, str] = Field(default_factory=dict)
+    #: The CI pipeline that asked (docs/CI.md), and the commit and link it gave; None from Slack.
+    pipeline: str | None = None
+    commit: str | None = None
+    url: str | None = None
 
 
 class Provisioned(_Event):

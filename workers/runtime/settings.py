@@ -8,6 +8,7 @@ start, so a bad value stops it there with a message naming the variable.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -122,6 +123,15 @@ SECRET_FIELDS = frozenset(
 def env_names() -> tuple[str, ...]:
     """The environment variables the model reads, as a person writes them."""
     return tuple(name.upper() for name in Settings.model_fields)
+
+
+def named_secret(name: str) -> SecretStr | None:
+    """The secret in the environment variable `name` that the catalogue names (a pipeline's
+    `token_env`), None when unset or empty. Not a field of the model: the catalogue, not the
+    README's table, says which variables these are; read here so this module stays the one
+    place that reads the environment."""
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
 
 
 class SettingsError(SystemExit):

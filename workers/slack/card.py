@@ -116,7 +116,7 @@ def render_card(
     title = f"🐤 Canary · {dep.service} · {short_id(dep.id)}"
     change = version_change(dep.old_image, dep.image)
     blocks: list[Block] = [
-        section(f"*{title}*\n`{change}`   requested by {mention(dep.requester)}"),
+        section(f"*{title}*\n`{change}`   requested by {mention(dep.requester)}{_commit(dep)}"),
         section(clip(f"{progress_bar(dep)} · *{status}*")),
         context(steps_line(dep)),
     ]
@@ -136,6 +136,19 @@ def render_card(
         )
     text = f"Canary {dep.service} {short_id(dep.id)}: {change} · {_plain_status(status)}"
     return Message(text, blocks)
+
+
+def _commit(dep: Deployment) -> str:
+    """ " · commit <url|1a2b3c4>" for a deployment a pipeline asked for (its URL checked to be
+    safe in a link: workers.domain.pipelines.check_url); empty otherwise."""
+    origin = dep.origin
+    if origin is None or not (origin.commit or origin.url):
+        return ""
+    label = f"commit {origin.commit[:12]}" if origin.commit else "build"
+    if origin.url:
+        # Slack reads &, < and > in text as markup: & is escaped; < and > are refused in a URL.
+        return f" · <{origin.url.replace('&', '&amp;')}|{label}>"
+    return f" · {label}"
 
 
 def _plain_status(status: str) -> str:

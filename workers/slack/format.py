@@ -14,6 +14,7 @@ from typing import Any
 from workers.analysis.judge import Counts, Verdict, format_count, format_pct
 from workers.domain.durations import format_duration
 from workers.domain.images import repository, short_name
+from workers.domain.pipelines import pipeline_of
 
 #: Block Kit limits: characters in one text object, blocks in one message
 #: (https://docs.slack.dev/reference/block-kit/blocks/section-block: "text ... Maximum length
@@ -66,7 +67,11 @@ def fit_lines(lines: list[str], limit: int = MAX_MESSAGE_TEXT, *, line_limit: in
 
 
 def mention(member: str) -> str:
-    """A Slack mention of a user (`U…`/`W…`) or a user group (`S…`)."""
+    """A Slack mention of a user (`U…`/`W…`) or a user group (`S…`); a CI pipeline standing
+    where a person would (workers.domain.pipelines) is named, not mentioned."""
+    pipeline = pipeline_of(member)
+    if pipeline is not None:
+        return f"pipeline {pipeline}"
     if member.startswith("S"):
         return f"<!subteam^{member}>"
     return f"<@{member}>"

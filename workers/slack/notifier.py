@@ -43,6 +43,7 @@ from workers.domain.events import (
     RollbackStarted,
     Shifted,
 )
+from workers.domain.pipelines import pipeline_of
 from workers.domain.state import State
 from workers.engine.outbox import RetryLater, Undeliverable
 from workers.engine.store import Store
@@ -424,8 +425,10 @@ class SlackNotifier:
             failure.describe(),
             dep.requester,
         )
-        if not dep.requester or store.notes(dep.id).get("dm"):
-            return  # told already (or being told by an attempt that died mid-call: at most once)
+        if not dep.requester or pipeline_of(dep.requester) or store.notes(dep.id).get("dm"):
+            # told already (or being told by an attempt that died mid-call: at most once); a
+            # pipeline has no direct messages (it sees the state through GET /api/deployments)
+            return
         store.set_notes(dep.id, {"dm": "sending"})
         current = store.get(dep.id) or dep
         text = thread_unreachable(current, channel, failure.code)

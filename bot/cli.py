@@ -175,8 +175,11 @@ def wait(
         if stage(view) != last:
             say(describe(view))
             last = stage(view)
-        summary = (view.get("verdict") or {}).get("summary")
-        if summary and summary != verdict:
+        # A step's verdict once it says something (pass, fail, not enough data), not each
+        # check's running figures while baking.
+        judged = view.get("verdict") or {}
+        summary = judged.get("summary")
+        if summary and judged.get("outcome") != "baking" and summary != verdict:
             say(f"  verdict: {summary}")
             verdict = summary
         if view.get("thread_url") and not thread_said:

@@ -150,6 +150,8 @@ class World:
     bot: bool = True
     #: More environment for the bot and the workers (LOG_LEVEL=DEBUG, CANARY_HISTORY_KEEP=1, ...).
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: The catalogue's `pipelines:` (docs/CI.md); their tokens go in `extra_env`.
+    pipelines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"sandbox{uuid.uuid4().hex[:8]}")
     processes: list[Process] = field(default_factory=list)
     #: The bot is a member of the sandbox's one channel; chat.postMessage is rate-limited.
@@ -209,6 +211,8 @@ class World:
             else:
                 seed_appmesh_service(self.clients, key=key, cluster=CLUSTER, mesh=MESH, image=image)
                 catalogue["services"][key] = service_entry(key, **entry)
+        if self.pipelines:
+            catalogue["pipelines"] = {name: dict(p) for name, p in self.pipelines.items()}
         self.catalogue_path = self.workdir / "canary.yaml"
         self.catalogue_path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
         # The stables serve traffic before anyone deploys, as running services do: a deployment

@@ -8,13 +8,15 @@ It talks to the web process's /api/deployments with a pipeline's bearer token (C
 CANARY_API_TOKEN, or --api-url and --token). Exit status: 0 done (with --wait: promoted), 1
 rolled back or failed, 2 refused (an HTTP 4xx: bad input, token or rights, a busy service), 3
 the outcome could not be learned (the API unreachable or failing, or --timeout passed).
-Only the standard library's urllib speaks HTTP here, so the CLI needs nothing beyond the package.
+It imports nothing but the standard library (urllib speaks HTTP), so a pipeline can run it from a
+checkout of this repository without installing anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -23,9 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
-
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROMOTED, REFUSED, UNKNOWN = 0, 2, 3
 FAILED = 1
@@ -37,16 +36,6 @@ MAX_POLL_FAILURES = 12
 REQUEST_TIMEOUT = 30.0
 #: Exit status of each way a deployment ends.
 EXIT_OF_OUTCOME = {"promoted": PROMOTED, "rolled_back": FAILED, "failed": FAILED}
-
-
-class CliSettings(BaseSettings):
-    """The CLI's environment: where the API is and the pipeline's token (flags override them).
-    The CLI runs in a pipeline, not beside the bot: these are not the processes' settings."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
-
-    canary_api_url: str | None = None
-    canary_api_token: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +137,9 @@ def deploy(client: Client, args: argparse.Namespace, say: Printer) -> int:
         return refused(response, say)
     view = response.body
     say(f"deployment {view['id']} of {view['service']} started: {view['image']}")
+    if args.id_file:  # for a later step: `abort "$(cat id)"` when the job is cancelled
+        with open(args.id_file, "w") as out:
+            out.write(view["id"] + "\n")
     if not args.wait:
         say(describe(view))
         return PROMOTED
@@ -250,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--bake", help="bake at each step, e.g. 10m (only longer)")
     dep.add_argument("--gates", choices=("manual", "final", "auto"), help="only stricter")
     dep.add_argument("--wait", action="store_true", help="follow it until it ends")
+    dep.add_argument("--id-file", help="write the deployment's id to this file")
     dep.add_argument(
         "--interval", type=float, default=POLL_INTERVAL, help="seconds between looks (--wait)"
     )
@@ -266,9 +259,9 @@ COMMANDS = {"deploy": deploy, "status": status, "abort": abort}
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
     say = Printer(out)
-    env = CliSettings()
-    base_url = args.api_url or env.canary_api_url
-    token = args.token or (env.canary_api_token.get_secret_value() if env.canary_api_token else "")
+    # The CLI's own environment (docs/CI.md), not the processes' settings: it runs in a pipeline.
+    base_url = args.api_url or os.environ.get("CANARY_API_URL", "")
+    token = args.token or os.environ.get("CANARY_API_TOKEN", "")
     if not base_url or not token:
         say("set CANARY_API_URL and CANARY_API_TOKEN (or pass --api-url and --token)")
         return REFUSED

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from slack_bolt import App
 from bot import cli
 from bot.ci_api import MAX_API_BODY, CiApi, parse_deploy_request
 from bot.pipeline_tokens import MIN_TOKEN_LENGTH, bearer, pipeline_for, token_problems
+from sandbox.processes import ROOT
 from tests.bot_harness import (
     CATALOGUE,
     IMAGE,
@@ -181,7 +184,7 @@ def test_a_deploy_request_takes_the_commands_options() -> None:
         (b"[1]", "the body must be a JSON object"),
         (b'{"image": "x"}', "service: required"),
         (b'{"service": "payments", "image": "x", "force": true}', "force: unknown field"),
-        (b'{"service": "payments", "image": "x", "commit": "main"}', "commit: must be a git commit id"),
+        (b'{"service": "payments", "image": "x", "commit": "main"}', "commit: must be a git"),
         (
             b'{"service": "payments", "image": "x", "url": "javascript:alert(1)"}',
             "url: must be an http:// or https:// URL",
@@ -455,3 +458,16 @@ def test_wait_prints_each_stage_once_and_exits_by_the_outcome(outcome: str, code
         f"{outcome} · step 1 of 4 · because",
         f"{outcome.replace('_', ' ')}: deployment abcdefgh of payments",
     ]
+
+
+def test_the_cli_needs_nothing_but_the_standard_library() -> None:
+    code = (
+        "import json, sys, bot.cli; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} - "
+        "set(sys.stdlib_module_names))))"
+    )
+    done = subprocess.run(
+        # -S: without site-packages, as from a bare checkout
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert set(json.loads(done.stdout)) <= {"__main__", "bot"}, done.stdout

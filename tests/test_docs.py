@@ -44,6 +44,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_replies": ("channels:history", "groups:history"),
     "conversations_info": ("channels:read", "groups:read"),
 }
+#: The CI command line runs in a pipeline, not beside the bot: its variables are its own, read by
+#: hand (standard library only) and documented in docs/CI.md, not in the README's table.
+CLI_MODULE = "bot/cli.py"
+CLI_ENV = {"CANARY_API_URL", "CANARY_API_TOKEN"}
 #: The function that reads the variables the catalogue names (pipelines' `token_env`).
 NAMED_BY_THE_CATALOGUE = ("workers/runtime/settings.py", "named_secret")
 #: The variables code may read by hand: boto3's own (its region, endpoint and credentials).
@@ -85,11 +89,14 @@ def _env_name(node: ast.AST) -> str | None:
     return name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else "?"
 
 
-def env_vars_read_by_hand(*packages: str) -> dict[str, str]:
-    """Every environment variable the code reads without the settings model -> where."""
+def env_vars_read_by_hand(*packages: str, cli: bool = False) -> dict[str, str]:
+    """Every environment variable the code reads without the settings model -> where (the CLI's
+    own, read in CLI_MODULE, only with `cli`)."""
     found: dict[str, str] = {}
     for package in packages:
         for path in sorted((ROOT / package).rglob("*.py")):
+            if (str(path.relative_to(ROOT)) == CLI_MODULE) is not cli:
+                continue
             tree = ast.parse(path.read_text())
             # os.environ.get(...) is one read: do not count its os.environ attribute again.
             inner = {
@@ -180,6 +187,12 @@ def test_only_the_settings_model_reads_the_environment() -> None:
     by_hand = env_vars_read_by_hand("bot", "workers")
     others = {name: where for name, where in by_hand.items() if not name.startswith(BOTO3_PREFIX)}
     assert not others, f"read by hand, not through workers.runtime.settings.Settings: {others}"
+
+
+def test_the_cli_reads_only_its_own_variables_and_docs_ci_lists_them() -> None:
+    assert set(env_vars_read_by_hand("bot", cli=True)) == CLI_ENV
+    ci = (ROOT / "docs" / "CI.md").read_text()
+    assert all(f"`{name}`" in ci for name in CLI_ENV)
 
 
 def test_the_scanner_sees_reads_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

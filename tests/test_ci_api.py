@@ -468,6 +468,10 @@ def test_the_cli_needs_nothing_but_the_standard_library() -> None:
     )
     done = subprocess.run(
         # -S: without site-packages, as from a bare checkout
-        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     assert set(json.loads(done.stdout)) <= {"__main__", "bot"}, done.stdout

@@ -193,6 +193,7 @@ _REASONS = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Content Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -222,7 +223,11 @@ class CiApi:
 
     # WSGI ------------------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        reply = self.handle(_read(environ))
+        try:
+            reply = self.handle(_read(environ))
+        except Exception:  # Redis unreachable...: a JSON answer, the details in the log only
+            log.exception("api: %s %s failed", environ.get("REQUEST_METHOD"), _path(environ))
+            reply = error(500, "the request failed on the bot's side; its log says why")
         body = json.dumps(reply.body).encode()
         headers = [
             ("Content-Type", "application/json"),
@@ -244,7 +249,7 @@ class CiApi:
         elif match := _ONE.fullmatch(path):
             route, allowed = "get", "GET"
         else:
-            return error(404, f"no such endpoint: {path}")
+            return error(404, f"no such endpoint: {path[:200]}")
         if method not in allowed.split(", "):
             return Reply(405, {"error": f"{path} takes {allowed}"}, (("Allow", allowed),))
         try:
@@ -259,6 +264,7 @@ class CiApi:
             return error(413, f"the body is larger than {MAX_API_BODY} bytes")
         if route == "create":
             return self.create(pipeline, catalogue, request.body)
+        assert match is not None  # the routes but "create" matched an id
         dep_id = match.group(1)
         return (
             self.abort(pipeline, catalogue, dep_id)
@@ -377,6 +383,10 @@ def _start_refused(rt: Runtime, service: str, answer: Answer) -> Reply:
             thread_url=thread_url(rt.store, holder) if holder else None,
         )
     return error(400, answer.detail or "refused")
+
+
+def _path(environ: WSGIEnvironment) -> str:
+    return str(environ.get("PATH_INFO", ""))[:200]
 
 
 def _read(environ: WSGIEnvironment) -> ApiRequest:

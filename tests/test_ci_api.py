@@ -211,7 +211,8 @@ def ci_rt() -> Runtime:
 
 @pytest.fixture
 def ci_mock() -> Iterator[MockSlack]:
-    with MockSlack() as server:
+    server = MockSlack()
+    with server:
         yield server
 
 
@@ -442,7 +443,7 @@ def test_wait_prints_each_stage_once_and_exits_by_the_outcome(outcome: str, code
     ]
     out = io.StringIO()
     result = cli.wait(
-        Scripted(views),
+        Scripted(views),  # type: ignore[arg-type]
         view("provisioning"),
         cli.Printer(out),
         sleep=lambda _: None,  # type: ignore[arg-type]
@@ -475,3 +476,15 @@ def test_the_cli_needs_nothing_but_the_standard_library() -> None:
         cwd=ROOT,
     )
     assert set(json.loads(done.stdout)) <= {"__main__", "bot"}, done.stdout
+
+
+def test_a_failure_on_the_bots_side_is_a_json_500(ci_rt: Runtime) -> None:
+    def broken() -> Runtime:
+        raise ConnectionError("redis down")
+
+    door = CiApi(broken, None, secrets)
+    with serving(App(token="xoxb-test", token_verification_enabled=False), api=door) as url:
+        status, body, _ = call(url, "POST", "/api/deployments", deploy_body())
+    assert status == 500 and body == {
+        "error": "the request failed on the bot's side; its log says why"
+    }

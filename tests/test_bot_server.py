@@ -98,8 +98,11 @@ def test_forged_and_stale_requests_get_401_over_http(
     assert api.active_deployments(rt=rt) == []
 
 
-def start_bot(mock: MockSlack, **env: str) -> tuple[subprocess.Popen[str], str]:
-    """`python -m bot` on a free port, talking to `mock`; the process and its base URL."""
+def start_bot(
+    mock: MockSlack, seen: list[str] | None = None, **env: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`python -m bot` on a free port, talking to `mock`; the process and its base URL (the
+    log lines up to the one saying where it listens are added to `seen`)."""
     full = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
@@ -118,7 +121,7 @@ def start_bot(mock: MockSlack, **env: str) -> tuple[subprocess.Popen[str], str]:
     )
     port = None
     deadline = time.monotonic() + 20
-    seen = []
+    seen = [] if seen is None else seen
     while port is None and time.monotonic() < deadline:
         line = proc.stderr.readline()  # type: ignore[union-attr]
         if not line and proc.poll() is not None:

@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,9 @@ from tests.bot_harness import (
     serving,
     to_gate,
 )
+from tests.conftest import REAL_REDIS_URL
 from tests.slack_mock import MockSlack
+from tests.test_bot_server import get, start_bot
 from workers import api
 from workers.domain.catalogue import ConfigError, PipelineConfig, parse_catalogue
 from workers.domain.events import Requested
@@ -488,3 +491,39 @@ def test_a_failure_on_the_bots_side_is_a_json_500(ci_rt: Runtime) -> None:
     assert status == 500 and body == {
         "error": "the request failed on the bot's side; its log says why"
     }
+
+
+def test_python_m_bot_says_when_a_pipelines_token_is_unset(
+    tmp_path: Path, real_redis: tuple[Any, str]
+) -> None:
+    config = tmp_path / "canary.yaml"
+    config.write_text(
+        "services:\n"
+        "  search: {cluster: prod, mesh: m, virtual_router: vr, route: r, channel: C0ANY}\n"
+        "pipelines:\n"
+        "  gh: {token_env: CANARY_PIPELINE_UNSET_IN_THIS_TEST, services: [search]}\n"
+    )
+    started: list[str] = []
+    with MockSlack() as mock:
+        proc, base = start_bot(
+            mock,
+            started,
+            REDIS_URL=REAL_REDIS_URL,
+            CANARY_REDIS_PREFIX=real_redis[1],
+            CANARY_CONFIG=str(config),
+        )
+        try:
+            status, reason = get(f"{base}/healthz")
+            assert status == 200
+            assert reason == (
+                "ok, but pipeline gh: CANARY_PIPELINE_UNSET_IN_THIS_TEST is not set; its requests "
+                "are refused"
+            )
+            status, body, _ = call(base, "POST", "/api/deployments", {"service": "search"})
+            assert status == 401 and body == {"error": "the token is not any pipeline's"}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log = "".join(started) + proc.stderr.read()  # type: ignore[union-attr]
+    assert "CI API: pipeline gh: CANARY_PIPELINE_UNSET_IN_THIS_TEST is not set" in log
+    assert GITHUB_TOKEN not in log

@@ -97,9 +97,9 @@ def test_the_view_offers_the_gate_where_the_catalogue_lets_a_click_come_from_now
     ]
     assert buttons[0]["text"]["text"] == "Approve 25 %"
     assert f"*payments* #{payments}" in shown and f"*search* #{search}" in shown
-    assert f"steered only from <#{PAYMENTS_CHANNEL}>" in shown
+    assert f"payments is steered only from <#{PAYMENTS_CHANNEL}>: decide it in <" in shown
     permalink = rt.store.notes(payments)["thread_url"]
-    assert f"<{permalink}|thread>" in shown
+    assert f"<{permalink}|its thread> there." in shown
 
 
 def test_a_view_of_more_deployments_than_fit_says_so_and_slack_takes_it(

@@ -146,13 +146,14 @@ def _running_item(snapshot: HomeSnapshot, dep: Deployment) -> list[Block]:
         return item
     step, weight = dep.step_number + 1, dep.next_weight
     if not steerable_here(snapshot, dep.service):
+        thread = f"<{url}|its thread>" if url else "its thread"
         channel = snapshot.channels.get(dep.service)
-        place = (
-            f"in its thread ({link(url)}): {dep.service} is steered only from <#{channel}>"
+        why_not = (
+            f"{dep.service} is steered only from <#{channel}>: decide it in {thread} there"
             if channel
-            else f"in its thread ({link(url)}): {dep.service} is not in the catalogue any more"
+            else f"{dep.service} is not in the catalogue any more: see {thread}"
         )
-        item.append(_context(f"✋ Waiting for approval of {weight} %: decide it {place}."))
+        item.append(_context(f"✋ Waiting for approval of {weight} %. {why_not}."))
         return item
     value = ButtonValue(dep.id, step).encode()
     item.append(

@@ -3,6 +3,7 @@ real Bolt app: opened, clicked (the thread's checks), refreshed apart from the o
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -125,6 +126,28 @@ def test_a_view_of_more_deployments_than_fit_says_so_and_slack_takes_it(
     assert "more deployments running not shown here" in shown
     assert "more services with past deployments not shown here" in shown
     client(mock).views_publish(user_id=SAM, view=view)  # the strict emulator takes it
+    assert mock.home(SAM) is not None
+
+
+def test_a_view_of_long_texts_stays_within_slacks_size(
+    slack: Slack, rt: Runtime, mock: MockSlack
+) -> None:
+    dep_id = at_gate(slack, rt, mock, "search")
+    dep = api.get_deployment(dep_id, rt=rt)
+    assert dep is not None
+    long = [
+        dep.model_copy(
+            update={"id": f"{i:08d}", "service": f"{i}" + "s" * 2800, "state": State.BAKING}
+        )
+        for i in range(90)
+    ]
+    snap = HomeSnapshot(running=long, recent={}, channels={d.service: None for d in long})
+
+    view = render_home(snap, time.time())
+
+    assert len(json.dumps(view.to_dict())) < 250_000
+    assert "more deployments running not shown here (the Home tab is full)" in str(view.to_dict())
+    client(mock).views_publish(user_id=SAM, view=view)
     assert mock.home(SAM) is not None
 
 

@@ -12,6 +12,7 @@ place it may be steered from) gets no buttons here, only a link to its thread.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,11 @@ MAX_HOME_BLOCKS = 100
 HISTORY_PER_SERVICE = 3
 #: Characters of a button's label (Block Kit button: "text ... Maximum length ... is 75").
 MAX_BUTTON_TEXT = 75
+#: Size of a Home tab view (views.publish: "view_too_large ... greater than 250kb"), with room
+#: for the view's own fields; the blocks' JSON is counted in characters, so stay well under.
+MAX_VIEW_SIZE = 200_000
+#: Characters kept for the "… n more" line and for the tail of the view.
+MORE_SIZE, TAIL_SIZE = 400, 4_000
 #: `block_id` prefix of a gate's buttons in the App Home (the thread's is "canary_gate").
 HOME_GATE_BLOCK = "canary_home_gate"
 
@@ -92,14 +98,17 @@ def render_home(snapshot: HomeSnapshot, now: float, *, notice: str | None = None
     # The tail always fits: a divider, its title, and a last line (services never deployed).
     tail_fixed = 3
     running_title = _section(f"*Deploying now* ({len(running)})")
-    budget = MAX_HOME_BLOCKS - len(head) - 1 - tail_fixed
+    room = _Room(
+        blocks=MAX_HOME_BLOCKS - len(head) - 1 - tail_fixed,
+        size=MAX_VIEW_SIZE - _size([*head, running_title]) - TAIL_SIZE,
+    )
     # Running deployments first, but leave the history at least one service and its "more".
-    reserve = 2 if history_items else 0
-    shown_now = _fit(now_items, budget - reserve, "deployment", "running")
+    reserve = _Room(2, 2 * MORE_SIZE) if history_items else _Room(0, 0)
+    shown_now = _fit(now_items, room, reserve, "deployment", "running")
     if not running:
         shown_now = [_context("Nothing is deploying right now.")]
-    budget -= len(shown_now)
-    shown_history = _fit(history_items, budget, "service", "with past deployments")
+    room = room.less(shown_now)
+    shown_history = _fit(history_items, room, _Room(0, 0), "service", "with past deployments")
     blocks = [*head, running_title, *shown_now, DividerBlock()]
     blocks.append(_section("*Last deployments*"))
     blocks += shown_history
@@ -111,19 +120,39 @@ def render_home(snapshot: HomeSnapshot, now: float, *, notice: str | None = None
     return View(type="home", blocks=blocks[:MAX_HOME_BLOCKS])
 
 
-def _fit(items: list[list[Block]], budget: int, noun: str, what: str) -> list[Block]:
-    """As many whole items as fit in `budget` blocks, then one line counting the rest."""
+@dataclass(frozen=True)
+class _Room:
+    """What is left of a view: blocks, and characters of its JSON."""
+
+    blocks: int
+    size: int
+
+    def less(self, blocks: Sequence[Block]) -> _Room:
+        return _Room(self.blocks - len(blocks), self.size - _size(blocks))
+
+
+def _size(blocks: Sequence[Block]) -> int:
+    """Characters of the blocks' JSON (what views.publish's size limit counts, give or take)."""
+    return sum(len(json.dumps(b.to_dict(), ensure_ascii=False)) for b in blocks)
+
+
+def _fit(
+    items: list[list[Block]], room: _Room, reserve: _Room, noun: str, what: str
+) -> list[Block]:
+    """As many whole items as fit in `room` less `reserve`, then one line counting the rest."""
     out: list[Block] = []
     for i, item in enumerate(items):
-        left = len(items) - i - 1
-        room = budget - len(out) - (1 if left else 0)
-        if len(item) > room:
+        left = room.less(out)
+        more = 1 if i < len(items) - 1 else 0  # room for the "more" line after this one
+        if len(item) + more > left.blocks - reserve.blocks or (
+            _size(item) + more * MORE_SIZE > left.size - reserve.size
+        ):
             rest = len(items) - i
             plural = noun if rest == 1 else f"{noun}s"
             out.append(
                 _context(
-                    f"… {rest} more {plural} {what} not shown here (a Home tab holds "
-                    f"{MAX_HOME_BLOCKS} blocks): `/canary status`, `/canary history <service>`."
+                    f"… {rest} more {plural} {what} not shown here (the Home tab is full): "
+                    "`/canary status`, `/canary history <service>`."
                 )
             )
             return out

@@ -197,9 +197,7 @@ def test_manifest_asks_for_exactly_the_scopes_the_code_uses() -> None:
         p.read_text() for pkg in ("bot", "workers") for p in sorted((ROOT / pkg).rglob("*.py"))
     )
     called = set(
-        re.findall(
-            r"\.((?:chat|usergroups|users|conversations|files|reactions|views)_\w+)\(", code
-        )
+        re.findall(r"\.((?:chat|usergroups|users|conversations|files|reactions|views)_\w+)\(", code)
     )
     unknown = called - set(METHOD_SCOPES)
     assert not unknown, f"Slack methods without a known scope here: {unknown}"

@@ -178,6 +178,8 @@ class Fault:
     retry_after: int | None
     #: Slack's error code in the answer (default: by status, "ratelimited" or "internal_error").
     error: str | None = None
+    #: Only these API methods fail (empty: every one).
+    methods: frozenset[str] = frozenset()
 
 
 class SlackEmulator:
@@ -259,11 +261,15 @@ class SlackEmulator:
         seconds: float = 3600.0,
         retry_after: int | None = None,
         error: str | None = None,
+        methods: tuple[str, ...] = (),
     ) -> None:
         """Answer the next `times` API calls (for at most `seconds`) with `status` (and `error`:
-        e.g. `fail(200, error="token_revoked")` for a permanent refusal)."""
+        e.g. `fail(200, error="token_revoked")` for a permanent refusal); only calls of
+        `methods` when given (e.g. `("views.publish",)`)."""
         with self._lock:
-            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after, error)
+            self._fault = Fault(
+                status, time.monotonic() + seconds, times, retry_after, error, frozenset(methods)
+            )
 
     def heal(self) -> None:
         with self._lock:
@@ -420,7 +426,12 @@ class SlackEmulator:
         if token:
             self.tokens_seen.add(token)
         fault = self._fault
-        if fault and fault.remaining > 0 and time.monotonic() < fault.until:
+        if (
+            fault
+            and fault.remaining > 0
+            and time.monotonic() < fault.until
+            and (not fault.methods or method in fault.methods)
+        ):
             fault.remaining -= 1
             self.calls.append(Call(method, params, fault.status))
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}

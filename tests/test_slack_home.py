@@ -31,6 +31,7 @@ from workers.domain.events import Refused
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
+from workers.runtime.queues import queue_names, rq_queue
 from workers.slack import home_publisher
 from workers.slack.buttons import ABORT, APPROVE
 from workers.slack.home import MAX_HOME_BLOCKS, HomeSnapshot, render_home
@@ -328,13 +329,34 @@ def test_a_state_change_asks_for_one_refresh_and_a_check_none(
 def test_a_home_slack_refuses_never_stops_the_outbox(
     rt: Runtime, mock: MockSlack, slack: Slack
 ) -> None:
-    mock.home_tab_enabled = False  # every views.publish fails
+    mock.home_tab_enabled = False  # every views.publish fails for good
     Viewers(rt.redis, rt.store.prefix).seen(SAM, time.time())
     dep_id = at_gate(slack, rt, mock, "search")
     assert rt.store.delivered_upto(dep_id) == len(rt.store.events(dep_id)) - 1
     assert refresh_homes(rt, client(mock)) == 0
     assert home_publisher.opened(rt, client(mock), SAM) is False
     assert mock.homes == {}
+
+
+def test_a_rate_limited_refresh_waits_out_retry_after_in_a_job_of_its_own(
+    rt: Runtime, mock: MockSlack, slack: Slack
+) -> None:
+    mock.fail(429, retry_after=7, methods=("views.publish",))
+    Viewers(rt.redis, rt.store.prefix).seen(SAM, time.time())
+    dep_id = at_gate(slack, rt, mock, "search")
+    # The deployment's messages all went out: the home is no part of its delivery.
+    assert rt.store.delivered_upto(dep_id) == len(rt.store.events(dep_id)) - 1
+    assert not rt.store.notes(dep_id).get("hold_until")
+
+    assert refresh_homes(rt, client(mock)) == 0
+
+    queue = rq_queue(queue_names(rt.store.prefix)[2], rt.redis)
+    [planned] = queue.scheduled_job_registry.get_job_ids()
+    job = queue.fetch_job(planned)
+    assert job is not None and job.func_name == "workers.runtime.jobs.publish_homes"
+    assert job.args == [1]  # the next attempt
+    mock.heal()
+    assert refresh_homes(rt, client(mock), attempt=1) == 1
 
 
 def test_viewers_are_bounded_in_number_and_age(rt: Runtime) -> None:

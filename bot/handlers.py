@@ -254,20 +254,21 @@ class Handlers:
         limiter = self._limiter()
         if limiter.quiet(user):
             return  # past the refusal limit: nothing is processed until the window ends
+        done = False
         try:
             message = self.click(action.get("action_id", ""), action.get("value", ""), actor, home)
+            done = message is None
             if message:  # whatever a click answers is a refusal: a done click shows in the thread
                 message = self._limited(limiter, user, message)
         except Exception:
             log.exception("button %s failed", action.get("action_id"))
             message = "Something went wrong on my side; nothing was changed."
-        if not message:
-            return
-        if from_home(body):
+        if from_home(body) and (message or done):
             # A click in the App Home has no channel and no response_url (nothing ephemeral can
-            # be shown there): the answer goes on top of this person's Home tab, published anew.
+            # be shown there): a refusal goes on top of this person's Home tab, published anew;
+            # a click that was carried out shows at once there (its buttons gone).
             self._show_home(client, actor, home, notice=message)
-        else:
+        elif message:
             tell(client, body, user, message)
 
     def click(self, action_id: str, value: object, actor: Actor, home: Workspace) -> str | None:

@@ -273,6 +273,11 @@ def test_two_approvals_in_home_tabs_at_once_move_exactly_one_step(
     assert dep is not None and dep.state == State.SHIFTING and dep.step_number == 2
     assert [a.actor for a in dep.approvals] == [({SAM, LEE} - {loser}).pop()]
     assert [e.kind for e in api.get_events(dep_id, rt=rt)].count("approved") == 1
+    # The winner's tab shows the click carried out at once: the gate's buttons are gone.
+    winner = ({SAM, LEE} - {loser}).pop()
+    home = mock.wait_for(lambda: (h := mock.home(winner)) and h.publishes == 2 and h)
+    assert home.button(APPROVE, f"{dep_id}:") is None
+    assert "Shifting to 25 %" in home.shown()
 
 
 def test_a_home_click_on_a_service_steered_from_its_channel_is_refused(

@@ -44,7 +44,7 @@ HISTORY_PER_SERVICE = 3
 #: Characters of a button's label (Block Kit button: "text ... Maximum length ... is 75").
 MAX_BUTTON_TEXT = 75
 #: Size of a Home tab view (views.publish: "view_too_large ... greater than 250kb"), with room
-#: for the view's own fields; the blocks' JSON is counted in characters, so stay well under.
+#: for the view's own fields.
 MAX_VIEW_SIZE = 200_000
 #: Characters kept for the "… n more" line and for the tail of the view.
 MORE_SIZE, TAIL_SIZE = 400, 4_000
@@ -122,7 +122,7 @@ def render_home(snapshot: HomeSnapshot, now: float, *, notice: str | None = None
 
 @dataclass(frozen=True)
 class _Room:
-    """What is left of a view: blocks, and characters of its JSON."""
+    """What is left of a view: blocks, and bytes of its JSON."""
 
     blocks: int
     size: int
@@ -132,8 +132,8 @@ class _Room:
 
 
 def _size(blocks: Sequence[Block]) -> int:
-    """Characters of the blocks' JSON (what views.publish's size limit counts, give or take)."""
-    return sum(len(json.dumps(b.to_dict(), ensure_ascii=False)) for b in blocks)
+    """Bytes of the blocks' JSON as slack_sdk sends it (non-ASCII escaped: the larger count)."""
+    return sum(len(json.dumps(b.to_dict())) for b in blocks)
 
 
 def _fit(

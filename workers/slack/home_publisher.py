@@ -98,11 +98,12 @@ def snapshot(rt: Runtime) -> HomeSnapshot:
         log.warning("App Home without the catalogue: %s", exc)
         channels = {}
     services = sorted(channels or {d.service for d in running})[:MAX_SERVICES]
+    # one more id than shown: the newest may still be running (it is shown above instead)
+    history = {s: store.history_ids(s, HISTORY_PER_SERVICE + 1) for s in services}
+    found = {d.id: d for d in store.get_many([i for ids in history.values() for i in ids])}
     recent: dict[str, list[Deployment]] = {}
-    for service in services:
-        # a few more ids than shown: the newest may still be running (shown above instead)
-        ids = store.history_ids(service, HISTORY_PER_SERVICE + 1)
-        done = [d for d in store.get_many(ids) if not d.active]
+    for service, ids in history.items():
+        done = [found[i] for i in ids if i in found and not found[i].active]
         recent[service] = done[:HISTORY_PER_SERVICE]
     ids = [d.id for d in running] + [d.id for deps in recent.values() for d in deps]
     links = store.note_of_many(ids, "thread_url") if ids else {}

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.commands import HISTORY_DEFAULT, SLASH, Command, UsageError, help_text, parse
-from bot.permissions import Action, Actor, GroupsResolver, Workspace, may
+from bot.permissions import Action, Actor, GroupsResolver, Workspace, at_home, may
 from bot.ratelimit import RefusalLimiter, RefusalPolicy, Verdict
 from workers import api
 from workers.domain.catalogue import ConfigError
@@ -19,6 +19,7 @@ from workers.domain.deployment import Deployment
 from workers.domain.outcomes import Answer, Refusal
 from workers.runtime.context import Runtime
 from workers.slack import answers as views
+from workers.slack import home_publisher
 from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
 from workers.slack.membership import cannot_post, channel_membership
 from workers.slack.notifier import thread_url, thread_urls
@@ -51,6 +52,7 @@ class Handlers:
         for action_id in (APPROVE, ABORT, ROLLBACK):
             app.action(action_id)(self.on_button)
         app.action(OPEN_THREAD)(lambda ack: ack())  # a link button: Slack opens the URL itself
+        app.event("app_home_opened")(self.on_home_opened)
 
     # /canary ---------------------------------------------------------------------------------
     def on_command(
@@ -204,6 +206,33 @@ class Handlers:
         _record(rt, dep.id, user, "abort", answer)
         return RefusedText(views.refused(answer))
 
+    # the App Home tab -------------------------------------------------------------------------
+    def on_home_opened(
+        self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: BoltContext
+    ) -> None:
+        """Someone opened the app's Home tab: publish what is deploying (after the ack)."""
+        if event.get("tab") != "home":
+            return  # the Messages tab: nothing to show there
+        actor = Actor(
+            user=str(event.get("user") or ""),
+            team_id=body.get("team_id") or None,
+            enterprise_id=body.get("enterprise_id") or None,
+        )
+        home = Workspace.of(context.authorize_result)
+        self.later(lambda: self._show_home(client, actor, home))
+
+    def _show_home(
+        self, client: WebClient, actor: Actor, home: Workspace, notice: str | None = None
+    ) -> None:
+        # Deployments are shown only to the app's own workspace, as every action is allowed.
+        if not at_home(actor, home):
+            log.info("App Home not shown to %s: another workspace", actor.user)
+            return
+        try:
+            home_publisher.opened(self.runtime(), client, actor.user, notice=notice)
+        except Exception:
+            log.exception("App Home of %s not shown", actor.user)
+
     # buttons ---------------------------------------------------------------------------------
     def on_button(
         self,
@@ -225,14 +254,21 @@ class Handlers:
         limiter = self._limiter()
         if limiter.quiet(user):
             return  # past the refusal limit: nothing is processed until the window ends
+        done = False
         try:
             message = self.click(action.get("action_id", ""), action.get("value", ""), actor, home)
+            done = message is None
             if message:  # whatever a click answers is a refusal: a done click shows in the thread
                 message = self._limited(limiter, user, message)
         except Exception:
             log.exception("button %s failed", action.get("action_id"))
             message = "Something went wrong on my side; nothing was changed."
-        if message:
+        if from_home(body) and (message or done):
+            # A click in the App Home has no channel and no response_url (nothing ephemeral can
+            # be shown there): a refusal goes on top of this person's Home tab, published anew;
+            # a click that was carried out shows at once there (its buttons gone).
+            self._show_home(client, actor, home, notice=message)
+        elif message:
             tell(client, body, user, message)
 
     def click(self, action_id: str, value: object, actor: Actor, home: Workspace) -> str | None:
@@ -319,6 +355,12 @@ def _record(rt: Runtime, dep_id: str, user: str, action: str, answer: Answer) ->
     """Keep a refusal of the engine in the deployment's log (its code: no Slack wording)."""
     reason = answer.refusal.value if answer.refusal else "refused"
     api.record_refusal(dep_id, actor=user, action=action, reason=reason, rt=rt)
+
+
+def from_home(body: dict[str, Any]) -> bool:
+    """Whether a click came from the app's Home tab (its payload carries a `view` of type home)."""
+    view = body.get("view")
+    return isinstance(view, dict) and view.get("type") == "home"
 
 
 def tell(client: WebClient, body: dict[str, Any], user: str, text: str) -> None:

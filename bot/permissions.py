@@ -6,7 +6,10 @@ with the service's entry of the catalogue as it is now. The rules, in the order 
 1. the request comes from the app's own Slack workspace (or Enterprise organisation): Slack
    Connect guests and users of other organisations are refused whatever the catalogue says;
 2. when the service has a `channel`, only from that channel (a click in the card's thread is in
-   that channel: thread replies belong to their channel);
+   that channel: thread replies belong to their channel). A click in the App Home tab comes from
+   no channel, so it is refused for such a service: design.md's "only in the service's channel"
+   is about where an action is taken, and the tab is not there (it offers no buttons for them);
+   a service without `channel` sets no rule of place, and its gates may be decided from the tab;
 3. deploy: a deployer (anyone when `deployers` is empty); approve: an approver (anyone when
    `approvers` is empty), never the requester when `four_eyes` is on; abort and roll back: the
    requester, a deployer or an approver (anyone when `deployers` is empty).

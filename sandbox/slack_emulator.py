@@ -21,7 +21,14 @@ As strict as Slack where the product could get it wrong:
   https://docs.slack.dev/apis/web-api/rate-limits), answering HTTP 429 with `Retry-After`
   (whole seconds, as Slack sends it); `post_rate=None` turns it off;
 - messages can be deleted (chat.delete, or `delete_as_user` as a person would): a later
-  chat.update answers `message_not_found`, as Slack's chat.update documents.
+  chat.update answers `message_not_found`, as Slack's chat.update documents;
+- views.publish (the App Home tab, https://docs.slack.dev/reference/methods/views.publish) takes
+  `user_id` and `view` (both required: `invalid_arguments` without them), a view of type `home`
+  parsed with slack_sdk.models.views.View (1 to 100 blocks, each valid as above; a
+  private_metadata of at most 3,000 characters, a callback_id of at most 255:
+  https://docs.slack.dev/reference/views/home-tab-views), else `invalid_arguments`; a view over
+  250 kB answers `view_too_large`; with the app's Home tab off (`home_tab_enabled=False`),
+  `not_enabled`. Published views are kept per user (`home(user)`) with their buttons.
 """
 
 from __future__ import annotations
@@ -39,9 +46,12 @@ from urllib.parse import parse_qsl
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 #: Slack's documented limits (see the module docstring).
 MAX_BLOCKS, MAX_TEXT_OBJECT, MAX_MESSAGE_TEXT = 50, 3000, 40_000
+#: A Home tab view: at most 100 blocks, and 250 kB in all (views.publish: "view_too_large").
+MAX_VIEW_BLOCKS, MAX_VIEW_BYTES = 100, 250_000
 #: Limits of a confirmation dialog's texts (composition objects: confirm).
 _CONFIRM_LIMITS = {"title": 100, "text": 300, "confirm": 30, "deny": 30}
 #: Methods that need the bot to be a member of the channel they name.
@@ -84,30 +94,80 @@ class Posted:
 
     def buttons(self) -> list[dict[str, Any]]:
         """Every button in the message's actions blocks."""
-        return [
-            element
-            for block in self.blocks
-            if block.get("type") == "actions"
-            for element in block.get("elements", [])
-            if element.get("type") == "button"
-        ]
+        return _buttons(self.blocks)
 
     def button(self, action_id: str) -> dict[str, Any] | None:
         return next((b for b in self.buttons() if b.get("action_id") == action_id), None)
 
     def shown(self) -> str:
         """The text a reader sees: every text of every block, else the fallback text."""
-        parts: list[str] = []
-        for block in self.blocks:
-            text = block.get("text")
-            if isinstance(text, dict):
-                parts.append(text.get("text", ""))
-            for element in block.get("elements", []):
-                if element.get("type") in ("mrkdwn", "plain_text"):
-                    parts.append(element.get("text", ""))
-                elif element.get("type") == "button":
-                    parts.append(f"[{element['text']['text']}]")
-        return "\n".join(parts) if parts else self.text
+        return _shown(self.blocks) or self.text
+
+
+@dataclass
+class HomeView:
+    """A person's App Home tab as the last views.publish left it."""
+
+    user: str
+    id: str
+    blocks: list[dict[str, Any]]
+    #: How many times it was published.
+    publishes: int = 1
+
+    def buttons(self) -> list[dict[str, Any]]:
+        return _buttons(self.blocks)
+
+    def button(self, action_id: str, value_prefix: str = "") -> dict[str, Any] | None:
+        """The first button `action_id` whose value starts with `value_prefix`."""
+        return next(
+            (
+                b
+                for b in self.buttons()
+                if b.get("action_id") == action_id
+                and str(b.get("value", "")).startswith(value_prefix)
+            ),
+            None,
+        )
+
+    def block_of(self, button: dict[str, Any]) -> str:
+        """The block_id of the actions block holding `button`."""
+        return next(
+            (
+                b.get("block_id", "")
+                for b in self.blocks
+                if b.get("type") == "actions" and button in b.get("elements", [])
+            ),
+            "",
+        )
+
+    def shown(self) -> str:
+        return _shown(self.blocks)
+
+
+def _buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every button in the actions blocks of `blocks`."""
+    return [
+        element
+        for block in blocks
+        if block.get("type") == "actions"
+        for element in block.get("elements", [])
+        if element.get("type") == "button"
+    ]
+
+
+def _shown(blocks: list[dict[str, Any]]) -> str:
+    """Every text of every block, as a reader sees them (buttons as [label])."""
+    parts: list[str] = []
+    for block in blocks:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for element in block.get("elements", []):
+            if element.get("type") in ("mrkdwn", "plain_text"):
+                parts.append(element.get("text", ""))
+            elif element.get("type") == "button":
+                parts.append(f"[{element['text']['text']}]")
+    return "\n".join(parts)
 
 
 @dataclass
@@ -118,6 +178,8 @@ class Fault:
     retry_after: int | None
     #: Slack's error code in the answer (default: by status, "ratelimited" or "internal_error").
     error: str | None = None
+    #: Only these API methods fail (empty: every one).
+    methods: frozenset[str] = frozenset()
 
 
 class SlackEmulator:
@@ -130,7 +192,12 @@ class SlackEmulator:
         channels: Iterable[str] = (),
         post_rate: float | None = 1.0,
         post_burst: int = 5,
+        home_tab_enabled: bool = True,
     ) -> None:
+        #: The app's Home tab (the manifest's features.app_home.home_tab_enabled).
+        self.home_tab_enabled = home_tab_enabled
+        #: Each person's App Home tab as last published.
+        self.homes: dict[str, HomeView] = {}
         self.groups: dict[str, list[str]] = dict(groups or {})
         #: Channels the bot is a member of; archived channels.
         self.members: set[str] = set(channels)
@@ -194,11 +261,15 @@ class SlackEmulator:
         seconds: float = 3600.0,
         retry_after: int | None = None,
         error: str | None = None,
+        methods: tuple[str, ...] = (),
     ) -> None:
         """Answer the next `times` API calls (for at most `seconds`) with `status` (and `error`:
-        e.g. `fail(200, error="token_revoked")` for a permanent refusal)."""
+        e.g. `fail(200, error="token_revoked")` for a permanent refusal); only calls of
+        `methods` when given (e.g. `("views.publish",)`)."""
         with self._lock:
-            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after, error)
+            self._fault = Fault(
+                status, time.monotonic() + seconds, times, retry_after, error, frozenset(methods)
+            )
 
     def heal(self) -> None:
         with self._lock:
@@ -232,6 +303,11 @@ class SlackEmulator:
         with self._lock:
             found = [m for m in self.messages.values() if m.channel == _dm_channel(user)]
         return sorted(found, key=lambda m: float(m.ts))
+
+    def home(self, user: str) -> HomeView | None:
+        """`user`'s App Home tab as last published, or None."""
+        with self._lock:
+            return self.homes.get(user)
 
     def response_url(self) -> str:
         """A fresh response_url whose POSTs land in `responses`."""
@@ -304,9 +380,12 @@ class SlackEmulator:
                 self._reply(path, params)
 
             def _reply(self, path: str, params: dict[str, Any]) -> None:
-                for key in ("blocks", "attachments"):
+                for key in ("blocks", "attachments", "view"):
                     if isinstance(params.get(key), str):
-                        params[key] = json.loads(params[key])
+                        try:
+                            params[key] = json.loads(params[key])
+                        except ValueError:
+                            params[key] = None  # refused by the method as invalid
                 if mock.delay:
                     time.sleep(mock.delay)  # ok: the slow Slack a test asked for
                 auth = self.headers.get("Authorization", "")
@@ -347,7 +426,12 @@ class SlackEmulator:
         if token:
             self.tokens_seen.add(token)
         fault = self._fault
-        if fault and fault.remaining > 0 and time.monotonic() < fault.until:
+        if (
+            fault
+            and fault.remaining > 0
+            and time.monotonic() < fault.until
+            and (not fault.methods or method in fault.methods)
+        ):
             fault.remaining -= 1
             self.calls.append(Call(method, params, fault.status))
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
@@ -464,6 +548,26 @@ class SlackEmulator:
             "permalink": f"https://example.slack.com/archives/{channel}/p{ts.replace('.', '')}",
         }
 
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user, view = params.get("user_id"), params.get("view")
+        if not isinstance(user, str) or not user or not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(json.dumps(view).encode()) > MAX_VIEW_BYTES:
+            return {"ok": False, "error": "view_too_large"}
+        if view.get("type") == "home" and not self.home_tab_enabled:
+            return {"ok": False, "error": "not_enabled"}
+        if not _valid_home_view(view):
+            return {"ok": False, "error": "invalid_arguments"}
+        found = self.homes.get(user)
+        view_id = found.id if found else f"V{len(self.homes) + 1:08d}"
+        self.homes[user] = HomeView(
+            user=user,
+            id=view_id,
+            blocks=view["blocks"],
+            publishes=(found.publishes + 1) if found else 1,
+        )
+        return {"ok": True, "view": {**view, "id": view_id, "team_id": "T0001"}}
+
     def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
         group = params.get("usergroup", "")
         if group not in self.groups:
@@ -560,6 +664,20 @@ def _valid_block(raw: dict[str, Any]) -> bool:
     except (SlackObjectFormationError, KeyError, TypeError, ValueError):
         return False
     return _within_limits(raw)
+
+
+def _valid_home_view(view: dict[str, Any]) -> bool:
+    """A Home tab view Slack takes: slack_sdk's View validation, then each block's."""
+    blocks = view.get("blocks")
+    if view.get("type") != "home" or not isinstance(blocks, list):
+        return False
+    if not 0 < len(blocks) <= MAX_VIEW_BLOCKS:
+        return False
+    try:
+        View(**view).validate_json()
+    except (SlackObjectFormationError, KeyError, TypeError, ValueError):
+        return False
+    return all(isinstance(b, dict) and _valid_block(b) for b in blocks)
 
 
 def _within_limits(value: Any) -> bool:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from sandbox.slack_emulator import Posted, SlackEmulator
+from sandbox.slack_emulator import HomeView, Posted, SlackEmulator
 
 TEAM = "T0001"
 APP_ID = "A0001"
@@ -81,6 +81,89 @@ def block_actions_body(
         "message": {"ts": message_ts, "thread_ts": thread_ts, "text": ""},
         "response_url": response_url,
         "trigger_id": "1.2.3",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": block_id,
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def signed_json_headers(
+    body: str, *, secret: str, timestamp: int | None = None
+) -> dict[str, list[str]]:
+    """The headers of an Events API request (a JSON body), signed with the signing secret."""
+    headers = signed_headers(body, secret=secret, timestamp=timestamp)
+    return {**headers, "content-type": ["application/json"]}
+
+
+def home_opened_body(user: str, *, team: str = TEAM, tab: str = "home") -> str:
+    """The Events API body of `app_home_opened`: `user` opened the app's Home tab
+    (docs.slack.dev/reference/events/app_home_opened, in the event_callback envelope)."""
+    now = time.time()
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team,
+            "api_app_id": APP_ID,
+            "type": "event_callback",
+            "event_id": f"Ev{int(now * 1e6)}",
+            "event_time": int(now),
+            "event": {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": "D" + user[1:],
+                "tab": tab,
+                "event_ts": f"{now:.6f}",
+            },
+            "authorizations": [
+                {"team_id": team, "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}
+            ],
+            "is_ext_shared_channel": False,
+        }
+    )
+
+
+def home_click_body(
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    view_id: str,
+    blocks: list[dict[str, object]],
+    block_id: str,
+    team: str = TEAM,
+) -> str:
+    """The form body of a click on a button of the App Home tab: the payload carries the `view`
+    (type home) and a container of type view; no channel, no message, no response_url
+    (docs.slack.dev/reference/interaction-payloads/block_actions-payload)."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": team},
+        "user": {"id": user, "team_id": team},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "api_app_id": APP_ID,
+        "container": {"type": "view", "view_id": view_id},
+        "trigger_id": "1.2.3",
+        "view": {
+            "id": view_id,
+            "team_id": team,
+            "type": "home",
+            "blocks": blocks,
+            "private_metadata": "",
+            "callback_id": "",
+            "state": {"values": {}},
+            "app_id": APP_ID,
+            "external_id": "",
+            "app_installed_team_id": team,
+            "bot_id": "BBOT",
+        },
         "actions": [
             {
                 "type": "button",
@@ -168,6 +251,28 @@ class SlackUser:
             thread_ts=message.thread_ts,
             response_url=self.slack.response_url(),
             block_id=block_id,
+        )
+        return self.post(body)
+
+    def open_home(self) -> int:
+        """Open the app's Home tab (Slack sends `app_home_opened`); the HTTP status of the ack."""
+        body = home_opened_body(self.user)
+        return self.post(body, signed_json_headers(body, secret=self.secret))
+
+    def click_in_home(self, action_id: str, dep_id: str, home: HomeView | None = None) -> int:
+        """Click the button `action_id` of deployment `dep_id` in this person's Home tab (as
+        last published, or `home`: what their screen showed); the HTTP status of the ack."""
+        home = home or self.slack.home(self.user)
+        button = home.button(action_id, f"{dep_id}:") if home else None
+        if home is None or button is None:
+            raise LookupError(f"no {action_id} button of {dep_id} in {self.user}'s Home tab")
+        body = home_click_body(
+            action_id,
+            str(button.get("value", "")),
+            user=self.user,
+            view_id=home.id,
+            blocks=home.blocks,
+            block_id=home.block_of(button),
         )
         return self.post(body)
 

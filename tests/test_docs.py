@@ -43,6 +43,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_history": ("channels:history", "groups:history"),
     "conversations_replies": ("channels:history", "groups:history"),
     "conversations_info": ("channels:read", "groups:read"),
+    # The App Home tab (https://docs.slack.dev/reference/methods/views.publish: no scope).
+    "views_publish": (),
 }
 #: The CI command line runs in a pipeline, not beside the bot: its variables are its own, read by
 #: hand (standard library only) and documented in docs/CI.md, not in the README's table.
@@ -219,7 +221,7 @@ def test_manifest_asks_for_exactly_the_scopes_the_code_uses() -> None:
         p.read_text() for pkg in ("bot", "workers") for p in sorted((ROOT / pkg).rglob("*.py"))
     )
     called = set(
-        re.findall(r"\.((?:chat|usergroups|users|conversations|files|reactions)_\w+)\(", code)
+        re.findall(r"\.((?:chat|usergroups|users|conversations|files|reactions|views)_\w+)\(", code)
     )
     unknown = called - set(METHOD_SCOPES)
     assert not unknown, f"Slack methods without a known scope here: {unknown}"
@@ -228,6 +230,9 @@ def test_manifest_asks_for_exactly_the_scopes_the_code_uses() -> None:
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [SLASH]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
+    # The App Home: its tab, and the one event the bot listens to (neither needs a scope).
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
 
 
 def test_example_catalogue_is_valid() -> None:

@@ -32,3 +32,13 @@ def check(service: str, response_url: str, channel: str | None) -> bool:
     return answer_check(
         get_runtime(), service, response_url=response_url, channel=channel, slack=slack_client()
     )
+
+
+def publish_homes(attempt: int = 0) -> int:
+    """Refresh the App Home of the people who opened it recently (after a state change)."""
+    from workers.slack.home_publisher import refresh_homes  # Slack only when a token is set
+
+    client = getattr(get_notifier(), "client", None)
+    if client is None:  # no Slack configured: nobody has a Home tab to refresh
+        return 0
+    return refresh_homes(get_runtime(), client, attempt=attempt)

@@ -52,6 +52,7 @@ from workers.slack.answers import thread_unreachable
 from workers.slack.card import render_card
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.format import MAX_TEXT, Message, clip, context, mention, when, why
+from workers.slack.home_publisher import note_change
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -224,7 +225,10 @@ class SlackNotifier:
         which saves a chat.update per step. Returns the seconds to wait before looking again.
         """
         with sorted_failures(deployment.id):
-            return self._refresh(store, deployment)
+            again = self._refresh(store, deployment)
+        # The App Home: its own job, asked for only when the state changed (never raises).
+        note_change(store, deployment, self.clock())
+        return again
 
     def _deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
         if event.kind == "requested":

@@ -1,4 +1,5 @@
-"""HTTP transport for the app: /slack/events for Slack, GET /healthz for probes, on waitress.
+"""HTTP transport for the app: /slack/events for Slack, GET /healthz for probes and GET /metrics
+for Prometheus, on waitress.
 
 waitress (a maintained WSGI server) reads every request whole, in its one I/O thread, before a
 worker thread sees it: a client that sends its headers and then a byte a minute costs a socket
@@ -35,10 +36,13 @@ from waitress.server import TcpWSGIServer
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
+    from workers.runtime.exposition import Page
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 #: Slack's payloads are a few kB; anything much larger is not from Slack (answered 413).
 MAX_BODY = 1 << 20
 #: A connection with nothing to read or write for this long is closed (seconds).
@@ -104,11 +108,17 @@ class BoundedHealth:
 
 
 class SlackWsgi(SlackRequestHandler):
-    """Bolt's WSGI adapter with /healthz, and a 400 for bodies Bolt cannot parse."""
+    """Bolt's WSGI adapter with /healthz and /metrics, and a 400 for bodies Bolt cannot parse."""
 
-    def __init__(self, app: App, health: HealthCheck = always_healthy) -> None:
+    def __init__(
+        self,
+        app: App,
+        health: HealthCheck = always_healthy,
+        metrics: Callable[[], Page] | None = None,
+    ) -> None:
         super().__init__(app, EVENTS_PATH)
         self.health = health
+        self.metrics = metrics
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
         try:
@@ -137,6 +147,21 @@ class SlackWsgi(SlackRequestHandler):
                 [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if (
+            path == METRICS_PATH
+            and self.metrics is not None
+            and environ.get("REQUEST_METHOD")
+            in (
+                "GET",
+                "HEAD",
+            )
+        ):
+            page = self.metrics()
+            start_response(
+                "200 OK",
+                [("Content-Type", page.content_type), ("Content-Length", str(len(page.body)))],
+            )
+            return [page.body]
         return super().__call__(environ, start_response)
 
 
@@ -195,6 +220,7 @@ def make_server(
     port: int = 3000,
     *,
     health: HealthCheck = always_healthy,
+    metrics: Callable[[], Page] | None = None,
     channel_timeout: float = CHANNEL_TIMEOUT,
     request_deadline: float = REQUEST_DEADLINE,
     **adjustments: Any,
@@ -220,6 +246,6 @@ def make_server(
         **adjustments,
     }
     _allow_descriptors(settings["connection_limit"] + 256)
-    server = DeadlineServer(SlackWsgi(app, health), adj=Adjustments(**settings))
+    server = DeadlineServer(SlackWsgi(app, health, metrics), adj=Adjustments(**settings))
     server.request_deadline = request_deadline
     return server

@@ -147,15 +147,8 @@ class SlackWsgi(SlackRequestHandler):
                 [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
             )
             return [body]
-        if (
-            path == METRICS_PATH
-            and self.metrics is not None
-            and environ.get("REQUEST_METHOD")
-            in (
-                "GET",
-                "HEAD",
-            )
-        ):
+        method = environ.get("REQUEST_METHOD")
+        if path == METRICS_PATH and self.metrics is not None and method in ("GET", "HEAD"):
             page = self.metrics()
             start_response(
                 "200 OK",

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,6 +167,24 @@ def test_redis_gauges_leave_a_scrape_without_redis_answering() -> None:
         raise ConnectionError("redis down")
 
     assert list(RedisGauges(broken).collect()) == []
+
+
+def test_a_hung_redis_holds_a_scrape_no_longer_than_the_timeout() -> None:
+    release = threading.Event()
+    reads: list[int] = []
+
+    def hung() -> Store:
+        reads.append(1)
+        release.wait()  # a Redis that never answers
+        raise ConnectionError("gone")
+
+    gauges = RedisGauges(hung, timeout=0.05)
+    try:
+        assert list(gauges.collect()) == []
+        assert list(gauges.collect()) == []
+        assert len(reads) == 1  # the second scrape waited for the same read, not a new one
+    finally:
+        release.set()
 
 
 def test_slack_calls_and_errors_are_counted_by_method() -> None:

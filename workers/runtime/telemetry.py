@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -268,23 +271,45 @@ def _aws_done(service: str, operation: str, context: dict[str, Any], code: str |
 
 
 # Redis: what is true now, read when scraped -------------------------------------------------------
+#: The longest a scrape waits for the Redis reads before leaving the gauges out.
+REDIS_READ_TIMEOUT = 2.0
+
+
 class RedisGauges(Collector):
     """Gauges read from Redis at each scrape: deployments by state, the outbox backlog, and the
     depth of each RQ queue. Every process sharing the Redis reads the same figures (a dashboard
-    takes their max); a Redis that does not answer leaves them out of that scrape."""
+    takes their max); a Redis that does not answer leaves them out of that scrape.
 
-    def __init__(self, store: Callable[[], Store]) -> None:
-        self.store = store
+    The reads run one at a time in a thread of their own, waited for at most `timeout`: a Redis
+    that hangs must not hold a server thread per scrape (the web's threads answer Slack).
+    """
+
+    def __init__(self, store: Callable[[], Store], timeout: float = REDIS_READ_TIMEOUT) -> None:
+        self.store, self.timeout = store, timeout
+        self._running: Future[list[Metric]] | None = None
+        self._lock = threading.Lock()
 
     def describe(self) -> Iterable[Metric]:
         return []  # read live: nothing to check against other collectors' names
 
     def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            future = self._running
+            if future is None or future.done():
+                future = self._running = Future()
+                threading.Thread(target=self._run, args=(future,), daemon=True).start()
         try:
-            return list(self._read(self.store()))
+            return future.result(self.timeout)
+        except FutureTimeout:
+            log.warning("metrics: Redis did not answer within %g s", self.timeout)
+            return []
+
+    def _run(self, future: Future[list[Metric]]) -> None:
+        try:
+            future.set_result(list(self._read(self.store())))
         except Exception as exc:  # a scrape must answer even when Redis does not
             log.warning("metrics: could not read Redis (%s)", type(exc).__name__)
-            return []
+            future.set_result([])
 
     def _read(self, store: Store) -> Iterable[Metric]:
         deployments = GaugeMetricFamily(

@@ -15,8 +15,17 @@ from typing import NoReturn
 from bot.app import create_app
 from bot.ci_api import CiApi
 from bot.pipeline_tokens import token_problems
-from bot.server import API_PREFIX, EVENTS_PATH, HEALTH_PATH, BoundedHealth, Health, make_server
+from bot.server import (
+    API_PREFIX,
+    EVENTS_PATH,
+    HEALTH_PATH,
+    METRICS_PATH,
+    BoundedHealth,
+    Health,
+    make_server,
+)
 from workers.domain.catalogue import ConfigError
+from workers.runtime import exposition
 from workers.runtime.context import get_runtime
 from workers.runtime.settings import load_settings
 
@@ -76,6 +85,7 @@ def main() -> None:
     app = create_app(settings=settings)
     ci = CiApi(get_runtime, app.client)
     pipelines = _pipelines()
+    registry = exposition.web_registry(lambda: get_runtime().store)
     # SIGTERM (a redeploy of the bot) stops taking requests, then finishes the work of those
     # already acknowledged: a command Slack was told "ok" about is not dropped on the floor.
     if settings.slack_app_token is not None:
@@ -86,6 +96,11 @@ def main() -> None:
             signal.signal(signum, lambda *_: stop.set())
         log.info("canary bot connecting in Socket Mode")
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        # No HTTP server in Socket Mode: /metrics has a port of its own, when one is set.
+        metrics = None
+        if settings.canary_metrics_port is not None:
+            metrics = exposition.serve(settings.canary_metrics_port, registry)
+            log.info("canary bot metrics on port %d (%s)", metrics.server_port, METRICS_PATH)
         handler.connect()
         if pipelines:
             # Pipelines reach the bot over HTTP whatever Slack uses (docs/CI.md); Slack's own
@@ -106,17 +121,27 @@ def main() -> None:
         else:
             stop.wait()
         handler.close()
+        if metrics is not None:
+            metrics.shutdown()
     else:
-        server = make_server(app, "0.0.0.0", settings.port, health=BoundedHealth(readiness), api=ci)
+        server = make_server(
+            app,
+            "0.0.0.0",
+            settings.port,
+            health=BoundedHealth(readiness),
+            api=ci,
+            metrics=lambda: exposition.page(registry),
+        )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop)
         # Tools that start the bot with PORT=0 read the port from this line.
         log.info(
-            "canary bot listening on port %d (%s, %s, %s)",
+            "canary bot listening on port %d (%s, %s, %s, %s)",
             int(server.effective_port),
             EVENTS_PATH,
             HEALTH_PATH,
             API_PREFIX,
+            METRICS_PATH,
         )
         server.run()
     log.info("canary bot stopping: finishing the work of acknowledged requests")

@@ -18,6 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.ack_first import AckFirst
 from bot.handlers import Handlers
 from bot.permissions import GroupDirectory
+from workers.runtime import telemetry
 from workers.runtime.context import Runtime, get_runtime
 from workers.runtime.settings import Settings, load_settings
 from workers.slack.notifier import make_client
@@ -57,6 +58,15 @@ class CanaryApp(App):
         self.work.shutdown(wait=True)
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
+        """Answer one request from Slack (HTTP or Socket Mode), counted and timed by kind."""
+        started = time.perf_counter()
+        response = self._answer(req)
+        kind = request_kind(req.body)
+        telemetry.SLACK_REQUESTS.labels(kind, str(response.status)).inc()
+        telemetry.SLACK_ACK_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return response
+
+    def _answer(self, req: BoltRequest) -> BoltResponse:
         if not self.verified(req):
             return BoltResponse(status=401, body={"error": "invalid request"})
         if not takes_apart(req.body):
@@ -77,6 +87,31 @@ class CanaryApp(App):
             return True
         self._refusals.note()
         return False
+
+
+#: Kinds of request counted by name (`type` of an interaction or an Events API envelope).
+_KINDS = frozenset(
+    {
+        "block_actions",
+        "block_suggestion",
+        "view_submission",
+        "view_closed",
+        "shortcut",
+        "message_action",
+        "event_callback",
+        "url_verification",
+    }
+)
+
+
+def request_kind(body: object) -> str:
+    """What a request from Slack is, from a fixed set (its body is not trusted yet): a label."""
+    if not isinstance(body, dict):
+        return "other"
+    if "command" in body and "type" not in body:
+        return "command"
+    kind = body.get("type")
+    return kind if isinstance(kind, str) and kind in _KINDS else "other"
 
 
 def takes_apart(body: dict[str, Any]) -> bool:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError
 
+from workers.runtime.telemetry import REFUSALS
+
 log = logging.getLogger(__name__)
 
 
@@ -94,5 +96,6 @@ class RefusalLimiter:
                 )
         except RedisError:
             log.warning("refusal limiter: Redis did not answer; not limiting")
-            return Verdict.ANSWER
+            verdict = Verdict.ANSWER
+        REFUSALS.labels(verdict.name.lower()).inc()
         return verdict

@@ -1,4 +1,5 @@
-"""HTTP transport for the app: /slack/events for Slack, GET /healthz for probes, on waitress.
+"""HTTP transport for the app: /slack/events for Slack, GET /healthz for probes and GET /metrics
+for Prometheus, on waitress.
 
 waitress (a maintained WSGI server) reads every request whole, in its one I/O thread, before a
 worker thread sees it: a client that sends its headers and then a byte a minute costs a socket
@@ -35,12 +36,15 @@ from waitress.server import TcpWSGIServer
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
+    from workers.runtime.exposition import Page
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 #: The CI door's paths (bot.ci_api).
 API_PREFIX = "/api/"
+METRICS_PATH = "/metrics"
 #: Slack's payloads are a few kB; anything much larger is not from Slack (answered 413).
 MAX_BODY = 1 << 20
 #: A connection with nothing to read or write for this long is closed (seconds).
@@ -110,15 +114,20 @@ WsgiApp = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
 class SlackWsgi(SlackRequestHandler):
-    """Bolt's WSGI adapter with /healthz, /api/… (the CI door, when given), and a 400 for bodies
-    Bolt cannot parse."""
+    """Bolt's WSGI adapter with /healthz, /metrics, /api/… (the CI door, when given), and a 400
+    for bodies Bolt cannot parse."""
 
     def __init__(
-        self, app: App, health: HealthCheck = always_healthy, api: WsgiApp | None = None
+        self,
+        app: App,
+        health: HealthCheck = always_healthy,
+        api: WsgiApp | None = None,
+        metrics: Callable[[], Page] | None = None,
     ) -> None:
         super().__init__(app, EVENTS_PATH)
         self.health = health
         self.api = api
+        self.metrics = metrics
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
         try:
@@ -149,6 +158,14 @@ class SlackWsgi(SlackRequestHandler):
             return [body]
         if self.api is not None and path.startswith(API_PREFIX):
             return self.api(environ, start_response)
+        method = environ.get("REQUEST_METHOD")
+        if path == METRICS_PATH and self.metrics is not None and method in ("GET", "HEAD"):
+            page = self.metrics()
+            start_response(
+                "200 OK",
+                [("Content-Type", page.content_type), ("Content-Length", str(len(page.body)))],
+            )
+            return [page.body]
         return super().__call__(environ, start_response)
 
 
@@ -208,6 +225,7 @@ def make_server(
     *,
     health: HealthCheck = always_healthy,
     api: WsgiApp | None = None,
+    metrics: Callable[[], Page] | None = None,
     channel_timeout: float = CHANNEL_TIMEOUT,
     request_deadline: float = REQUEST_DEADLINE,
     **adjustments: Any,
@@ -234,6 +252,6 @@ def make_server(
         **adjustments,
     }
     _allow_descriptors(settings["connection_limit"] + 256)
-    server = DeadlineServer(SlackWsgi(app, health, api), adj=Adjustments(**settings))
+    server = DeadlineServer(SlackWsgi(app, health, api, metrics), adj=Adjustments(**settings))
     server.request_deadline = request_deadline
     return server

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+
+from workers import defaults
+from workers.runtime.settings import load_settings
+
+# prometheus_client chooses where metrics live when it is first imported: with the metrics on,
+# every process of the worker keeps its figures in one directory that the supervisor serves the
+# sum of (workers/runtime/exposition.py), so the variable is set before the imports below.
+if (
+    __name__ == "__main__"
+    and sys.argv[1:2] != ["doctor"]
+    and load_settings().canary_metrics_port is not None
+    and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=defaults.METRICS_DIR_PREFIX)
+
 import contextlib
 import ctypes
 import logging
 import multiprocessing
+import shutil
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rq import SimpleWorker
 
@@ -17,8 +36,13 @@ from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
 from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
-from workers.runtime.settings import Settings, load_settings
+from workers.runtime.settings import Settings
 from workers.runtime.worker_threads import run_threads
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from workers.runtime.context import Runtime
 
 log = logging.getLogger("workers")
 
@@ -67,6 +91,46 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
+def _serve_metrics(settings: Settings, rt: Runtime) -> WSGIServer | None:
+    """Serve the sum of every process's metrics on CANARY_METRICS_PORT (None when unset)."""
+    if settings.canary_metrics_port is None:
+        return None
+    from workers.runtime import exposition
+
+    directory = exposition.multiprocess_dir()
+    if directory is None:  # only `python -m workers` sets it up, before its imports
+        log.error("metrics: PROMETHEUS_MULTIPROC_DIR is not set; /metrics is off")
+        return None
+    exposition.empty(directory)
+    server = exposition.serve(
+        settings.canary_metrics_port, exposition.worker_registry(lambda: rt.store)
+    )
+    # Tools that start the worker with CANARY_METRICS_PORT=0 read the port from this line.
+    log.info("worker metrics on port %d (/metrics)", server.server_port)
+    return server
+
+
+def _stop_metrics(server: WSGIServer | None) -> None:
+    if server is None:
+        return
+    from workers.runtime import exposition
+
+    server.shutdown()
+    server.server_close()
+    directory = exposition.multiprocess_dir()
+    # Removed only when made by `python -m workers` (one an operator set is theirs).
+    if directory is not None and directory.name.startswith(defaults.METRICS_DIR_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _gone(child: multiprocessing.process.BaseProcess, metrics: WSGIServer | None) -> None:
+    """A child process ended: its live gauges leave the worker's metrics."""
+    if child.pid is not None and metrics is not None:
+        from workers.runtime.exposition import process_gone
+
+        process_gone(child.pid)
+
+
 def main() -> int:
     """Start the rollout and notification workers, then watch over them and the deployments."""
     settings = load_settings()  # a bad variable stops the process here, named
@@ -94,6 +158,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     rt = get_runtime()
+    metrics = _serve_metrics(settings, rt)
     log.info(
         "workers: %d rollout (%d threads each), 1 notify; queues %s, %s, %s",
         rollout_workers,
@@ -110,6 +175,7 @@ def main() -> int:
                     log.warning(
                         "%s for %s exited (%s); restarting", target.__name__, names, child.exitcode
                     )
+                    _gone(child, metrics)
                 child = ctx.Process(target=target, args=(settings, names), daemon=False)
                 child.start()
                 children[i] = child
@@ -124,6 +190,7 @@ def main() -> int:
     for child in children:
         if child is not None:
             child.join(timeout=10)
+    _stop_metrics(metrics)
     return 0
 
 

@@ -74,3 +74,7 @@ MAX_REFUSALS = 50
 REFUSAL_LIMIT = 20
 #: Seconds of the per-user refusal window (and of the pause after a "slow down").
 REFUSAL_WINDOW_SECONDS = 60
+
+#: Name prefix of the temporary directory where the worker's processes keep their metrics
+#: (PROMETHEUS_MULTIPROC_DIR, made by `python -m workers` when CANARY_METRICS_PORT is set).
+METRICS_DIR_PREFIX = "canary-metrics-"

@@ -132,6 +132,19 @@ class Outcome(StrEnum):
     NOT_ENOUGH_DATA = "not_enough_data"
 
 
+class ReasonCode(StrEnum):
+    """What a verdict rests on, as a short code (its sentence says it for people)."""
+
+    ALARM = "alarm"  # a configured alarm is in ALARM
+    ERROR_RATE = "error_rate"  # the canary's 5xx rate is above max_error_rate
+    WORSE_THAN_STABLE = "worse_than_stable"
+    HEALTHY = "healthy"  # nothing failed (pass, or baking on)
+    ALARMS_QUIET = "alarms_quiet"  # judged by alarms only, and none fired
+    TOO_FEW_REQUESTS = "too_few_requests"  # the bake is over below min_requests
+    NO_REQUESTS_YET = "no_requests_yet"
+    UNKNOWN = "unknown"  # a verdict recorded before codes were
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One check of a step: the outcome, the figures behind it and a sentence explaining it."""
@@ -148,6 +161,7 @@ class Verdict:
     #: No metric tells the two versions apart (router ecs without an ALB): the configured alarms
     #: alone judged this step, over its bake.
     alarms_only: bool = False
+    code: ReasonCode = ReasonCode.UNKNOWN
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for the event log (rates are included for readers, not read back)."""
@@ -162,6 +176,7 @@ class Verdict:
             "reason": self.reason,
             "figures": self.figures.to_dict(),
             "alarms_only": self.alarms_only,
+            "code": self.code.value,
         }
 
     @classmethod
@@ -180,7 +195,15 @@ class Verdict:
             reason=str(data["reason"]),
             figures=Figures.from_dict(data.get("figures") or {}),
             alarms_only=bool(data.get("alarms_only", False)),
+            code=_reason_code(data.get("code")),
         )
+
+
+def _reason_code(value: Any) -> ReasonCode:
+    try:
+        return ReasonCode(value)
+    except ValueError:
+        return ReasonCode.UNKNOWN
 
 
 def format_pct(x: float) -> str:
@@ -291,7 +314,7 @@ def judge(
     lower_pct = None if lower is None else lower * 100
     p_value = seq.worse_p(layers)
 
-    def verdict(outcome: Outcome, reason: str) -> Verdict:
+    def verdict(outcome: Outcome, reason: str, code: ReasonCode) -> Verdict:
         return Verdict(
             outcome,
             canary,
@@ -303,6 +326,7 @@ def judge(
             reason,
             figures,
             alarms_only,
+            code,
         )
 
     scope = f" over steps 1-{step_number}" if earlier else ""
@@ -310,12 +334,22 @@ def judge(
         noun = "alarm" if len(alarms) == 1 else "alarms"
         verb = "is" if len(alarms) == 1 else "are"
         return verdict(
-            Outcome.FAIL, f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}"
+            Outcome.FAIL,
+            f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}",
+            ReasonCode.ALARM,
         )
     if alarms_only:
         if bake_complete:
-            return verdict(Outcome.PASS, "no alarm in ALARM over the bake (judged by alarms only)")
-        return verdict(Outcome.BAKING, "baking, no alarm in ALARM so far (judged by alarms only)")
+            return verdict(
+                Outcome.PASS,
+                "no alarm in ALARM over the bake (judged by alarms only)",
+                ReasonCode.ALARMS_QUIET,
+            )
+        return verdict(
+            Outcome.BAKING,
+            "baking, no alarm in ALARM so far (judged by alarms only)",
+            ReasonCode.ALARMS_QUIET,
+        )
     above = (
         f"canary {format_count(all_canary.requests)} req, {format_count(all_canary.errors)} × 5xx"
         f"{scope} ({format_pct(_rate_pct(all_canary))}) > {format_pct(threshold)}"
@@ -328,6 +362,7 @@ def judge(
             Outcome.FAIL,
             f"{above}: evidence {_ratio_text(threshold_e)} to 1 against "
             f"{format_pct(threshold)} or less, {_ratio_text(needed)} needed at any look",
+            ReasonCode.ERROR_RATE,
         )
     tp, tb = figures.threshold_p, figures.threshold_boundary
     if tp is not None and tb is not None and tp <= tb:
@@ -335,6 +370,7 @@ def judge(
             Outcome.FAIL,
             f"{above}: {_p_text(tp)} against {format_pct(threshold)} (exact binomial), "
             f"below {_small(tb)}, the boundary at the end of step {step_number}",
+            ReasonCode.ERROR_RATE,
         )
     compared = (
         f"canary {_rate_with_counts(all_canary)} vs stable {_rate_with_counts(all_stable)}{scope}"
@@ -346,6 +382,7 @@ def judge(
             Outcome.FAIL,
             f"{compared}: worse than stable, {shares}; evidence "
             f"{_ratio_text(worse_e)} to 1, {_ratio_text(needed)} needed at any look",
+            ReasonCode.WORSE_THAN_STABLE,
         )
     wb = figures.worse_boundary
     if p_value is not None and wb is not None and p_value <= wb:
@@ -353,12 +390,14 @@ def judge(
             Outcome.FAIL,
             f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below {_small(wb)}, "
             f"the boundary at the end of step {step_number}",
+            ReasonCode.WORSE_THAN_STABLE,
         )
 
     if bake_complete and canary.requests >= max(min_requests, 1):
         return verdict(
             Outcome.PASS,
             _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
+            ReasonCode.HEALTHY,
         )
     if bake_complete:
         wanted = max(min_requests, 1)
@@ -366,13 +405,15 @@ def judge(
             Outcome.NOT_ENOUGH_DATA,
             f"{format_count(canary.requests)} canary requests, {format_count(wanted)} needed "
             "to judge",
+            ReasonCode.TOO_FEW_REQUESTS,
         )
     if canary.requests == 0:
-        return verdict(Outcome.BAKING, "baking: no canary requests yet")
+        return verdict(Outcome.BAKING, "baking: no canary requests yet", ReasonCode.NO_REQUESTS_YET)
     return verdict(
         Outcome.BAKING,
         "baking, no breach so far: "
         + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
+        ReasonCode.HEALTHY,
     )
 
 

@@ -24,6 +24,7 @@ from workers.domain.events import (
 )
 from workers.domain.state import State, Trigger
 from workers.engine.machine import Engine, Mutate
+from workers.runtime.telemetry import observe_verdict
 
 
 def check(engine: Engine, dep: Deployment) -> None:
@@ -32,6 +33,7 @@ def check(engine: Engine, dep: Deployment) -> None:
     # someone else mid-rollout raises AwsStepError here, and the deployment rolls back saying so.
     engine.backend(dep).check_canary(dep.recorded_canary())
     verdict = judge(engine, dep)
+    observe_verdict(verdict)
     now = engine.now()
 
     def seen(d: Deployment) -> None:

@@ -21,6 +21,7 @@ from workers.domain.state import (
     next_state,
 )
 from workers.engine.store import Conflict
+from workers.runtime import telemetry
 from workers.runtime.context import Runtime
 
 if TYPE_CHECKING:  # the interface only: the web process never loads the AWS drivers
@@ -98,6 +99,7 @@ class Engine:
             return new_events
 
         updated = self.store.transition(dep.id, dep.version, change)
+        telemetry.observe_transition(dep, updated, trigger, self.now())
         if updated.active and delay is not None:
             self.rt.scheduler.run(
                 updated.id, updated.version, delay=delay, urgent=updated.state in URGENT

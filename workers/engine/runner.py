@@ -17,7 +17,7 @@ from workers.domain.events import Cause, Failed
 from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
-from workers.runtime import lateness
+from workers.runtime import lateness, telemetry
 from workers.runtime.context import Runtime
 from workers.runtime.run_lock import RunLock
 
@@ -57,15 +57,19 @@ class Runner:
             if dep is None or dep.version != version or not dep.active:
                 return "stale"
             if dep.next_due_at is not None:
-                lateness.record(
-                    self.rt.redis, self.store.prefix, self.engine.now() - dep.next_due_at
-                )
-            try:
-                self.steps[dep.state](self.engine, dep)
-            except Conflict:
-                return "conflict"
-            except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
-                self._on_error(dep, exc)
+                late = self.engine.now() - dep.next_due_at
+                lateness.record(self.rt.redis, self.store.prefix, late)
+                telemetry.JOB_LATENESS_SECONDS.observe(max(0.0, late))
+            with (
+                telemetry.JOBS_RUNNING.track_inprogress(),
+                telemetry.JOB_SECONDS.labels(dep.state.value).time(),
+            ):
+                try:
+                    self.steps[dep.state](self.engine, dep)
+                except Conflict:
+                    return "conflict"
+                except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
+                    self._on_error(dep, exc)
             return dep.state.value
         finally:
             lock.release()

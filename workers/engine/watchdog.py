@@ -6,6 +6,7 @@ import logging
 
 from workers.domain.state import URGENT
 from workers.runtime.context import Runtime
+from workers.runtime.telemetry import WATCHDOG_RESCHEDULED
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def sweep(rt: Runtime) -> list[str]:
             )
             rt.scheduler.run(dep_id, dep.version, urgent=dep.state in URGENT)
             rescheduled.append(dep_id)
+            WATCHDOG_RESCHEDULED.inc()
     for dep_id in rt.store.undelivered_ids():
         if not rt.store.has_events(dep_id):
             # Its log expired or was deleted (retention): nudging it would go on forever.

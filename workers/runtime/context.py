@@ -25,8 +25,11 @@ if TYPE_CHECKING:  # the web process builds a Runtime too, and never loads the A
 
 def _make_clients() -> AwsClients:
     from workers.aws.clients import make_clients  # boto3: loaded by the worker only
+    from workers.runtime.telemetry import watch_aws_clients
 
-    return make_clients()
+    clients = make_clients()
+    watch_aws_clients(clients)  # their calls counted and timed for the metrics
+    return clients
 
 
 def _backend_for(settings: ServiceConfig, clients: AwsClients) -> Backend:

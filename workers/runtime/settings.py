@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     canary_refusal_window: Seconds = Field(
         default=defaults.REFUSAL_WINDOW_SECONDS, description=_SECONDS
     )
+    #: Port of the worker's Prometheus /metrics (and of the web process's in Socket Mode, which
+    #: has no HTTP server otherwise); unset: off. 0 asks the system for a free one (tests).
+    canary_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="a port number from 0 to 65535"
+    )
     #: Python log level of both processes.
     log_level: str = Field(
         default=defaults.LOG_LEVEL, description="one of " + ", ".join(LOG_LEVELS)

@@ -53,6 +53,7 @@ from workers.slack.card import render_card
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.format import MAX_TEXT, Message, clip, context, mention, when, why
 from workers.slack.home_publisher import note_change
+from workers.slack.measured import MeasuredWebClient
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -129,7 +130,7 @@ def make_client(
 ) -> WebClient:
     """A WebClient on SLACK_API_URL with the retry handlers above."""
     url = base_url or slack_api_url()
-    return WebClient(
+    return MeasuredWebClient(  # a WebClient whose calls the metrics count
         token=token,
         base_url=url if url.endswith("/") else url + "/",
         timeout=10,

@@ -43,6 +43,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_history": ("channels:history", "groups:history"),
     "conversations_replies": ("channels:history", "groups:history"),
     "conversations_info": ("channels:read", "groups:read"),
+    # files.getUploadURLExternal + files.completeUploadExternal: the chart in the thread.
+    "files_upload_v2": ("files:write",),
 }
 #: The variables code may read by hand: boto3's own (its region, endpoint and credentials).
 BOTO3_PREFIX = "AWS_"

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -148,6 +149,8 @@ class Upload:
     channel: str | None = None
     thread_ts: str | None = None
     message_ts: str | None = None
+    #: Where the emulator saved the bytes (`save_dir`), once shared.
+    path: Path | None = None
 
     @property
     def shared(self) -> bool:
@@ -201,6 +204,8 @@ class SlackEmulator:
         #: Scopes the app lacks: the methods that need them answer `missing_scope`.
         self.missing_scopes: set[str] = set()
         self._file_ids = itertools.count(1)
+        #: A directory to save shared files in, so a person can open them (the sandbox's).
+        self.save_dir: Path | None = None
         #: Seconds every answer waits before it is given (a slow Slack).
         self.delay = 0.0
         self._ts = itertools.count(1)
@@ -631,6 +636,10 @@ class SlackEmulator:
         for upload, title in uploads:
             upload.title, upload.channel, upload.thread_ts = title, channel, thread_ts
             upload.message_ts = ts
+            if self.save_dir is not None and upload.data is not None:
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                upload.path = self.save_dir / Path(upload.filename).name
+                upload.path.write_bytes(upload.data)
             shown.append(
                 {
                     "id": upload.file_id,

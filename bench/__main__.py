@@ -58,8 +58,8 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
 
     def chart() -> list[Row]:
         renders = 10 if quick else 30
-        plain, _ = chart_render.measure(renders, latency=False)
-        both, _ = chart_render.measure(renders, latency=True)
+        plain = chart_render.measure(renders, latency=False)
+        both = chart_render.measure(renders, latency=True)
         return chart_render.rows(plain, both)
 
     return [

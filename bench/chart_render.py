@@ -5,6 +5,9 @@ bake checked every minute, a gate after each step waited for a few minutes (chec
 and a failure at the third step; once with the 5xx panel alone, once with latency as well.
 Timed: building the chart's data and rendering the PNG, in this process after one warm-up
 render (matplotlib's import and font cache are paid once per worker process, not per chart).
+Both the wall-clock time and this process's CPU time of each render are measured: on a shared
+2-CPU machine the wall clock mostly measures the other processes' load, the CPU time what one
+chart costs. The goal is judged on the median CPU time, and the wall clock is reported beside it.
 
     .venv/bin/python -m bench.chart_render [--renders N]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from dataclasses import dataclass
 
 from bench.common import Figures, Row, figures, print_table
 from workers.analysis.judge import Outcome
@@ -136,26 +140,36 @@ def _verdict(outcome: Outcome):  # type: ignore[no-untyped-def]
     )
 
 
-def measure(renders: int = 30, *, latency: bool) -> tuple[Figures, int]:
-    """Figures (seconds) of `renders` draws of the story, and the PNG's size in bytes."""
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock and CPU figures (seconds) of the renders, and the PNG's size in bytes."""
+
+    wall: Figures
+    cpu: Figures
+    png_bytes: int
+
+
+def measure(renders: int = 30, *, latency: bool) -> Timing:
+    """`renders` draws of the story."""
     dep, samples, events = story(latency=latency)
     png = render_png(chart_data(dep, samples, events, now=T0 + 3600))  # warm-up
-    took = []
+    wall, cpu = [], []
     for _ in range(renders):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         png = render_png(chart_data(dep, samples, events, now=T0 + 3600))
-        took.append(time.perf_counter() - t0)
-    return figures(took), len(png)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return Timing(figures(wall), figures(cpu), len(png))
 
 
-def rows(errors_only: Figures, with_latency: Figures) -> list[Row]:
-    def row(name: str, f: Figures) -> Row:
+def rows(errors_only: Timing, with_latency: Timing) -> list[Row]:
+    def row(name: str, t: Timing) -> Row:
         return Row(
             f"chart render, {name}",
             "(new)",
-            f"median < {GOAL_MS:.0f} ms",
-            f.text(),
-            f.p50 * 1000 < GOAL_MS,
+            f"median CPU < {GOAL_MS:.0f} ms",
+            f"CPU {t.cpu.text()}; wall {t.wall.text()}; PNG {t.png_bytes:,} bytes",
+            t.cpu.p50 * 1000 < GOAL_MS,
         )
 
     return [row("5xx panel", errors_only), row("5xx + latency panels", with_latency)]
@@ -165,9 +179,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renders", type=int, default=30)
     args = parser.parse_args()
-    plain, size = measure(args.renders, latency=False)
-    both, size2 = measure(args.renders, latency=True)
-    print(f"PNG sizes: {size:,} and {size2:,} bytes")
+    plain = measure(args.renders, latency=False)
+    both = measure(args.renders, latency=True)
     print_table(rows(plain, both))
 
 

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         world.stop()
     out.write(f"Took {time.monotonic() - began:.0f} s. Logs: {shown_dir}/ ")
     out.write(f"({', '.join(sorted(p.name for p in log_dir.glob('*.log')))}).\n")
+    charts = sorted((log_dir / "uploads").glob("*.png"))
+    if charts:
+        out.write(f"Charts the bot posted in the threads ({len(charts)}): {shown_dir}/uploads/\n")
     return 0 if ok else 1
 
 

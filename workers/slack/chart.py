@@ -225,8 +225,9 @@ def render_png(data: ChartData) -> bytes:
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
     fig.suptitle(f"{data.title}\n{data.subtitle}", fontsize=10, x=0.01, ha="left")
 
+    scale, unit = time_unit(data.end_minute)
     errors = axes[0]
-    _series(errors, data, "canary_pct", "stable_pct")
+    _series(errors, data, "canary_pct", "stable_pct", scale)
     errors.axhline(data.threshold_pct, color=THRESHOLD, linestyle="--", linewidth=1.2)
     errors.annotate(
         f"max_error_rate {format_pct(data.threshold_pct)}",
@@ -242,7 +243,7 @@ def render_png(data: ChartData) -> bytes:
     errors.set_ylabel("5xx rate (%)")
     if data.has_latency:
         latency = axes[1]
-        _series(latency, data, "canary_ms", "stable_ms")
+        _series(latency, data, "canary_ms", "stable_ms", scale)
         latency.set_ylabel("latency (ms)")
         if data.latency_threshold_ms is not None:
             latency.axhline(
@@ -250,26 +251,36 @@ def render_png(data: ChartData) -> bytes:
             )
         latency.set_ylim(bottom=0)
     for ax in axes:
-        _marks(ax, data, label=ax is axes[0])
+        _marks(ax, data, scale, label=ax is axes[0])
         ax.grid(True, axis="y", color="#e8eaed", linewidth=0.8)
-        ax.set_xlim(0, max(data.end_minute, 1.0) * 1.02)
+        ax.set_xlim(0, max(data.end_minute * scale, 1e-6) * 1.03)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-    axes[-1].set_xlabel("minutes since /canary deploy")
+    axes[-1].set_xlabel(f"{unit} since /canary deploy")
     if data.notes:
         errors.text(0.5, 0.5, "; ".join(data.notes), transform=errors.transAxes, ha="center")
     handles, labels = errors.get_legend_handles_labels()
-    if handles:
-        errors.legend(handles[:2], labels[:2], loc="upper left", fontsize=8, frameon=False)
+    if handles:  # in the title's band, on the right: never over the data or the marks
+        fig.legend(handles[:2], labels[:2], loc="upper right", fontsize=9, frameon=False, ncols=2)
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI)
     return out.getvalue()
 
 
-def _series(ax: Axes, data: ChartData, canary: str, stable: str) -> None:
+def time_unit(end_minute: float) -> tuple[float, str]:
+    """The time axis' unit for a deployment of `end_minute` minutes: (factor from minutes,
+    name); seconds for the sandbox's compressed time, hours past three."""
+    if end_minute < 2:
+        return 60.0, "seconds"
+    if end_minute > 180:
+        return 1 / 60, "hours"
+    return 1.0, "minutes"
+
+
+def _series(ax: Axes, data: ChartData, canary: str, stable: str, scale: float) -> None:
     """One line per step for each version (a step's counts start afresh)."""
     for i, group in enumerate(data.steps):
-        xs = [p.minute for p in group]
+        xs = [p.minute * scale for p in group]
         for name, colour, label in ((stable, STABLE, "stable"), (canary, CANARY, "canary")):
             ys = [getattr(p, name) for p in group]
             ys = [float("nan") if y is None else y for y in ys]
@@ -284,18 +295,20 @@ def _series(ax: Axes, data: ChartData, canary: str, stable: str) -> None:
             )
 
 
-def _marks(ax: Axes, data: ChartData, *, label: bool) -> None:
+def _marks(ax: Axes, data: ChartData, scale: float, *, label: bool) -> None:
     """Step changes (dotted, with the weight), gates (shaded), failure/rollback/promotion."""
     transform = ax.get_xaxis_transform()
+    span = max(data.end_minute, 1e-6)
     for m in data.step_marks:
-        ax.axvline(m.minute, color=GATE, linestyle=":", linewidth=1)
+        ax.axvline(m.minute * scale, color=GATE, linestyle=":", linewidth=1)
         if label:
-            ax.text(m.minute, 1.0, f" {m.weight} %", transform=transform, fontsize=8, va="bottom")
+            at = m.minute * scale
+            ax.text(at, 1.0, f" {m.weight} %", transform=transform, fontsize=8, va="bottom")
     for g in data.gates:
-        ax.axvspan(g.start, g.end, color=GATE, alpha=0.18, linewidth=0)
-        if label:
+        ax.axvspan(g.start * scale, g.end * scale, color=GATE, alpha=0.18, linewidth=0)
+        if label and (g.end - g.start) / span > 0.12:  # named where there is room for it
             ax.text(
-                (g.start + g.end) / 2,
+                (g.start + g.end) / 2 * scale,
                 0.97,
                 g.label,
                 transform=transform,
@@ -307,11 +320,11 @@ def _marks(ax: Axes, data: ChartData, *, label: bool) -> None:
     colours = {"fail": FAIL, "rollback": FAIL, "failed": FAIL, "promoted": PROMOTED}
     for m in data.marks:
         style = "-" if m.kind != "fail" else "--"
-        ax.axvline(m.minute, color=colours[m.kind], linestyle=style, linewidth=1.3)
+        ax.axvline(m.minute * scale, color=colours[m.kind], linestyle=style, linewidth=1.3)
         if label:  # written on the side of the line with room for it
-            left = m.minute > 0.6 * max(data.end_minute, 1.0)
+            left = m.minute > 0.6 * span
             ax.text(
-                m.minute,
+                m.minute * scale,
                 0.90 if m.kind == "fail" else 0.82,
                 f"{m.label} " if left else f" {m.label}",
                 transform=transform,

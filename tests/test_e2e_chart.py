@@ -67,6 +67,9 @@ def test_a_rolled_back_thread_gets_the_verdict_and_a_chart(world: World, dana: S
     shared = next(i for i, m in enumerate(thread) if m.files)
     assert failed < shared
     assert thread[shared].files[0]["name"] == chart.filename
+    # Drawn from what each check saw: the samples end with the failing one.
+    samples = world.rt.store.samples(dep_id)
+    assert samples and samples[-1].outcome == "fail" and samples[-1].weight == 10
 
     answer = dana.ask("status search")
     assert "A chart of it is being posted in its thread." in answer

@@ -21,22 +21,28 @@ class CheckSample(BaseModel):
     Stored with one-letter keys (a deployment may hold a few thousand of them).
     """
 
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, frozen=True)
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, frozen=True
+    )
 
-    at: float = Field(alias="t")
+    at: float = Field(validation_alias="t", serialization_alias="t")
     #: 1-based step (0 before the first shift).
-    step: int = Field(alias="s")
+    step: int = Field(validation_alias="s", serialization_alias="s")
     #: The canary's weight in percent at this check.
-    weight: int = Field(alias="w")
-    canary_requests: int = Field(alias="cr")
-    canary_errors: int = Field(alias="ce")
-    stable_requests: int = Field(alias="sr")
-    stable_errors: int = Field(alias="se")
+    weight: int = Field(validation_alias="w", serialization_alias="w")
+    canary_requests: int = Field(validation_alias="cr", serialization_alias="cr")
+    canary_errors: int = Field(validation_alias="ce", serialization_alias="ce")
+    stable_requests: int = Field(validation_alias="sr", serialization_alias="sr")
+    stable_errors: int = Field(validation_alias="se", serialization_alias="se")
     #: The verdict's outcome ("pass", "fail", "baking", "not_enough_data").
-    outcome: str = Field(alias="o")
+    outcome: str = Field(validation_alias="o", serialization_alias="o")
     #: Latency at the judged percentile, when the verdict carries it (None: not measured).
-    canary_latency_ms: float | None = Field(default=None, alias="cl")
-    stable_latency_ms: float | None = Field(default=None, alias="sl")
+    canary_latency_ms: float | None = Field(
+        default=None, validation_alias="cl", serialization_alias="cl"
+    )
+    stable_latency_ms: float | None = Field(
+        default=None, validation_alias="sl", serialization_alias="sl"
+    )
 
     @property
     def canary_rate_pct(self) -> float | None:

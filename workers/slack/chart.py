@@ -299,11 +299,11 @@ def _marks(ax: Axes, data: ChartData, scale: float, *, label: bool) -> None:
     """Step changes (dotted, with the weight), gates (shaded), failure/rollback/promotion."""
     transform = ax.get_xaxis_transform()
     span = max(data.end_minute, 1e-6)
-    for m in data.step_marks:
-        ax.axvline(m.minute * scale, color=GATE, linestyle=":", linewidth=1)
+    for step in data.step_marks:
+        at = step.minute * scale
+        ax.axvline(at, color=GATE, linestyle=":", linewidth=1)
         if label:
-            at = m.minute * scale
-            ax.text(at, 1.0, f" {m.weight} %", transform=transform, fontsize=8, va="bottom")
+            ax.text(at, 1.0, f" {step.weight} %", transform=transform, fontsize=8, va="bottom")
     for g in data.gates:
         ax.axvspan(g.start * scale, g.end * scale, color=GATE, alpha=0.18, linewidth=0)
         if label and (g.end - g.start) / span > 0.12:  # named where there is room for it

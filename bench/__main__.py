@@ -13,7 +13,15 @@ import platform
 import time
 from collections.abc import Callable
 
-from bench import ack_latency, breach, calls_per_step, clicks, in_flight, slow_clients
+from bench import (
+    ack_latency,
+    breach,
+    calls_per_step,
+    chart_render,
+    clicks,
+    in_flight,
+    slow_clients,
+)
 from bench.common import Row, print_table
 
 
@@ -48,6 +56,12 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         slow_clients.report(result, "500 slow connections")
         return slow_clients.rows(result)
 
+    def chart() -> list[Row]:
+        renders = 10 if quick else 30
+        plain = chart_render.measure(renders, latency=False)
+        both = chart_render.measure(renders, latency=True)
+        return chart_render.rows(plain, both)
+
     return [
         ("ack_latency", ack),
         ("slow_clients", slow),
@@ -55,6 +69,7 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Row]]]]:
         ("breach", breached),
         ("calls_per_step", calls),
         ("in_flight", flight),
+        ("chart_render", chart),
     ]
 
 

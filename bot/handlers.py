@@ -21,6 +21,7 @@ from workers.runtime.context import Runtime
 from workers.slack import answers as views
 from workers.slack import home_publisher
 from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
+from workers.slack.chart_upload import chart_coming
 from workers.slack.membership import cannot_post, channel_membership
 from workers.slack.notifier import thread_url, thread_urls
 
@@ -138,7 +139,11 @@ class Handlers:
             running_one = api.active_deployment(service, rt=rt)
             last = next(iter(api.history(service, 1, rt=rt)), None)
             link = self._thread_links(rt, [d for d in (running_one, last) if d is not None])
-            return views.service_status(service, running_one, last, link, now)
+            text = views.service_status(service, running_one, last, link, now)
+            shown = running_one or last
+            if shown is not None and api.request_chart(shown, rt=rt):  # drawn by a worker
+                text += "\n" + chart_coming()
+            return text
         if cmd.name == "history":
             service = cmd.args[0]
             rt.catalogue().service(service)

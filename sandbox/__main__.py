@@ -23,7 +23,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def _fresh_log_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    for old in path.glob("*.log"):
+    for old in [*path.glob("*.log"), *path.glob("uploads/*")]:
         old.unlink()
     return path
 
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     out.flush()
     began = time.monotonic()
     world = World(log_dir, SERVICES)
+    world.slack.save_dir = log_dir / "uploads"  # the charts the bot posts, to open
     ok = False
     try:
         world.start()
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         world.stop()
     out.write(f"Took {time.monotonic() - began:.0f} s. Logs: {shown_dir}/ ")
     out.write(f"({', '.join(sorted(p.name for p in log_dir.glob('*.log')))}).\n")
+    charts = sorted((log_dir / "uploads").glob("*.png"))
+    if charts:
+        out.write(f"Charts the bot posted in the threads ({len(charts)}): {shown_dir}/uploads/\n")
     return 0 if ok else 1
 
 

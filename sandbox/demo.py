@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from sandbox.processes import ROOT
 from sandbox.slack_emulator import Posted
 from sandbox.slack_user import SlackUser
 from sandbox.transcript import clock, render_answer, render_thread
@@ -202,7 +203,21 @@ class Demo:
             self.say(f"\n  #{dep_id} did not end within {timeout:.0f} s; the thread so far:")
         self.say("")
         self.say(render_thread(card, world.thread(card), self.people, CHANNEL_NAME))
+        self.show_charts(card)
         return card
+
+    def show_charts(self, card: Posted) -> None:
+        """Where to open the charts the bot posted in the thread (drawn by the notify worker
+        just after the verdict's message, so wait for them a little)."""
+        try:
+            charts = self.world.slack.wait_for(lambda: self.world.charts(card), 15.0)
+        except AssertionError:
+            self.say("  (no chart was posted in this thread)")
+            return
+        for chart in charts:
+            path = chart.path
+            shown = path.relative_to(ROOT) if path and path.is_relative_to(ROOT) else path
+            self.say(f"  📈 chart in the thread: {chart.title}  →  open {shown or chart.filename}")
 
     def heading(self, text: str) -> None:
         self.say("")

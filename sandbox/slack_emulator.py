@@ -29,6 +29,17 @@ As strict as Slack where the product could get it wrong:
   https://docs.slack.dev/reference/views/home-tab-views), else `invalid_arguments`; a view over
   250 kB answers `view_too_large`; with the app's Home tab off (`home_tab_enabled=False`),
   `not_enabled`. Published views are kept per user (`home(user)`) with their buttons.
+- files are shared the way slack-sdk's `files_upload_v2` does it, in three calls, each as
+  strict as Slack's reference says (https://docs.slack.dev/reference/methods/
+  files.getUploadURLExternal and .../files.completeUploadExternal): files.getUploadURLExternal
+  needs `filename` and a positive `length` and answers an `upload_url` and a `file_id`; the
+  bytes POSTed to that URL must be exactly `length` long (HTTP 200 "OK - <length>", else 400);
+  files.completeUploadExternal shares uploaded files once ("This method can only be called
+  once"), in a channel the bot is in, as a reply when `thread_ts` names a top-level message
+  ("Never use a reply's ts value; use its parent instead"). The file then shows in the thread as
+  a message with `files`; `uploads` keeps the bytes. Both file methods need the `files:write`
+  scope: `revoke_scope("files:write")` makes them answer `missing_scope`, and
+  `fail(..., methods=...)` limits a fault to some methods (or to "upload", the upload URL).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -64,8 +76,16 @@ _IN_CHANNEL = frozenset(
         "chat.getPermalink",
         "conversations.history",
         "conversations.replies",
+        "files.completeUploadExternal",
     }
 )
+#: Methods that need a scope the app may be made to lack (`revoke_scope`).
+_SCOPES = {
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+#: Slack's limit on one file (https://docs.slack.dev/messaging/working-with-files: 1 GB).
+MAX_FILE_BYTES = 1024**3
 
 
 @dataclass
@@ -91,6 +111,8 @@ class Posted:
     posted_at: float = field(default_factory=time.time)
     #: Slack message metadata (event_type, event_payload), returned with include_all_metadata.
     metadata: dict[str, Any] | None = None
+    #: Files shared with the message (files.completeUploadExternal), as the Web API lists them.
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def buttons(self) -> list[dict[str, Any]]:
         """Every button in the message's actions blocks."""
@@ -101,7 +123,12 @@ class Posted:
 
     def shown(self) -> str:
         """The text a reader sees: every text of every block, else the fallback text."""
-        return _shown(self.blocks) or self.text
+        parts = [_shown(self.blocks)] if self.blocks else []
+        parts = [p for p in parts if p]
+        if self.files:
+            head = parts or ([self.text] if self.text else [])
+            parts = head + [f"[file: {f.get('title') or f.get('name')}]" for f in self.files]
+        return "\n".join(parts) if parts else self.text
 
 
 @dataclass
@@ -171,6 +198,28 @@ def _shown(blocks: list[dict[str, Any]]) -> str:
 
 
 @dataclass
+class Upload:
+    """A file on its way through files_upload_v2: announced, uploaded, then shared."""
+
+    file_id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    data: bytes | None = None
+    title: str | None = None
+    #: Where it was shared (files.completeUploadExternal), once it was.
+    channel: str | None = None
+    thread_ts: str | None = None
+    message_ts: str | None = None
+    #: Where the emulator saved the bytes (`save_dir`), once shared.
+    path: Path | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.message_ts is not None
+
+
+@dataclass
 class Fault:
     status: int
     until: float
@@ -178,8 +227,8 @@ class Fault:
     retry_after: int | None
     #: Slack's error code in the answer (default: by status, "ratelimited" or "internal_error").
     error: str | None = None
-    #: Only these API methods fail (empty: every one).
-    methods: frozenset[str] = frozenset()
+    #: Only these methods fail ("upload" is the upload URL); None: every call.
+    methods: frozenset[str] | None = None
 
 
 class SlackEmulator:
@@ -217,6 +266,13 @@ class SlackEmulator:
         self.private: list[dict[str, Any]] = []
         self.tokens_seen: set[str] = set()
         self._fault: Fault | None = None
+        #: Files by id (files.getUploadURLExternal), with their bytes once uploaded.
+        self.uploads: dict[str, Upload] = {}
+        #: Scopes the app lacks: the methods that need them answer `missing_scope`.
+        self.missing_scopes: set[str] = set()
+        self._file_ids = itertools.count(1)
+        #: A directory to save shared files in, so a person can open them (the sandbox's).
+        self.save_dir: Path | None = None
         #: Seconds every answer waits before it is given (a slow Slack).
         self.delay = 0.0
         self._ts = itertools.count(1)
@@ -261,15 +317,14 @@ class SlackEmulator:
         seconds: float = 3600.0,
         retry_after: int | None = None,
         error: str | None = None,
-        methods: tuple[str, ...] = (),
+        methods: Iterable[str] | None = None,
     ) -> None:
         """Answer the next `times` API calls (for at most `seconds`) with `status` (and `error`:
-        e.g. `fail(200, error="token_revoked")` for a permanent refusal); only calls of
-        `methods` when given (e.g. `("views.publish",)`)."""
+        e.g. `fail(200, error="token_revoked")` for a permanent refusal); with `methods`, only
+        calls of those methods ("upload": a POST to an upload URL)."""
+        only = frozenset(methods) if methods is not None else None
         with self._lock:
-            self._fault = Fault(
-                status, time.monotonic() + seconds, times, retry_after, error, frozenset(methods)
-            )
+            self._fault = Fault(status, time.monotonic() + seconds, times, retry_after, error, only)
 
     def heal(self) -> None:
         with self._lock:
@@ -285,6 +340,11 @@ class SlackEmulator:
         """Someone removes the bot from `channel`."""
         with self._lock:
             self.members.discard(channel)
+
+    def revoke_scope(self, scope: str) -> None:
+        """The app is installed without `scope` (e.g. before `files:write` was added)."""
+        with self._lock:
+            self.missing_scopes.add(scope)
 
     def archive(self, channel: str) -> None:
         with self._lock:
@@ -329,11 +389,21 @@ class SlackEmulator:
         with self._lock:
             return self.messages.get((channel, ts))
 
-    def thread(self, channel: str, thread_ts: str) -> list[Posted]:
-        """Replies in the thread, oldest first, as they read now."""
+    def thread(self, channel: str, thread_ts: str, *, files: bool = False) -> list[Posted]:
+        """Replies in the thread, oldest first, as they read now. Files shared in it (a message
+        with `files` and no text of its own) only with `files=True`: transcripts of what the
+        bot wrote read the same with or without its charts (conversations.replies has both)."""
         with self._lock:
             found = [m for m in self.messages.values() if m.thread_ts == thread_ts]
-        return sorted((m for m in found if m.channel == channel), key=lambda m: float(m.ts))
+        found = [m for m in found if m.channel == channel and (files or not m.files)]
+        return sorted(found, key=lambda m: float(m.ts))
+
+    def shared_files(self, channel: str | None = None) -> list[Upload]:
+        """Files shared (in `channel`), in the order they were shared."""
+        with self._lock:
+            found = [u for u in self.uploads.values() if u.shared]
+        found = [u for u in found if channel in (None, u.channel)]
+        return sorted(found, key=lambda u: float(u.message_ts or 0))
 
     def answers_to(self, response_url: str) -> list[dict[str, Any]]:
         """What was posted to one response_url, oldest first."""
@@ -372,12 +442,24 @@ class SlackEmulator:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                if self.path.startswith("/upload/"):  # a file's bytes, not a form
+                    self._bytes(self.path, self.rfile.read(length))
+                    return
                 raw = self.rfile.read(length).decode()
                 kind = self.headers.get("Content-Type", "")
                 params = json.loads(raw or "{}") if "json" in kind else dict(parse_qsl(raw))
                 path, _, query = self.path.partition("?")
                 params = {**dict(parse_qsl(query)), **params}
                 self._reply(path, params)
+
+            def _bytes(self, path: str, data: bytes) -> None:
+                status, text = mock._receive(path.removeprefix("/upload/"), data)
+                body = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _reply(self, path: str, params: dict[str, Any]) -> None:
                 for key in ("blocks", "attachments", "view"):
@@ -426,12 +508,8 @@ class SlackEmulator:
         if token:
             self.tokens_seen.add(token)
         fault = self._fault
-        if (
-            fault
-            and fault.remaining > 0
-            and time.monotonic() < fault.until
-            and (not fault.methods or method in fault.methods)
-        ):
+        if self._faulty(fault, method):
+            assert fault is not None
             fault.remaining -= 1
             self.calls.append(Call(method, params, fault.status))
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
@@ -442,6 +520,10 @@ class SlackEmulator:
             self.calls.append(Call(method, params))
             return 200, {"ok": False, "error": "unknown_method"}, {}
         refused = self._access(method, params)
+        scope = _SCOPES.get(method)
+        if refused is None and scope in self.missing_scopes:
+            self.calls.append(Call(method, params, 200))
+            return 200, {"ok": False, "error": "missing_scope", "needed": scope}, {}
         if refused is None and method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             refused = _refusal(params)
         if refused is not None:
@@ -455,11 +537,17 @@ class SlackEmulator:
         self.calls.append(Call(method, params))
         return 200, handler(params), {}
 
+    def _faulty(self, fault: Fault | None, method: str) -> bool:
+        """True when the injected fault applies to this call of `method`."""
+        if not fault or fault.remaining <= 0 or time.monotonic() >= fault.until:
+            return False
+        return fault.methods is None or method in fault.methods
+
     def _access(self, method: str, params: dict[str, Any]) -> str | None:
         """`not_in_channel` / `is_archived` where the bot may not act, else None."""
         if method not in _IN_CHANNEL:
             return None
-        channel = str(params.get("channel", ""))
+        channel = str(params.get("channel") or params.get("channel_id") or "")
         if channel[:1] in ("U", "W", "D"):  # a person: the app's direct messages
             return None
         if channel in self.archived:
@@ -568,6 +656,104 @@ class SlackEmulator:
         )
         return {"ok": True, "view": {**view, "id": view_id, "team_id": "T0001"}}
 
+    # files, as files_upload_v2 shares them --------------------------------------------------
+    def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length", ""))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not filename:
+            return {"ok": False, "error": "invalid_arguments"}
+        if length <= 0:  # "missing_argument: typically only occurs when the length is 0"
+            return {"ok": False, "error": "missing_argument"}
+        if length > MAX_FILE_BYTES:
+            return {"ok": False, "error": "file_upload_size_restricted"}
+        alt = params.get("alt_txt")
+        if alt is not None and len(str(alt)) > 1000:
+            return {"ok": False, "error": "alt_txt_too_large"}
+        file_id = f"F{next(self._file_ids):08d}"
+        self.uploads[file_id] = Upload(file_id, filename, length, alt)
+        return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _receive(self, file_id: str, data: bytes) -> tuple[int, str]:
+        """A POST of a file's bytes to its upload URL: (HTTP status, body)."""
+        with self._changed:
+            try:
+                if self._faulty(self._fault, "upload"):
+                    assert self._fault is not None
+                    self._fault.remaining -= 1
+                    self.calls.append(Call("upload", {"file_id": file_id}, self._fault.status))
+                    return self._fault.status, "upload failed"
+                upload = self.uploads.get(file_id)
+                if upload is None or upload.data is not None or upload.shared:
+                    # an unknown URL, or one already used: it is good for one upload
+                    self.calls.append(Call("upload", {"file_id": file_id}, 404))
+                    return 404, "upload url not found"
+                if len(data) != upload.length:
+                    self.calls.append(Call("upload", {"file_id": file_id}, 400))
+                    return 400, f"length mismatch: {len(data)} bytes, announced {upload.length}"
+                upload.data = data
+                self.calls.append(Call("upload", {"file_id": file_id, "length": len(data)}))
+                return 200, f"OK - {len(data)}"
+            finally:
+                self._changed.notify_all()
+
+    def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = params.get("files")
+        try:
+            files = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) for f in files):
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = []
+        for f in files:
+            upload = self.uploads.get(str(f.get("id", "")))
+            # Unknown, never uploaded, or already shared ("can only be called once").
+            if upload is None or upload.data is None or upload.shared:
+                return {"ok": False, "error": "file_not_found"}
+            uploads.append((upload, str(f.get("title") or upload.filename)))
+        channel = params.get("channel_id") or None
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts and not channel:
+            return {"ok": False, "error": "invalid_arguments"}
+        if channel is None:  # "If not specified the file will be private": nothing to show
+            for upload, title in uploads:
+                upload.title, upload.message_ts = title, "private"
+            return {"ok": True, "files": [{"id": u.file_id, "title": t} for u, t in uploads]}
+        if thread_ts:
+            root = self.messages.get((channel, thread_ts))
+            if root is None or root.thread_ts:  # gone, or a reply's ts instead of its parent's
+                return {"ok": False, "error": "thread_not_found"}
+        ts = self._next_ts()
+        shown = []
+        for upload, title in uploads:
+            upload.title, upload.channel, upload.thread_ts = title, channel, thread_ts
+            upload.message_ts = ts
+            if self.save_dir is not None and upload.data is not None:
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                upload.path = self.save_dir / Path(upload.filename).name
+                upload.path.write_bytes(upload.data)
+            shown.append(
+                {
+                    "id": upload.file_id,
+                    "name": upload.filename,
+                    "title": title,
+                    "size": upload.length,
+                    "mimetype": _mimetype(upload.filename),
+                    "alt_txt": upload.alt_txt,
+                }
+            )
+        self.messages[(channel, ts)] = Posted(
+            channel=channel,
+            ts=ts,
+            text=params.get("initial_comment") or "",
+            thread_ts=thread_ts,
+            files=shown,
+        )
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shown]}
+
     def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
         group = params.get("usergroup", "")
         if group not in self.groups:
@@ -616,7 +802,13 @@ def _as_api(message: Posted) -> dict[str, Any]:
         found["thread_ts"] = message.thread_ts
     if message.metadata:
         found["metadata"] = message.metadata
+    if message.files:
+        found["files"] = message.files
     return found
+
+
+def _mimetype(filename: str) -> str:
+    return "image/png" if filename.lower().endswith(".png") else "application/octet-stream"
 
 
 def _metadata(raw: Any) -> dict[str, Any] | None:

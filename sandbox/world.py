@@ -39,7 +39,7 @@ from sandbox.simulator import (
     ServedEcsDeployments,
     TrafficSimulator,
 )
-from sandbox.slack_emulator import Posted, SlackEmulator
+from sandbox.slack_emulator import Posted, SlackEmulator, Upload
 from sandbox.slack_user import SlackUser
 from workers.aws.alb.router import AlbRouter
 from workers.aws.appmesh.router import AppMeshRouter
@@ -365,6 +365,10 @@ class World:
 
     def thread(self, card: Posted) -> list[Posted]:
         return self.slack.thread(card.channel, card.ts)
+
+    def charts(self, card: Posted) -> list[Upload]:
+        """The files (the deployment's charts) shared in the card's thread, oldest first."""
+        return [u for u in self.slack.shared_files(card.channel) if u.thread_ts == card.ts]
 
     def wait_reply(
         self, card: Posted, predicate: Callable[[Posted], bool], timeout: float = 30.0

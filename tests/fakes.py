@@ -56,6 +56,8 @@ class RecordingScheduler:
     jobs: list[Job] = field(default_factory=list)
     #: `/canary check` requests: (service, response_url, channel).
     checks: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: Chart jobs: (dep_id, occasion, delay, attempt).
+    charts: list[tuple[str, str, float, int]] = field(default_factory=list)
 
     def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
         self.jobs.append(Job("run", dep_id, version, self.clock() + delay, urgent, delay))
@@ -65,6 +67,9 @@ class RecordingScheduler:
 
     def check(self, service: str, *, response_url: str, channel: str | None) -> None:
         self.checks.append((service, response_url, channel))
+
+    def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None:
+        self.charts.append((dep_id, what, delay, attempt))
 
     @property
     def runs(self) -> list[Job]:

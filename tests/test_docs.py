@@ -45,6 +45,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_info": ("channels:read", "groups:read"),
     # The App Home tab (https://docs.slack.dev/reference/methods/views.publish: no scope).
     "views_publish": (),
+    # files.getUploadURLExternal + files.completeUploadExternal: the chart in the thread.
+    "files_upload_v2": ("files:write",),
 }
 #: The CI command line runs in a pipeline, not beside the bot: its variables are its own, read by
 #: hand (standard library only) and documented in docs/CI.md, not in the README's table.

@@ -17,6 +17,7 @@ from workers.domain.state import ROLLBACKABLE, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
 from workers.runtime.context import Runtime, get_runtime
+from workers.slack.chart_upload import can_chart, status_occasion
 
 
 def _rt(rt: Runtime | None) -> Runtime:
@@ -207,6 +208,16 @@ def last_deployments(services: list[str], rt: Runtime | None = None) -> dict[str
     rt = _rt(rt)
     newest = rt.store.last_ids(services)
     return {d.service: d for d in rt.store.get_many(list(newest.values()))}
+
+
+def request_chart(dep: Deployment, rt: Runtime | None = None) -> bool:
+    """Have the notify worker post the deployment's chart in its thread (the web process never
+    draws); False when it has no thread to post in, or its log has expired."""
+    rt = _rt(rt)
+    if not can_chart(rt.store, dep):
+        return False
+    rt.scheduler.chart(dep.id, status_occasion(dep))
+    return True
 
 
 def request_check(

@@ -69,6 +69,9 @@ HISTORY_KEEP = 100
 EVENTS_TTL_SECONDS = 30 * 24 * 3600
 #: Refused clicks and commands recorded in one deployment's log; more are not recorded.
 MAX_REFUSALS = 50
+#: Check samples (the chart's data) kept per deployment, the newest: a day of checks a minute
+#: apart (a gate's default timeout), about 100 bytes each.
+MAX_SAMPLES = 1440
 #: Refusals one user may get within CANARY_REFUSAL_WINDOW before one "slow down" answer, after
 #: which nothing from them is processed until the window ends.
 REFUSAL_LIMIT = 20

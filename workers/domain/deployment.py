@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from workers.analysis.judge import StepCounts, Verdict
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.events import Cause
 from workers.domain.pipelines import Origin
+from workers.domain.samples import CheckSample, sample_of
 from workers.domain.state import State, is_active
 from workers.domain.versions import CanaryRecord, StableRecord
 
@@ -74,10 +75,25 @@ class Deployment(BaseModel):
     #: When a tear-down or clean-up first found AWS still draining what it removes.
     drain_started_at: float | None = None
     finished_at: float | None = None
+    #: Samples of the checks seen by the change being applied, not part of the record: the
+    #: store appends them to the deployment's samples in the same MULTI (`take_samples`).
+    _new_samples: list[CheckSample] = PrivateAttr(default_factory=list)
 
     @property
     def active(self) -> bool:
         return is_active(self.state)
+
+    def saw(self, verdict: Verdict, at: float) -> None:
+        """Record one check: its verdict is the last, and its sample joins the chart's data."""
+        self.checks, self.last_verdict = self.checks + 1, verdict
+        self._new_samples.append(
+            sample_of(verdict, at=at, step=self.step_number, weight=self.weight)
+        )
+
+    def take_samples(self) -> list[CheckSample]:
+        """The samples recorded by `saw` since the last call (the store writes them)."""
+        taken, self._new_samples = self._new_samples, []
+        return taken
 
     def leave_step(self) -> None:
         """Keep the current step's last counts as evidence before moving on to the next step."""

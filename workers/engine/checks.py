@@ -37,7 +37,8 @@ def check(engine: Engine, dep: Deployment) -> None:
     now = engine.now()
 
     def seen(d: Deployment) -> None:
-        d.checks, d.last_verdict, d.attempts = d.checks + 1, verdict, 0
+        d.saw(verdict, now)
+        d.attempts = 0
 
     step = dep.step_number or None
     if verdict.outcome == Outcome.FAIL:

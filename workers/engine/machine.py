@@ -131,7 +131,7 @@ class Engine:
             d.reason, d.ended_by, d.stopped_by, d.attempts = reason, by, actor, 0
             d.rollback_requested_at = self.now()
             if verdict is not None:  # the failing check is the last verdict people see
-                d.last_verdict, d.checks = verdict, d.checks + 1
+                d.saw(verdict, self.now())
 
         started = RollbackStarted(
             at=self.now(), by=by, reason=reason, actor=actor, weight=dep.weight

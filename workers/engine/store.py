@@ -1,12 +1,14 @@
 """Deployments, event logs, per-service locks and history in Redis, changed by compare-and-set.
 
 Retention (so that Redis does not grow forever) is applied by the transition that ends a
-deployment, in the same MULTI: the event log of the deployment gets its expiry, and the
-service's deployments that fall out of the newest `history_keep` are deleted with their log and
-notes. Doing it there rather than in a watchdog sweep keeps it atomic with the end (no window in
-which a finished log has no expiry), costs a few commands per finished deployment instead of a
-scan of every key every sweep, and needs no worker supervisor to be running. A finished
-deployment never becomes active again, so the overflow read before the MULTI cannot turn active.
+deployment, in the same MULTI: the event log of the deployment and its check samples get their
+expiry, and the service's deployments that fall out of the newest `history_keep` are deleted
+with their log, samples and notes. Doing it there rather than in a watchdog sweep keeps it
+atomic with the end (no window in which a finished log has no expiry), costs a few commands per
+finished deployment instead of a scan of every key every sweep, and needs no worker supervisor
+to be running. A finished deployment never becomes active again, so the overflow read before
+the MULTI cannot turn active. The samples are also bounded while the deployment runs: each check
+that adds one trims them to the newest `max_samples`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from redis.lock import Lock
 from workers import defaults
 from workers.domain.deployment import Deployment
 from workers.domain.events import EVENTS, Event
+from workers.domain.samples import CheckSample
 
 
 class Conflict(Exception):
@@ -48,6 +51,8 @@ class Retention:
     events_ttl: float = defaults.EVENTS_TTL_SECONDS
     #: Refused clicks and commands recorded per deployment; more are not recorded.
     max_refusals: int = defaults.MAX_REFUSALS
+    #: Check samples kept per deployment (the chart's data), newest first; older ones dropped.
+    max_samples: int = defaults.MAX_SAMPLES
 
 
 class Store:
@@ -66,6 +71,9 @@ class Store:
 
     def _events(self, dep_id: str) -> str:
         return f"{self.prefix}:dep:{dep_id}:events"
+
+    def _samples(self, dep_id: str) -> str:
+        return f"{self.prefix}:dep:{dep_id}:samples"
 
     def _lock(self, service: str) -> str:
         return f"{self.prefix}:lock:{service}"
@@ -99,6 +107,11 @@ class Store:
         """The deployment's events from `start` (0-based) on, in order."""
         raws = self.redis.lrange(self._events(dep_id), start, -1)
         return [EVENTS.validate_json(raw) for raw in raws]
+
+    def samples(self, dep_id: str) -> list[CheckSample]:
+        """What the deployment's checks saw, oldest first (at most `max_samples` of the newest)."""
+        raws = self.redis.lrange(self._samples(dep_id), 0, -1)
+        return [CheckSample.model_validate_json(raw) for raw in raws]
 
     def lock_holder(self, service: str) -> str | None:
         """Id of the deployment that holds the service's lock, if any."""
@@ -151,8 +164,9 @@ class Store:
     def transition(self, dep_id: str, expected_version: int, change: Change) -> Deployment:
         """Apply `change` if the deployment is still at `expected_version`, else raise Conflict.
 
-        The new state, the version bump, the events and (on a terminal state) the release of the
-        service lock are written in one MULTI, so a transition happens exactly once.
+        The new state, the version bump, the events, the samples of the checks the change saw
+        (`Deployment.saw`) and (on a terminal state) the release of the service lock are written
+        in one MULTI, so a transition happens exactly once.
         """
         # Not Redis.transaction(): it retries on a concurrent write, and a transition must not be
         # re-applied to a deployment that moved meanwhile; the caller decides (Conflict).
@@ -168,6 +182,7 @@ class Store:
                     raise Conflict(current)
                 updated = current.model_copy(deep=True)
                 new_events = list(change(updated))
+                new_samples = updated.take_samples()
                 now = time.time()
                 if updated.state != current.state:
                     updated.state_since = now
@@ -182,10 +197,15 @@ class Store:
                     pipe.rpush(log, event.model_dump_json())
                 if new_events:
                     pipe.sadd(self._undelivered(), dep_id)
+                samples = self._samples(dep_id)
+                if new_samples:
+                    pipe.rpush(samples, *[s.model_dump_json() for s in new_samples])
+                    pipe.ltrim(samples, -max(1, self.retention.max_samples), -1)
                 if not updated.active:
                     pipe.srem(self._active(), dep_id)
                     self._release_lock(pipe, updated)
                     pipe.expire(log, max(1, round(self.retention.events_ttl)))
+                    pipe.expire(samples, max(1, round(self.retention.events_ttl)))
                     self._forget(pipe, updated.service, overflow)
                 pipe.execute()
                 return updated
@@ -209,12 +229,13 @@ class Store:
         return [i for i in old if i not in active]
 
     def _forget(self, pipe: Any, service: str, dep_ids: list[str]) -> None:
-        """Delete finished deployments with their event logs and notes (inside the MULTI)."""
+        """Delete finished deployments with their event logs, samples and notes (in the MULTI)."""
         if not dep_ids:
             return
         pipe.zrem(self._history(service), *dep_ids)
         pipe.srem(self._undelivered(), *dep_ids)
-        pipe.delete(*[k for i in dep_ids for k in (self._dep(i), self._events(i), self._notes(i))])
+        keys = (self._dep, self._events, self._samples, self._notes)
+        pipe.delete(*[key(i) for i in dep_ids for key in keys])
 
     def _release_lock(self, pipe: Any, deployment: Deployment) -> None:
         # Only the owner releases: redis-py Lock's own compare-and-delete script, inside the MULTI,

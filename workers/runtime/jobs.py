@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from workers.engine.outbox import deliver_pending
 from workers.engine.runner import Runner
 from workers.engine.steps import STEPS
 from workers.runtime.context import Runtime, get_runtime
 from workers.runtime.notifiers import get_notifier
+
+log = logging.getLogger(__name__)
 
 
 def runner(rt: Runtime) -> Runner:
@@ -22,6 +26,41 @@ def run(dep_id: str, version: int) -> str:
 def deliver(dep_id: str) -> int:
     """Deliver the deployment's pending notifications."""
     return deliver_pending(get_runtime(), get_notifier(), dep_id)
+
+
+def chart(dep_id: str, what: str, attempt: int = 0) -> str:
+    """Draw the deployment's chart and upload it into its thread, once for occasion `what`;
+    retried or dropped by the outbox's rules (workers/slack/chart_upload.py)."""
+    # matplotlib and the Slack client: loaded by the notify worker only.
+    from workers.engine.outbox import RetryLater, Undeliverable
+    from workers.slack import chart_upload
+    from workers.slack.notifier import SlackNotifier
+
+    rt, notifier = get_runtime(), get_notifier()
+    if not isinstance(notifier, SlackNotifier):
+        return "no Slack"
+    try:
+        return chart_upload.post_chart(
+            notifier.client, rt.store, dep_id, what, now=rt.clock()
+        ).outcome
+    except Undeliverable as exc:
+        log.error("deployment %s: chart %s cannot be shown, dropped: %s", dep_id, what, exc)
+        return "dropped"
+    except Exception as exc:  # RetryLater, or a failure nobody sorted: again, a few times
+        asked = exc.seconds if isinstance(exc, RetryLater) else None
+        if chart_upload.gives_up(attempt):
+            log.error(
+                "deployment %s: chart %s failed %d times, dropped: %s",
+                dep_id,
+                what,
+                attempt + 1,
+                exc,
+            )
+            return "dropped"
+        delay = chart_upload.retry_delay(attempt, asked)
+        log.warning("deployment %s: chart %s failed (%s); again in %gs", dep_id, what, exc, delay)
+        rt.scheduler.chart(dep_id, what, delay=delay, attempt=attempt + 1)
+        return "retrying"
 
 
 def check(service: str, response_url: str, channel: str | None) -> bool:

@@ -43,6 +43,8 @@ class Scheduler(Protocol):
 
     def check(self, service: str, *, response_url: str, channel: str | None) -> None: ...
 
+    def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None: ...
+
 
 class RqScheduler:
     """Puts engine jobs on RQ queues; delayed ones through RQ's scheduler (`enqueue_in`)."""
@@ -74,6 +76,19 @@ class RqScheduler:
         """Run the doctor's read-only checks of a service and post the table to response_url."""
         self._put(
             self.default, "workers.runtime.jobs.check", None, 0, service, response_url, channel
+        )
+
+    def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None:
+        """Draw the deployment's chart and upload it into its thread (the notify worker: the
+        web process never draws); one job id per occasion and attempt dedupes re-enqueues."""
+        self._put(
+            self.notify_queue,
+            "workers.runtime.jobs.chart",
+            f"{self.prefix}-chart-{dep_id}-{what}-{attempt}",
+            delay,
+            dep_id,
+            what,
+            attempt,
         )
 
     def _put(

@@ -50,6 +50,7 @@ from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
 from workers.slack.answers import thread_unreachable
 from workers.slack.card import render_card
+from workers.slack.chart_upload import ChartRequest, chart_occasion
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.format import MAX_TEXT, Message, clip, context, mention, when, why
 from workers.slack.home_publisher import note_change
@@ -83,7 +84,13 @@ def slack_api_url() -> str:
 
 #: Methods that create a message: never repeated inside one call (a connection that broke after
 #: Slack took the request would post twice). The outbox retries them with its exactly-once lookup.
-_POSTS = ("chat.postMessage", "chat.postEphemeral", "chat.scheduleMessage", "chat.meMessage")
+_POSTS = (
+    "chat.postMessage",
+    "chat.postEphemeral",
+    "chat.scheduleMessage",
+    "chat.meMessage",
+    "files.completeUploadExternal",  # shares a file: a chart posted twice (chart_upload.py)
+)
 
 
 class _NeverRepost(RetryHandler):
@@ -197,9 +204,18 @@ def card_reposted() -> Message:
 class SlackNotifier:
     """Implements workers.engine.outbox.Notifier with Slack messages."""
 
-    def __init__(self, client: WebClient, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        charts: ChartRequest | None = None,
+    ) -> None:
         self.client = client
         self.clock = clock
+        #: Asks for the deployment's chart after a verdict that changed something (None: no
+        #: charts); the chart is a job of its own (workers/slack/chart_upload.py).
+        self.charts = charts
 
     @classmethod
     def from_env(cls) -> SlackNotifier:
@@ -207,7 +223,7 @@ class SlackNotifier:
         token = load_settings().slack_bot_token
         if token is None:
             raise SettingsError("SLACK_BOT_TOKEN: must be set to post to Slack")
-        return cls(make_client(token.get_secret_value()))
+        return cls(make_client(token.get_secret_value()), charts=_request_chart)
 
     # Notifier protocol -----------------------------------------------------------------------
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:
@@ -216,7 +232,11 @@ class SlackNotifier:
         An approval may answer "not yet": see `_approved`. Slack's failures: see the module.
         """
         with sorted_failures(deployment.id):
-            return self._deliver(store, deployment, event)
+            wait = self._deliver(store, deployment, event)
+        occasion = chart_occasion(event)
+        if self.charts and occasion and f"msg:{event.seq}" in store.notes(deployment.id):
+            self.charts(deployment.id, occasion)  # after its message, which went out
+        return wait
 
     def refresh(self, store: Store, deployment: Deployment) -> float | None:
         """Update the card when what it shows has changed since the last post or update.
@@ -654,6 +674,13 @@ class SlackNotifier:
             )
         again = Message(message.text, [*message.blocks, context(POSTED_AGAIN)])
         return self._reply(store, dep, f"again:{ts}", again)
+
+
+def _request_chart(dep_id: str, what: str) -> None:
+    """A chart job on this process's notify queue."""
+    from workers.runtime.context import get_runtime  # the process's queues (worker only)
+
+    get_runtime().scheduler.chart(dep_id, what)
 
 
 def _gate_weight(dep: Deployment, step: int) -> int | None:

@@ -17,6 +17,7 @@ from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
 from workers.domain.outcomes import Answer, Refusal
+from workers.runtime import logs
 from workers.runtime.context import Runtime
 from workers.slack import answers as views
 from workers.slack.buttons import ABORT, APPROVE, OPEN_THREAD, ROLLBACK, ButtonValue
@@ -218,6 +219,13 @@ class Handlers:
         self.later(lambda: self._clicked(body, action, client, home))
 
     def _clicked(
+        self, body: dict[str, Any], action: dict[str, Any], client: WebClient, home: Workspace
+    ) -> None:
+        button = ButtonValue.decode(action.get("value", ""))
+        with logs.deployment_context(button.deployment_id if button else None):
+            self._handle_click(body, action, client, home)
+
+    def _handle_click(
         self, body: dict[str, Any], action: dict[str, Any], client: WebClient, home: Workspace
     ) -> None:
         actor = Actor.from_click(body)

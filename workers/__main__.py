@@ -15,6 +15,7 @@ from rq import SimpleWorker
 
 from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
+from workers.runtime.logs import configure_logging
 from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
 from workers.runtime.settings import Settings, load_settings
@@ -31,7 +32,7 @@ def _die_with_parent() -> None:
 
 def _work(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     redis = connect(settings)
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
     # a job is a few API calls, so a fork per job would cost more than the job. One worker, one
@@ -42,7 +43,7 @@ def _work(settings: Settings, names: Sequence[str]) -> None:
 
 def _work_threads(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     _few_malloc_arenas()
     run_threads(names, lambda: connect(settings), settings.canary_worker_threads)
 
@@ -56,21 +57,14 @@ def _few_malloc_arenas() -> None:
 
 def _schedule(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     run_scheduler(connect(settings), names)
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def main() -> int:
     """Start the rollout and notification workers, then watch over them and the deployments."""
     settings = load_settings()  # a bad variable stops the process here, named
-    _configure_logging(settings)
+    configure_logging(settings)
     high, default, notify = queue_names(settings.canary_redis_prefix)
     rollout_workers = settings.canary_workers
     threads = settings.canary_worker_threads

@@ -27,6 +27,7 @@ from bot.server import (
 from workers.domain.catalogue import ConfigError
 from workers.runtime import exposition
 from workers.runtime.context import get_runtime
+from workers.runtime.logs import configure_logging
 from workers.runtime.settings import load_settings
 
 log = logging.getLogger("bot")
@@ -74,10 +75,7 @@ def _stop(*_: object) -> NoReturn:
 
 def main() -> None:
     settings = load_settings()  # a bad variable stops the process here, named
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)  # LOG_LEVEL, LOG_FORMAT; no secret in any line
     if settings.slack_app_token is None and settings.slack_signing_secret is None:
         # Without it every request would be refused (or, checked with an empty key, forgeable).
         log.error("SLACK_SIGNING_SECRET is not set: HTTP mode needs it (or set SLACK_APP_TOKEN)")

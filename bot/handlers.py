@@ -16,7 +16,9 @@ from bot.ratelimit import RefusalLimiter, RefusalPolicy, Verdict
 from workers import api
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
-from workers.domain.outcomes import Answer, Refusal
+from workers.domain.outcomes import Answer, Refusal, refused
+from workers.domain.refusals import Denial, Forbidden
+from workers.runtime import logs
 from workers.runtime.context import Runtime
 from workers.slack import answers as views
 from workers.slack import home_publisher
@@ -254,6 +256,13 @@ class Handlers:
     def _clicked(
         self, body: dict[str, Any], action: dict[str, Any], client: WebClient, home: Workspace
     ) -> None:
+        button = ButtonValue.decode(action.get("value", ""))
+        with logs.deployment_context(button.deployment_id if button else None):
+            self._handle_click(body, action, client, home)
+
+    def _handle_click(
+        self, body: dict[str, Any], action: dict[str, Any], client: WebClient, home: Workspace
+    ) -> None:
         actor = Actor.from_click(body)
         user = actor.user
         limiter = self._limiter()
@@ -287,9 +296,9 @@ class Handlers:
         step = button.step
         kind = _ACTIONS.get(action_id, "rollback")
         if not dep.active:
-            return self._refuse(
-                rt, dep, user, kind, f"Deployment {dep.id} is already over ({dep.state.label})."
-            )
+            over = refused(Refusal.OVER, dep)
+            _record(rt, dep.id, user, kind, over)
+            return RefusedText(views.refused(over))
         refusal = self._refusal(rt, kind, actor, home, dep)
         if refusal:
             return refusal
@@ -318,24 +327,27 @@ class Handlers:
         except ConfigError:
             if kind == "approve":
                 return self._refuse(
-                    rt,
-                    dep,
-                    actor.user,
-                    kind,
-                    f"{dep.service} is no longer in the catalogue: its gates can't be approved. "
-                    f"It can still be aborted: `{SLASH} abort {dep.service}`.",
+                    rt, dep, actor.user, Denial(Forbidden.NOT_IN_CATALOGUE, dep.service, kind)
                 )
             # Stopping stays possible for those who could when it started.
             settings = dep.settings
         permission = may(kind, actor, settings, self.groups, home=home, requester=dep.requester)
-        if permission.allowed:
+        if permission.denial is None:
             return None
-        return self._refuse(rt, dep, actor.user, kind, permission.reason)
+        return self._refuse(rt, dep, actor.user, permission.denial)
 
     @staticmethod
-    def _refuse(rt: Runtime, dep: Deployment, user: str, kind: str, reason: str) -> str:
-        api.record_refusal(dep.id, actor=user, action=kind, reason=reason, rt=rt)
-        return RefusedText(reason)
+    def _refuse(rt: Runtime, dep: Deployment, user: str, denial: Denial) -> str:
+        """Keep the denial in the deployment's log (its code and ids); the words for `user`."""
+        api.record_refusal(
+            dep.id,
+            actor=user,
+            action=denial.action,
+            refusal=denial.reason,
+            ids=denial.ids,
+            rt=rt,
+        )
+        return RefusedText(views.denied(denial))
 
     def _limiter(self) -> RefusalLimiter:
         rt = self.runtime()
@@ -358,8 +370,7 @@ class Handlers:
 
 def _record(rt: Runtime, dep_id: str, user: str, action: str, answer: Answer) -> None:
     """Keep a refusal of the engine in the deployment's log (its code: no Slack wording)."""
-    reason = answer.refusal.value if answer.refusal else "refused"
-    api.record_refusal(dep_id, actor=user, action=action, reason=reason, rt=rt)
+    api.record_refusal(dep_id, actor=user, action=action, refusal=answer.refusal, rt=rt)
 
 
 def from_home(body: dict[str, Any]) -> bool:

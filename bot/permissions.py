@@ -22,17 +22,17 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from workers.domain.catalogue import ServiceConfig
-from workers.slack.format import mentions
+from workers.domain.refusals import Action, Denial, Forbidden
+from workers.slack import answers
 
 log = logging.getLogger(__name__)
 
-Action = Literal["deploy", "approve", "abort", "rollback"]
 #: Members of a Slack user group (`S…`); raises GroupUnavailable when they cannot be known.
 GroupsResolver = Callable[[str], Collection[str]]
 #: How long a user group's members are used without asking Slack again (seconds).
@@ -42,13 +42,6 @@ GROUP_TTL = 300.0
 GROUP_MAX_AGE = 900.0
 #: After a failed `usergroups.users.list`, how long before Slack is asked again (seconds).
 GROUP_FAILURE_TTL = 30.0
-
-_VERBS: dict[Action, str] = {
-    "deploy": "deploy",
-    "approve": "approve",
-    "abort": "abort",
-    "rollback": "roll back",
-}
 
 
 class GroupUnavailable(Exception):
@@ -118,10 +111,15 @@ def _mapping(value: object) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class Permission:
-    """Allowed, or refused with a sentence for the person who asked."""
+    """Allowed, or refused with a typed denial (its code and ids; answers words it)."""
 
     allowed: bool
-    reason: str = ""
+    denial: Denial | None = None
+
+    @property
+    def reason(self) -> str:
+        """The sentence for the person who asked ("" when allowed)."""
+        return answers.denied(self.denial) if self.denial else ""
 
 
 ALLOWED = Permission(True)
@@ -156,33 +154,25 @@ def may(
 
     `requester` is who started the deployment an approve, abort or roll back is about.
     """
-    name, verb = settings.key, _VERBS[action]
+    name = settings.key
+
+    def refuse(reason: Forbidden, ids: Collection[str] = ()) -> Permission:
+        return Permission(False, Denial(reason, name, action, tuple(ids)))
+
     if not at_home(actor, home):
-        return Permission(
-            False,
-            f"Only members of the workspace this bot belongs to may {verb} {name}; "
-            "your request comes from elsewhere.",
-        )
+        return refuse(Forbidden.ELSEWHERE)
     if settings.channel and actor.channel != settings.channel:
-        where = "" if action == "deploy" else " or the deployment's thread there"
-        return Permission(
-            False, f"{name} can only be {_past(verb)} from <#{settings.channel}>{where}."
-        )
+        return refuse(Forbidden.WRONG_CHANNEL, [settings.channel])
     deployers, approvers = settings.deployers, settings.approvers
     user = actor.user
 
     if action == "deploy":
-        return _among(user, deployers, groups, f"You are not a deployer of {name}.")
+        return _among(user, deployers, groups, refuse, Forbidden.NOT_DEPLOYER)
 
     if action == "approve":
         if settings.four_eyes and user == requester:
-            others = [a for a in approvers if a != user]
-            ask = f"Ask one of: {mentions(others)}." if others else "Ask someone else."
-            return Permission(
-                False,
-                f"You can't approve your own deployment (four-eyes is on for {name}). {ask}",
-            )
-        return _among(user, approvers, groups, f"You are not an approver of {name}.")
+            return refuse(Forbidden.FOUR_EYES, [a for a in approvers if a != user])
+        return _among(user, approvers, groups, refuse, Forbidden.NOT_APPROVER)
 
     # abort, rollback: the requester, any deployer or approver.
     if requester is not None and user == requester:
@@ -190,20 +180,17 @@ def may(
     if not deployers:
         return ALLOWED
     return _among(
-        user,
-        [*deployers, *approvers],
-        groups,
-        f"Only deployers and approvers of {name} may {verb} it.",
+        user, [*deployers, *approvers], groups, refuse, Forbidden.NOT_DEPLOYER_OR_APPROVER
     )
 
 
-def _past(verb: str) -> str:
-    return {"deploy": "deployed", "approve": "approved", "abort": "aborted"}.get(
-        verb, "rolled back"
-    )
-
-
-def _among(user: str, members: list[str], groups: GroupsResolver, refusal: str) -> Permission:
+def _among(
+    user: str,
+    members: list[str],
+    groups: GroupsResolver,
+    refuse: Callable[[Forbidden, Collection[str]], Permission],
+    reason: Forbidden,
+) -> Permission:
     """Allowed when `members` is empty or names `user`, directly or through a user group."""
     if not members or user in members:
         return ALLOWED
@@ -215,12 +202,8 @@ def _among(user: str, members: list[str], groups: GroupsResolver, refusal: str) 
         except GroupUnavailable:
             unknown.append(group)
     if unknown:
-        return Permission(
-            False,
-            f"I could not check the members of {mentions(unknown)} with Slack just now, "
-            "so I can't tell whether you may. Nothing was changed; try again in a minute.",
-        )
-    return Permission(False, f"{refusal} Ask one of: {mentions(members)}.")
+        return refuse(Forbidden.GROUPS_UNKNOWN, unknown)
+    return refuse(reason, members)
 
 
 class GroupDirectory:

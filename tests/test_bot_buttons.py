@@ -23,6 +23,7 @@ from tests.slack_mock import MockSlack, Posted
 from workers import api
 from workers.domain.deployment import Deployment
 from workers.domain.events import Refused
+from workers.domain.refusals import Forbidden
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
@@ -102,6 +103,9 @@ def test_self_approval_is_refused_under_four_eyes(
     refused = api.get_events(dep_id, rt=rt)[-1]
     assert isinstance(refused, Refused) and refused.actor == DANA
     assert refused.action == "approve"
+    # The log keeps the code and whom to ask, not the sentence (workers.slack.answers words it).
+    assert refused.reason == Forbidden.FOUR_EYES and refused.ids == [SAM, LEE]
+    assert refused.detail is None
     [ephemeral] = mock.ephemerals
     assert ephemeral["user"] == DANA and ephemeral["channel"] == PAYMENTS_CHANNEL
 

@@ -33,9 +33,11 @@ from tests.bot_harness import (
 from tests.slack_mock import MockSlack
 from workers import api
 from workers.domain.catalogue import parse_catalogue
+from workers.domain.refusals import Denial, Forbidden
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
+from workers.slack import answers
 
 HOME = Workspace(team_id="T0001")
 GRID = Workspace(team_id="T0001", enterprise_id="E0001")
@@ -223,4 +225,41 @@ def test_a_click_from_another_channel_is_refused(
     assert api.get_deployment(dep.id, rt=rt).state == State.AWAITING_APPROVAL
     assert slack.answer("abort payments", channel=OTHER_CHANNEL).startswith(
         "payments can only be aborted from"
+    )
+
+
+# typed denials ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("action", "who", "reason", "ids"),
+    [
+        ("deploy", actor(SAM), Forbidden.NOT_DEPLOYER, PAYMENTS.deployers),
+        ("approve", actor(GRACE), Forbidden.NOT_APPROVER, PAYMENTS.approvers),
+        ("approve", actor(DANA), Forbidden.FOUR_EYES, [SAM, LEE]),
+        ("abort", actor(STRANGER), Forbidden.NOT_DEPLOYER_OR_APPROVER, None),
+        ("abort", actor(DANA, OTHER_CHANNEL), Forbidden.WRONG_CHANNEL, [PAYMENTS_CHANNEL]),
+        ("deploy", actor(DANA, team_id="T0OTHER"), Forbidden.ELSEWHERE, []),
+    ],
+)
+def test_a_refusal_is_a_code_with_ids_worded_by_the_slack_side(
+    action: str, who: Actor, reason: Forbidden, ids: list[str] | None
+) -> None:
+    groups = {DEPLOY_GROUP: frozenset({GRACE})}.__getitem__
+    permission = may(action, who, PAYMENTS, groups, home=HOME, requester=DANA)  # type: ignore[arg-type]
+    denial = permission.denial
+    assert not permission.allowed and denial is not None
+    assert denial.reason == reason and denial.service == "payments"
+    expected = [*PAYMENTS.deployers, *PAYMENTS.approvers] if ids is None else ids
+    assert list(denial.ids) == list(expected)
+    # The words are the Slack side's, from the code and the ids alone.
+    assert permission.reason == answers.denied(denial) != ""
+    assert "<@" not in denial.reason.value
+
+
+def test_a_refusal_of_unknown_groups_names_them() -> None:
+    def unknown(group: str) -> frozenset[str]:
+        raise GroupUnavailable(group)
+
+    permission = may("deploy", actor(GRACE), PAYMENTS, unknown, home=HOME)
+    assert permission.denial == Denial(
+        Forbidden.GROUPS_UNKNOWN, "payments", "deploy", (DEPLOY_GROUP,)
     )

@@ -28,6 +28,7 @@ from tests.slack_mock import MockSlack
 from workers import api
 from workers.domain.deployment import Deployment
 from workers.domain.events import Cause
+from workers.domain.outcomes import Refusal
 from workers.domain.state import State
 from workers.engine.machine import Engine
 from workers.engine.outbox import deliver_pending
@@ -189,7 +190,7 @@ def test_refresh_updates_the_card_only_when_it_changed(mock: MockSlack) -> None:
     deliver_pending(rt, note, dep_id)
     updates = len(mock.api_calls("chat.update"))
     deliver_pending(rt, note, dep_id)
-    api.record_refusal(dep_id, actor=SAM, action="approve", reason="not yet", rt=rt)
+    api.record_refusal(dep_id, actor=SAM, action="approve", refusal=Refusal.NOT_AT_GATE, rt=rt)
     deliver_pending(rt, note, dep_id)
     assert len(mock.api_calls("chat.update")) == updates
     assert len(mock.thread(PAYMENTS_CHANNEL, rt.store.notes(dep_id)["card_ts"])) == 0

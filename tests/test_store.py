@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import fakeredis
@@ -10,7 +11,9 @@ from pydantic import ValidationError
 
 from tests.fakes import catalogue, sample_event
 from workers.domain.deployment import Deployment
-from workers.domain.events import Approved, Event, Requested
+from workers.domain.events import Approved, Event, Refused, Requested
+from workers.domain.outcomes import Refusal
+from workers.domain.refusals import Forbidden
 from workers.domain.state import State
 from workers.domain.versions import (
     AlbCanary,
@@ -243,3 +246,28 @@ def test_a_version_of_no_known_router_is_refused() -> None:
         Deployment.model_validate(raw)
     with pytest.raises(ValueError, match="no stable version recorded"):
         make().recorded_stable()
+
+
+def test_a_refusal_stored_before_codes_still_reads(store: Store) -> None:
+    """Refusals of bot/permissions were once stored as the sentence shown to the person; the
+    engine's as their code. Both shapes read back; new ones keep a code and ids."""
+    store.create(make(), ev("requested"))
+    key = f"{store.prefix}:dep:abcd1234:events"
+    said = "You are not an approver of payments. Ask one of: <@U03BBBB>."
+    for reason in (said, "not_at_gate", "refused"):
+        old = {"kind": "refused", "at": 2.0, "actor": "U9", "action": "approve", "reason": reason}
+        store.redis.rpush(key, json.dumps({**old, "seq": store.redis.llen(key)}))
+    store.append_event(
+        "abcd1234",
+        Refused(
+            at=3.0, actor="U9", action="approve", reason=Forbidden.NOT_APPROVER, ids=["U03BBBB"]
+        ),
+    )
+    _, sentence, code, uncoded, new = store.events("abcd1234")
+    assert isinstance(sentence, Refused) and sentence.reason is None and sentence.detail == said
+    assert isinstance(code, Refused) and code.reason == Refusal.NOT_AT_GATE and not code.detail
+    assert isinstance(uncoded, Refused) and uncoded.reason is None and uncoded.detail == "refused"
+    assert isinstance(new, Refused) and new.reason == Forbidden.NOT_APPROVER
+    assert new.ids == ["U03BBBB"] and new.detail is None
+    raw = json.loads(store.redis.lindex(key, -1) or b"")
+    assert raw["reason"] == "not_approver" and raw["ids"] == ["U03BBBB"]

@@ -34,6 +34,7 @@ from rq import SimpleWorker
 
 from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
+from workers.runtime.logs import configure_logging
 from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
 from workers.runtime.settings import Settings
@@ -55,7 +56,7 @@ def _die_with_parent() -> None:
 
 def _work(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     redis = connect(settings)
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
     # a job is a few API calls, so a fork per job would cost more than the job. One worker, one
@@ -66,7 +67,7 @@ def _work(settings: Settings, names: Sequence[str]) -> None:
 
 def _work_threads(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     _few_malloc_arenas()
     run_threads(names, lambda: connect(settings), settings.canary_worker_threads)
 
@@ -80,15 +81,8 @@ def _few_malloc_arenas() -> None:
 
 def _schedule(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
-    _configure_logging(settings)
+    configure_logging(settings)
     run_scheduler(connect(settings), names)
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _serve_metrics(settings: Settings, rt: Runtime) -> WSGIServer | None:
@@ -134,7 +128,7 @@ def _gone(child: multiprocessing.process.BaseProcess, metrics: WSGIServer | None
 def main() -> int:
     """Start the rollout and notification workers, then watch over them and the deployments."""
     settings = load_settings()  # a bad variable stops the process here, named
-    _configure_logging(settings)
+    configure_logging(settings)
     high, default, notify = queue_names(settings.canary_redis_prefix)
     rollout_workers = settings.canary_workers
     threads = settings.canary_worker_threads

@@ -5,6 +5,8 @@ Answers say what happened in typed fields; how a person is told is workers.slack
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from workers.domain.catalogue import ConfigError, apply_overrides, overrides_to_accept
 from workers.domain.deployment import Approval, Deployment
 from workers.domain.events import Approved, Cause, Event, Refused, Requested
@@ -13,6 +15,7 @@ from workers.domain.images import ImageError, check_image
 from workers.domain.outcomes import Answer, Refusal, refused
 from workers.domain.pipelines import Origin
 from workers.domain.policy import image_refusal
+from workers.domain.refusals import Forbidden
 from workers.domain.state import ROLLBACKABLE, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
@@ -154,9 +157,16 @@ def roll_back(dep_id: str, *, actor: str, rt: Runtime | None = None) -> Answer:
 
 
 def record_refusal(
-    dep_id: str, *, actor: str, action: str, reason: str, rt: Runtime | None = None
+    dep_id: str,
+    *,
+    actor: str,
+    action: str,
+    refusal: Refusal | Forbidden | None,
+    ids: Sequence[str] = (),
+    rt: Runtime | None = None,
 ) -> None:
-    """Keep a refused click or command in the deployment's event log."""
+    """Keep a refused click or command in the deployment's event log: its code and the ids it
+    names (workers.slack.answers words them for the person)."""
     rt = _rt(rt)
     dep = rt.store.get(dep_id)
     if dep is None:
@@ -169,7 +179,8 @@ def record_refusal(
             version=dep.version,
             actor=actor,
             action=action,
-            reason=reason,
+            reason=refusal,
+            ids=list(ids),
         ),
     )
 

@@ -63,6 +63,8 @@ PORT = 3000
 SLACK_API_URL = "https://slack.com/api/"
 #: Python log level of both processes when LOG_LEVEL is unset.
 LOG_LEVEL = "INFO"
+#: How log lines are written: "text" (one readable line) or "json" (one object per line).
+LOG_FORMAT = "text"
 #: Deployments kept per service (`/canary history`); older finished ones are deleted from Redis.
 HISTORY_KEEP = 100
 #: Seconds the event log of a finished deployment is kept in Redis (30 days).

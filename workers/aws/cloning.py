@@ -2,7 +2,9 @@
 
 The task definition gets the new image in the app container and (App Mesh) the Envoy pointed at
 the canary's virtual node; the virtual node, Cloud Map service and ECS service requests are the
-stable's with the canary's names. No I/O here; workers.aws.appmesh.provisioning sends them.
+stable's with the canary's names. No I/O here but `ensure_canary_task_definition`, the one
+registration every backend shares, which sends its request through workers.aws.ecs; the
+backends' provisioning modules send the others.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from workers.aws.clients import AwsClients
 from workers.aws.ecs import (
     TAG_KEY,
     canary_tags,
     clone_service_base,
+    ensure_task_definition,
     first_app_container,
     is_envoy_container,
 )
 from workers.aws.errors import AwsStepError
+from workers.domain.versions import StableBase
 
 ENVOY_NODE_ARN = "APPMESH_RESOURCE_ARN"
 ENVOY_NODE_NAME = "APPMESH_VIRTUAL_NODE_NAME"  # older form: mesh/M/virtualNode/VN
@@ -103,6 +108,37 @@ def clone_task_definition(
 
     request["tags"] = canary_tags(source.get("tags", []), deployment_id)
     return request
+
+
+def ensure_canary_task_definition(
+    clients: AwsClients,
+    stable: StableBase,
+    *,
+    name: str,
+    image: str,
+    deployment_id: str,
+    virtual_node: str | None = None,
+    app_container: str | None = None,
+) -> str:
+    """The canary's task definition revision (found when re-run, else registered): the stable
+    revision cloned with `image` (clone_task_definition says what `virtual_node` and
+    `app_container` change)."""
+    return ensure_task_definition(
+        clients,
+        family=stable.family,
+        stable_task_definition_arn=stable.task_definition_arn,
+        name=name,
+        image=image,
+        deployment_id=deployment_id,
+        clone=lambda source, fields: clone_task_definition(
+            source,
+            accepted_fields=fields,
+            image=image,
+            virtual_node=virtual_node,
+            deployment_id=deployment_id,
+            app_container=app_container,
+        ),
+    )
 
 
 #: The Cloud Map instance attribute in which ECS names the service a task belongs to

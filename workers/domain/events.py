@@ -9,12 +9,15 @@ JSON the store keeps, choosing the class by its `kind`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from workers.analysis.judge import Verdict
+from workers.domain.refusals import Forbidden, Refusal
 from workers.domain.state import State
+
+_REFUSAL_CODES = frozenset(r.value for r in [*Refusal, *Forbidden])
 
 
 class Cause(StrEnum):
@@ -143,7 +146,24 @@ class Refused(_Event):
     kind: Literal["refused"] = "refused"
     actor: str
     action: str
-    reason: str
+    #: Why, as a code (the engine's, or the rule of who may do what); None for an event
+    #: recorded before refusals had codes (see `detail`).
+    reason: Refusal | Forbidden | None
+    #: The Slack ids the refusal names (refusals.Denial says which, per code).
+    ids: list[str] = Field(default_factory=list)
+    #: The words of an event recorded before refusals had codes (a sentence, mentions and all).
+    detail: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_before_codes(cls, data: Any) -> Any:
+        # Stored shape before codes: {"reason": "<a sentence for the person>"}; the engine's
+        # refusals already stored their code there, and still read as that code.
+        if isinstance(data, dict):
+            reason = data.get("reason")
+            if isinstance(reason, str) and reason not in _REFUSAL_CODES:
+                return {**data, "reason": None, "detail": data.get("detail") or reason}
+        return data
 
 
 class RollbackStarted(_Event):

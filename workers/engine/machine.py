@@ -21,7 +21,7 @@ from workers.domain.state import (
     next_state,
 )
 from workers.engine.store import Conflict
-from workers.runtime import telemetry
+from workers.runtime import logs, telemetry
 from workers.runtime.context import Runtime
 
 if TYPE_CHECKING:  # the interface only: the web process never loads the AWS drivers
@@ -106,6 +106,7 @@ class Engine:
             )
         if new_events:
             self.rt.scheduler.notify(updated.id)
+        logs.note(state=updated.state.value)
         log.info(
             "deployment %s: %s -> %s (v%d)",
             dep.id,

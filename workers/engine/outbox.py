@@ -17,6 +17,7 @@ from typing import Protocol
 from workers.domain.deployment import Deployment
 from workers.domain.events import Event
 from workers.engine.store import Store
+from workers.runtime import logs
 from workers.runtime.context import Runtime
 from workers.runtime.run_lock import RunLock
 
@@ -79,6 +80,11 @@ class LoggingNotifier:
 
 def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
     """Deliver the deployment's undelivered events in order; return how many were delivered."""
+    with logs.deployment_context(dep_id):  # every line logged meanwhile names it
+        return _deliver_pending(rt, notifier, dep_id)
+
+
+def _deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
     store = rt.store
     held = float(store.notes(dep_id).get("hold_until") or 0) - rt.clock()
     if held > 0:
@@ -95,6 +101,7 @@ def deliver_pending(rt: Runtime, notifier: Notifier, dep_id: str) -> int:
         deployment = store.get(dep_id)
         if deployment is None:
             return 0
+        logs.note(service=deployment.service, state=deployment.state.value)
         for event in store.events(dep_id, store.delivered_upto(dep_id) + 1):
             try:
                 wait = notifier.deliver(store, deployment, event)

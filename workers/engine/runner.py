@@ -17,7 +17,7 @@ from workers.domain.events import Cause, Failed
 from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
-from workers.runtime import lateness, telemetry
+from workers.runtime import lateness, logs, telemetry
 from workers.runtime.context import Runtime
 from workers.runtime.run_lock import RunLock
 
@@ -43,9 +43,14 @@ class Runner:
 
     def run(self, dep_id: str, version: int) -> str:
         """Do the deployment's current step if it is still at `version`; say what happened."""
+        with logs.deployment_context(dep_id):  # every line logged meanwhile names it
+            return self._run(dep_id, version)
+
+    def _run(self, dep_id: str, version: int) -> str:
         dep = self.store.get(dep_id)
         if dep is None or dep.version != version or not dep.active:
             return "stale"
+        logs.note(service=dep.service, state=dep.state.value)
         lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
         # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
         # shift still in flight); other steps leave it to a re-run.
@@ -70,6 +75,10 @@ class Runner:
                     return "conflict"
                 except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
                     self._on_error(dep, exc)
+                except Exception:
+                    # RQ records the failed job too, but outside the deployment's context.
+                    log.exception("deployment %s: the %s step crashed", dep.id, dep.state.value)
+                    raise
             return dep.state.value
         finally:
             lock.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from workers.domain.state import URGENT
+from workers.runtime import logs
 from workers.runtime.context import Runtime
 from workers.runtime.telemetry import WATCHDOG_RESCHEDULED
 
@@ -21,12 +22,13 @@ def sweep(rt: Runtime) -> list[str]:
             continue
         due = dep.next_due_at if dep.next_due_at is not None else dep.updated_at
         if now > due + rt.watchdog_grace:
-            log.warning(
-                "deployment %s: %s job overdue by %.0fs, rescheduling",
-                dep_id,
-                dep.state.value,
-                now - due,
-            )
+            with logs.deployment_context(dep_id, service=dep.service, state=dep.state.value):
+                log.warning(
+                    "deployment %s: %s job overdue by %.0fs, rescheduling",
+                    dep_id,
+                    dep.state.value,
+                    now - due,
+                )
             rt.scheduler.run(dep_id, dep.version, urgent=dep.state in URGENT)
             rescheduled.append(dep_id)
             WATCHDOG_RESCHEDULED.inc()

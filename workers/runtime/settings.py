@@ -19,6 +19,8 @@ from workers import defaults
 
 #: Log levels a person may write (any case), as Python's logging names them.
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: Log formats a person may write (any case): workers.runtime.logs writes each.
+LOG_FORMATS = ("text", "json")
 
 Seconds = Annotated[float, Field(gt=0)]
 _COUNT = "a whole number of at least 1"
@@ -95,6 +97,10 @@ class Settings(BaseSettings):
     log_level: str = Field(
         default=defaults.LOG_LEVEL, description="one of " + ", ".join(LOG_LEVELS)
     )
+    #: How both processes write log lines: text, or one JSON object per line.
+    log_format: str = Field(
+        default=defaults.LOG_FORMAT, description="one of " + ", ".join(LOG_FORMATS)
+    )
 
     @field_validator("slack_api_url")
     @classmethod
@@ -109,6 +115,14 @@ class Settings(BaseSettings):
         name = level.strip().upper()
         if name not in LOG_LEVELS:
             raise ValueError("not a log level")
+        return name
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, log_format: str) -> str:
+        name = log_format.strip().lower()
+        if name not in LOG_FORMATS:
+            raise ValueError("not a log format")
         return name
 
     @property

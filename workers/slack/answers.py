@@ -15,6 +15,7 @@ from workers.domain.deployment import Deployment
 from workers.domain.events import Cause
 from workers.domain.images import short_name
 from workers.domain.outcomes import Answer, Refusal
+from workers.domain.refusals import Denial, Forbidden
 from workers.domain.state import State
 from workers.slack.card import card_status, headline
 from workers.slack.format import (
@@ -113,6 +114,47 @@ def refused(answer: Answer) -> str:
         case Refusal.OWN_DEPLOYMENT:
             return f"You can't approve your own deployment (four-eyes is on for {dep.service})."
     return "Nothing was changed."
+
+
+_VERBS = {"deploy": "deploy", "approve": "approve", "abort": "abort", "rollback": "roll back"}
+_PAST = {"deploy": "deployed", "approve": "approved", "abort": "aborted", "rollback": "rolled back"}
+
+
+def denied(denial: Denial) -> str:
+    """Why a person may not do what they asked of a service (bot.permissions), for them."""
+    name, verb, ids = denial.service, _VERBS[denial.action], list(denial.ids)
+    ask = f"Ask one of: {mentions(ids)}."
+    match denial.reason:
+        case Forbidden.ELSEWHERE:
+            return (
+                f"Only members of the workspace this bot belongs to may {verb} {name}; "
+                "your request comes from elsewhere."
+            )
+        case Forbidden.WRONG_CHANNEL:
+            where = "" if denial.action == "deploy" else " or the deployment's thread there"
+            channel = f"<#{ids[0]}>" if ids else "its channel"
+            return f"{name} can only be {_PAST[denial.action]} from {channel}{where}."
+        case Forbidden.NOT_DEPLOYER:
+            return f"You are not a deployer of {name}. {ask}"
+        case Forbidden.NOT_APPROVER:
+            return f"You are not an approver of {name}. {ask}"
+        case Forbidden.NOT_DEPLOYER_OR_APPROVER:
+            return f"Only deployers and approvers of {name} may {verb} it. {ask}"
+        case Forbidden.FOUR_EYES:
+            return f"You can't approve your own deployment (four-eyes is on for {name}). " + (
+                ask if ids else "Ask someone else."
+            )
+        case Forbidden.GROUPS_UNKNOWN:
+            return (
+                f"I could not check the members of {mentions(ids)} with Slack just now, "
+                "so I can't tell whether you may. Nothing was changed; try again in a minute."
+            )
+        case Forbidden.NOT_IN_CATALOGUE:
+            return (
+                f"{name} is no longer in the catalogue: its gates can't be approved. "
+                f"It can still be aborted: `/canary abort {name}`."
+            )
+    return f"You may not {verb} {name}; nothing was changed."
 
 
 def slow_down(limit: int, window: float) -> str:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from workers.aws.alb.discovery import describe_target_group, services_using
 from workers.aws.alb.router import AlbRouter
 from workers.aws.clients import AwsClients
-from workers.aws.cloning import clone_task_definition
+from workers.aws.cloning import ensure_canary_task_definition
 from workers.aws.ecs import (
     TAG_KEY,
     canary_tags,
@@ -24,7 +24,6 @@ from workers.aws.ecs import (
     clone_service_base,
     deregister_canary_revision,
     ensure_ecs_service,
-    ensure_task_definition,
     find_canary_service,
     list_ecs_services,
     owned_by,
@@ -183,21 +182,13 @@ def provision_alb_canary(
     """Create (or find, when re-run) the canary's task definition revision, target group (listed
     in the rule at weight 0) and ECS service, cloned from the stable version."""
     check_name(name, deployment_id)
-    task_definition_arn = ensure_task_definition(
+    task_definition_arn = ensure_canary_task_definition(
         clients,
-        family=stable.family,
-        stable_task_definition_arn=stable.task_definition_arn,
+        stable,
         name=name,
         image=image,
         deployment_id=deployment_id,
-        clone=lambda source, fields: clone_task_definition(
-            source,
-            accepted_fields=fields,
-            image=image,
-            virtual_node=None,
-            deployment_id=deployment_id,
-            app_container=stable.container_name,
-        ),
+        app_container=stable.container_name,
     )
     group_name = canary_target_group_name(name, deployment_id)
     group_arn = _ensure_target_group(clients, stable, name=group_name, deployment_id=deployment_id)

@@ -18,15 +18,14 @@ from workers.aws.clients import AwsClients
 from workers.aws.cloning import (
     clone_cloudmap_request,
     clone_service_request,
-    clone_task_definition,
     clone_virtual_node_spec,
+    ensure_canary_task_definition,
 )
 from workers.aws.ecs import (
     TAG_KEY,
     check_name,
     deregister_canary_revision,
     ensure_ecs_service,
-    ensure_task_definition,
     find_canary_service,
     scale_down_and_delete,
     scale_down_canary_service,
@@ -90,20 +89,13 @@ def provision_canary(
     """Create (or find, when re-run) the canary's task definition revision, Cloud Map service,
     virtual node and ECS service, cloned from the stable version."""
     check_name(name, deployment_id)
-    task_definition_arn = ensure_task_definition(
+    task_definition_arn = ensure_canary_task_definition(
         clients,
-        family=stable.family,
-        stable_task_definition_arn=stable.task_definition_arn,
+        stable,
         name=name,
         image=image,
         deployment_id=deployment_id,
-        clone=lambda source, fields: clone_task_definition(
-            source,
-            accepted_fields=fields,
-            image=image,
-            virtual_node=name,
-            deployment_id=deployment_id,
-        ),
+        virtual_node=name,
     )
     cloudmap = _ensure_cloudmap_service(clients, stable, name=name, deployment_id=deployment_id)
     # The node must exist before the ECS service starts Envoys that ask for its config.

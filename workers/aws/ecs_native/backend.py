@@ -27,7 +27,7 @@ from workers.aws.alb.router import (
 )
 from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
-from workers.aws.cloning import clone_task_definition
+from workers.aws.cloning import ensure_canary_task_definition
 from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
 from workers.aws.ecs import (
     Readiness,
@@ -35,7 +35,6 @@ from workers.aws.ecs import (
     deregister_canary_revision,
     describe_service,
     describe_task_definition,
-    ensure_task_definition,
     first_app_container,
 )
 from workers.aws.errors import AwsStepError, RolledBackByAws, describe_failure
@@ -329,21 +328,13 @@ class EcsNativeBackend(EcsServiceBackend):
         """Register the new revision and start ECS's deployment of it; a re-run finds both."""
         check_name(name, deployment_id)
         old = own(stable, EcsStable)
-        task_definition_arn = ensure_task_definition(
+        task_definition_arn = ensure_canary_task_definition(
             self.clients,
-            family=old.family,
-            stable_task_definition_arn=old.task_definition_arn,
+            old,
             name=name,
             image=image,
             deployment_id=deployment_id,
-            clone=lambda source, fields: clone_task_definition(
-                source,
-                accepted_fields=fields,
-                image=image,
-                virtual_node=None,
-                deployment_id=deployment_id,
-                app_container=old.container_name,
-            ),
+            app_container=old.container_name,
         )
         # Idempotent: a deployment of this very revision already under way is this one's (its
         # job died after UpdateService); a second UpdateService would not start another.

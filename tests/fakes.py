@@ -66,6 +66,14 @@ class RecordingScheduler:
     def check(self, service: str, *, response_url: str, channel: str | None) -> None:
         self.checks.append((service, response_url, channel))
 
+    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
+        soon = [
+            j
+            for j in self.jobs
+            if j.kind == "run" and not j.urgent and j.due <= self.clock() + within
+        ]
+        return [(j.dep_id, j.version) for j in soon if j.version is not None][:limit]
+
     @property
     def runs(self) -> list[Job]:
         """The run jobs asked for, in order (a copy)."""

@@ -224,7 +224,7 @@ def test_a_deleted_canary_fails_only_its_own_check(
     ids = start_all(fleet)
     fleet.drive(lambda: baking_with_data(fleet, ids))
     doomed = fleet.dep(ids[1])
-    canary_group = getattr(doomed.recorded_canary(), "target_group_arn")
+    canary_group = doomed.recorded_canary().target_group_arn
     stable_group = fleet.seeded["svc1"]["target_group_arn"]
     # Someone sends svc1's traffic back to its stable and deletes the canary's target group.
     elbv2 = fleet.clients.elbv2
@@ -393,3 +393,19 @@ def test_presence_is_looked_at_on_an_interval_and_when_traffic_stops(fleet: Flee
         dep, last_read=LastRead(step_started_at=1.0, window_end=0, canary_requests=10**9)
     )
     assert not presence_due(other_step, 0, later, now)  # a new step starts from nothing
+
+
+def test_rq_lists_the_checks_waiting_or_due_soon(real_redis: tuple[Any, str]) -> None:
+    """RqScheduler.due_soon: the default queue's waiting run jobs and those RQ's scheduler moves
+    within the given seconds; never the high queue's (rollbacks) nor later ones."""
+    from workers.runtime.queues import RqScheduler
+
+    client, prefix = real_redis
+    scheduler = RqScheduler(client, prefix)
+    scheduler.run("aaaa0001", 3)
+    scheduler.run("aaaa0002", 4, delay=1)
+    scheduler.run("aaaa0003", 5, delay=600)
+    scheduler.run("aaaa0004", 6, urgent=True)
+    scheduler.notify("aaaa0001")
+    assert sorted(scheduler.due_soon(3.0, 10)) == [("aaaa0001", 3), ("aaaa0002", 4)]
+    assert len(scheduler.due_soon(3.0, 1)) == 1

@@ -76,7 +76,7 @@ REFUSAL_LIMIT = 20
 REFUSAL_WINDOW_SECONDS = 60
 #: A check also reads for the other deployments whose checks fall due within this many seconds,
 #: in the same calls (workers/engine/batch.py); their own jobs find the figures in Redis.
-BATCH_AHEAD_SECONDS = 2.0
+BATCH_AHEAD_SECONDS = 3.0
 #: Seconds a read made for another deployment's check is kept for it in Redis.
 SHARED_READ_TTL_SECONDS = 30
 #: At most this many other deployments are read for in one check (50 x 10 queries fill one

@@ -150,7 +150,14 @@ def read(engine: Engine, dep: Deployment, window: MetricWindow) -> Read:
             return shared
     own = _member(engine, dep, window, engine.now())
     peers = _peers(engine, dep, budget=METRIC_QUERIES_PER_CALL - _queries(own))
-    return _read_all(engine, [own, *peers])
+    try:
+        return _read_all(engine, [own, *peers])
+    except BaseException:
+        # This check failed (AWS refused its own read, the call budget put it back...): the
+        # peers it claimed read for themselves at once rather than after the claims expire.
+        if peers:
+            redis.delete(*(read_key(prefix, m.dep.id, m.dep.version) for m in peers))
+        raise
 
 
 def _member(engine: Engine, dep: Deployment, window: MetricWindow, at: float) -> _Member:
@@ -179,18 +186,18 @@ def _peers(engine: Engine, dep: Deployment, *, budget: int) -> list[_Member]:
         for i, v in due:
             pipe.set(read_key(prefix, i, v), _PENDING, nx=True, ex=ttl)
         won = pipe.execute()
-    claimed = dict(iv for iv, ok in zip(due, won, strict=True) if ok)
+    claimed = [iv for iv, ok in zip(due, won, strict=True) if ok]
+    found = {d.id: d for d in engine.store.get_many(list(dict.fromkeys(i for i, _ in claimed)))}
     members: list[_Member] = []
     release: list[str] = []
-    for peer in engine.store.get_many(list(claimed)):
-        version = claimed.pop(peer.id)
-        member = _peer(engine, peer, version, now)
+    for i, version in claimed:
+        peer = found.get(i)
+        member = _peer(engine, peer, version, now) if peer is not None else None
         if member is None or _queries(member) > budget:
-            release.append(read_key(prefix, peer.id, version))
+            release.append(read_key(prefix, i, version))
             continue
         budget -= _queries(member)
         members.append(member)
-    release += [read_key(prefix, i, v) for i, v in claimed.items()]  # no longer stored
     if release:
         rt.redis.delete(*release)
     return members

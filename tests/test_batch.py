@@ -35,7 +35,7 @@ from workers.aws.cloudwatch import (
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.deployment import Deployment, LastRead
 from workers.domain.state import State
-from workers.engine.batch import presence_due, window_of
+from workers.engine.batch import presence_due, read_key, window_of
 from workers.engine.machine import Engine
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
@@ -254,6 +254,22 @@ def test_a_deleted_canary_fails_only_its_own_check(
         assert dep.state == State.BAKING, dep.reason
         assert dep.checks == before[i] + 1
         assert dep.last_verdict is not None and dep.last_verdict.canary.requests > 0
+
+
+def test_a_check_never_waits_for_a_batch_still_reading_for_it(fleet: Fleet) -> None:
+    """Another process's batch has claimed all four reads and not finished: each check reads
+    for itself at once (four calls) instead of waiting for it."""
+    ids = start_all(fleet)
+    fleet.drive(lambda: baking_with_data(fleet, ids))
+    for i in ids:
+        dep = fleet.dep(i)
+        fleet.rt.redis.set(read_key(fleet.rt.store.prefix, i, dep.version), b"pending", ex=30)
+    before = {i: fleet.dep(i).checks for i in ids}
+    fleet.calls.clear()
+    fleet.next_round()
+    assert fleet.run_due() == len(ids)
+    assert [fleet.dep(i).checks for i in ids] == [before[i] + 1 for i in ids]
+    assert len(fleet.called("GetMetricData")) == len(ids)
 
 
 # fetch_many, unit: per-query statuses, whole-call failures, windows, limits -------------------

@@ -24,6 +24,12 @@ the product must live with; docs/AWS.md lists each one with its documentation an
 - ECS `ListTaskDefinitions` answers at most `maxResults` (default 100) ARNs per page with a
   `nextToken`, sorted by `sort` (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTaskDefinitions.html);
   moto answers everything in one page.
+- CloudWatch `GetMetricData` takes at most 500 `MetricDataQueries`
+  (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html:
+  "as many as 500 different metrics in a single request"); moto takes any number.
+- ECS `DescribeServices` takes at most 10 services, all of one cluster
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeServices.html:
+  "You may specify up to 10 services to describe"); moto takes any number.
 
 Served, ECS's CANARY / LINEAR service deployments are also answered, by the emulator of
 sandbox.ecs_deployments behind moto's ECS API (sandbox.ecs_moto).
@@ -45,6 +51,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
+from moto.cloudwatch.models import CloudWatchBackend
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
@@ -278,6 +286,37 @@ def _list_task_definitions(self: EC2ContainerServiceResponse) -> ActionResult:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The most MetricDataQueries one GetMetricData takes, the most services one DescribeServices.
+METRIC_QUERIES_PER_CALL, SERVICES_PER_DESCRIBE = 500, 10
+
+
+def _get_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_metric_data(self: CloudWatchBackend, queries: list[Any], *args: Any, **kw: Any) -> Any:
+        if len(queries) > METRIC_QUERIES_PER_CALL:
+            raise CloudWatchValidationError(
+                f"The collection MetricDataQueries must not have a size greater than "
+                f"{METRIC_QUERIES_PER_CALL}."
+            )
+        return original(self, queries, *args, **kw)
+
+    return get_metric_data
+
+
+def _describe_services(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def describe_services(
+        self: EC2ContainerServiceBackend, cluster_str: str, names: list[str]
+    ) -> Any:
+        if len(names) > SERVICES_PER_DESCRIBE:
+            raise InvalidParameterException(
+                f"services can have at most {SERVICES_PER_DESCRIBE} items."
+            )
+        return original(self, cluster_str, names)
+
+    return describe_services
+
+
 def install() -> None:
     """Patch moto's classes once; every backend, in-process or served, is strict from then on."""
     if getattr(ServiceDiscoveryBackend, "_strict", False):
@@ -291,6 +330,9 @@ def install() -> None:
     ecs.update_service = _update_ecs_service(ecs.update_service)  # type: ignore[method-assign]
     ecs.delete_service = _delete_ecs_service(ecs.delete_service)  # type: ignore[method-assign]
     EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions  # type: ignore[method-assign]
+    ecs.describe_services = _describe_services(ecs.describe_services)  # type: ignore[method-assign]
+    cw = CloudWatchBackend
+    cw.get_metric_data = _get_metric_data(cw.get_metric_data)  # type: ignore[method-assign]
     sd._strict = True  # type: ignore[attr-defined]
 
 

@@ -71,6 +71,14 @@ class RecordingScheduler:
     def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None:
         self.charts.append((dep_id, what, delay, attempt))
 
+    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
+        soon = [
+            j
+            for j in self.jobs
+            if j.kind == "run" and not j.urgent and j.due <= self.clock() + within
+        ]
+        return [(j.dep_id, j.version) for j in soon if j.version is not None][:limit]
+
     @property
     def runs(self) -> list[Job]:
         """The run jobs asked for, in order (a copy)."""

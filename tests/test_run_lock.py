@@ -54,10 +54,13 @@ def test_only_the_owner_releases_and_an_expired_lock_is_let_go_quietly() -> None
 
 
 def test_the_owner_release_script_is_written_nowhere_in_the_project() -> None:
-    """redis-py's Lock holds the one compare-and-delete script the store's MULTI uses too."""
+    """redis-py's Lock holds the one compare-and-delete script the store's MULTI uses too.
+
+    The only Lua of the project is the fleet-wide AWS call budget's token bucket, which neither
+    redis-py nor RQ offers (its module says why it is hand-written)."""
     written = [
         str(p.relative_to(ROOT))
         for p in sorted((ROOT / "workers").rglob("*.py"))
         if "redis.call(" in p.read_text()
     ]
-    assert written == []
+    assert written == ["workers/runtime/budget.py"]

@@ -104,6 +104,30 @@ def test_list_task_definitions_pages_like_aws(clients: AwsClients) -> None:
     assert "nextToken" not in rest
 
 
+def test_one_call_takes_at_most_what_aws_takes(clients: AwsClients) -> None:
+    """GetMetricData: 500 queries; DescribeServices: 10 services (of one cluster)."""
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    metric = {"Namespace": "N", "MetricName": "M"}
+
+    def queries(n: int) -> list[dict[str, object]]:
+        stat = {"Metric": metric, "Period": 60, "Stat": "Sum"}
+        return [{"Id": f"q{i}", "MetricStat": stat} for i in range(n)]
+
+    window = {"StartTime": end - timedelta(minutes=5), "EndTime": end}
+    clients.cloudwatch.get_metric_data(MetricDataQueries=queries(500), **window)
+    with pytest.raises(ClientError) as refused:
+        clients.cloudwatch.get_metric_data(MetricDataQueries=queries(501), **window)
+    assert code(refused) == "ValidationError"
+    clients.ecs.create_cluster(clusterName="prod")
+    names = [f"svc{i}" for i in range(11)]
+    clients.ecs.describe_services(cluster="prod", services=names[:10])
+    with pytest.raises(ClientError) as refused:
+        clients.ecs.describe_services(cluster="prod", services=names)
+    assert code(refused) == "InvalidParameterException"
+
+
 def test_the_served_moto_is_strict_too(aws_env: None, tmp_path: Path) -> None:
     moto, url = start_moto(tmp_path, drain_seconds=600)
     try:

@@ -83,3 +83,21 @@ REFUSAL_WINDOW_SECONDS = 60
 #: Name prefix of the temporary directory where the worker's processes keep their metrics
 #: (PROMETHEUS_MULTIPROC_DIR, made by `python -m workers` when CANARY_METRICS_PORT is set).
 METRICS_DIR_PREFIX = "canary-metrics-"
+#: A check also reads for the other deployments whose checks fall due within this many seconds,
+#: in the same calls (workers/engine/batch.py); their own jobs find the figures in Redis.
+BATCH_AHEAD_SECONDS = 3.0
+#: Seconds a read made for another deployment's check is kept for it in Redis.
+SHARED_READ_TTL_SECONDS = 30
+#: At most this many other deployments are read for in one check (50 x 10 queries fill one
+#: GetMetricData of 500).
+BATCH_PEERS = 49
+#: Longest time between two looks at a canary's resources (its ECS service, target group or
+#: virtual node): between them a check looks only when the newly published periods brought the
+#: canary no request, which is what a deleted canary shows first (docs/ARCHITECTURE.md).
+PRESENCE_INTERVAL_SECONDS = 10 * 60
+#: AWS calls a second for the whole installation (CANARY_AWS_CALLS_PER_SECOND); 0: no ceiling.
+AWS_CALLS_PER_SECOND = 0.0
+#: Longest a job waits for the call budget before it is put back on its queue (seconds).
+BUDGET_MAX_WAIT_SECONDS = 5.0
+#: A check that started this many seconds after it was due says so on the card.
+LATE_CHECK_SECONDS = 10.0

@@ -15,9 +15,16 @@ from typing import Any, Protocol, TypeVar
 
 from workers.analysis.judge import Counts
 from workers.aws.clients import AwsClients
-from workers.aws.cloudwatch import alarms_firing, series_present
+from workers.aws.cloudwatch import (
+    CountsQuery,
+    CountsRead,
+    alarms_firing,
+    fetch_one,
+    series_present,
+)
 from workers.aws.ecs import Readiness, canary_readiness
 from workers.aws.errors import AwsStepError
+from workers.aws.presence import Presence
 from workers.aws.removal import Removal
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.traffic import TrafficRouter
@@ -58,6 +65,13 @@ class Backend(Protocol):
     def check_canary(self, canary: CanaryRecord) -> None:
         """Raise AwsStepError naming what of the canary is gone (deleted by someone else)."""
 
+    def presence(self, canary: CanaryRecord) -> Presence:
+        """What of the canary's existence can be looked up together with other canaries'
+        (workers.aws.presence); `check_rest` looks at the rest."""
+
+    def check_rest(self, canary: CanaryRecord) -> None:
+        """`check_canary` less what `presence` names (AwsStepError when something is gone)."""
+
     def router(self) -> TrafficRouter:
         """Reads and sets the weights of the targets."""
 
@@ -73,6 +87,10 @@ class Backend(Protocol):
         end: datetime,
     ) -> tuple[Counts, Counts]:
         """Cumulative (canary, stable) requests and 5xx between start and end."""
+
+    def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
+        """The CloudWatch queries `counts` reads (None when no metric tells the versions apart),
+        so that the reads of checks due together share one GetMetricData (workers.engine.batch)."""
 
     def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         """Delete the canary (or scale it to 0 with `keep`): what a person must clean up, and
@@ -171,6 +189,12 @@ class EcsServiceBackend:
     def check_canary(self, canary: CanaryRecord) -> None:
         # DescribeServices: a missing or inactive ECS service raises AwsStepError by itself.
         self.readiness(canary)
+        self.check_rest(canary)
+
+    def presence(self, canary: CanaryRecord) -> Presence:
+        return Presence(cluster=self.s.cluster, ecs_service=canary.ecs_service_name)
+
+    def check_rest(self, canary: CanaryRecord) -> None:
         if not self._target_exists(canary):
             name = self.target(canary)
             raise AwsStepError(f"The canary's {self._target_key.replace('_', ' ')} {name} is gone.")
@@ -187,6 +211,22 @@ class EcsServiceBackend:
             "ecs_service": version.ecs_service_name,
             "task_definition": version.task_definition_arn.rsplit("/", 1)[-1],
         }
+
+    def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
+        raise NotImplementedError
+
+    def counts(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[Counts, Counts]:
+        query = self.count_query(stable, canary)
+        if query is None:
+            return Counts(0, 0), Counts(0, 0)
+        return fetch_one(self.clients.cloudwatch, CountsRead(query, start, end))
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:
         return alarms_firing(self.clients.cloudwatch, names) if names else ()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from workers.analysis.judge import Counts
 from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate, Version
 
@@ -42,9 +44,124 @@ class MissingAlarmError(ValueError):
         )
 
 
-def _query_id(side: str, code_class: int) -> str:
-    # Ids must start with a lower-case letter: c1..c5 for the canary, s1..s5 for the stable.
-    return f"{side}{code_class}"
+#: One GetMetricData call carries at most this many queries, and answers at most this many data
+#: points a page (CloudWatch API reference, GetMetricData: "as many as 500 different metrics in a
+#: single request, with a total of as many as 100,800 data points"; more points come as pages).
+METRIC_QUERIES_PER_CALL = 500
+DATAPOINTS_PER_CALL = 100_800
+
+
+@dataclass(frozen=True)
+class Side:
+    """The metrics (boto3 `Metric`s) whose sums are one version's requests and errors; a metric
+    may be in both (Envoy's 5xx class is a request and an error)."""
+
+    requests: tuple[dict[str, Any], ...]
+    errors: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class CountsQuery:
+    """What a deployment's counts are read from: each side's metrics, their period and statistic.
+
+    Typed apart from the call so that the queries of many deployments can share one
+    GetMetricData (workers.engine.batch) and each still gets its own figures.
+    """
+
+    canary: Side
+    stable: Side
+    period: int
+    statistic: str = "Sum"
+    #: Errors are capped at the requests (ALB: a 5xx answered before a target was chosen).
+    cap_errors: bool = False
+
+    def metrics(self) -> list[tuple[str, dict[str, Any]]]:
+        """(local id, Metric) of each distinct metric, in a stable order: c.. canary, s.. stable."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for side, name in ((self.canary, "c"), (self.stable, "s")):
+            seen: list[dict[str, Any]] = []
+            for metric in (*side.requests, *side.errors):
+                if metric not in seen:
+                    seen.append(metric)
+                    out.append((f"{name}{len(seen)}", metric))
+        return out
+
+    def fold(self, sums: dict[str, float]) -> tuple[Counts, Counts]:
+        """(canary, stable) Counts from the sums per local id (as `metrics` names them)."""
+        ids = {(lid[0], _key(m)): lid for lid, m in self.metrics()}
+
+        def total(name: str, metrics: tuple[dict[str, Any], ...]) -> int:
+            # Sums of counters are whole numbers; rounding only removes float noise.
+            return sum(max(0, round(sums.get(ids[(name, _key(m))], 0.0))) for m in metrics)
+
+        def counts(side: Side, name: str) -> Counts:
+            requests, errors = total(name, side.requests), total(name, side.errors)
+            return Counts(
+                requests=requests, errors=min(errors, requests) if self.cap_errors else errors
+            )
+
+        return counts(self.canary, "c"), counts(self.stable, "s")
+
+
+def _key(metric: dict[str, Any]) -> str:
+    return repr(sorted((k, repr(v)) for k, v in metric.items()))
+
+
+@dataclass(frozen=True)
+class CountsRead:
+    """One deployment's counts to read: its queries over its own window [start, end)."""
+
+    query: CountsQuery
+    start: datetime
+    end: datetime
+
+
+class QueryFailed(Exception):
+    """CloudWatch could not answer one deployment's queries (its call, or their status, failed)."""
+
+
+def envoy_query(
+    template: MetricTemplate, *, canary: Version, stable: Version, period: int
+) -> CountsQuery:
+    """Envoy's counters: requests are classes 1..5, errors class 5."""
+
+    def side(version: Version) -> Side:
+        per_class = tuple(template.metric_for(version, c) for c in CODE_CLASSES)
+        return Side(requests=per_class, errors=(per_class[CODE_CLASSES.index(5)],))
+
+    return CountsQuery(side(canary), side(stable), _period(period), template.statistic)
+
+
+def alb_query(
+    template: AlbMetricTemplate, *, canary: AlbTarget, stable: AlbTarget, period: int
+) -> CountsQuery:
+    """A target group's load balancer counters: its requests metric, errors the error metrics."""
+
+    def side(target: AlbTarget) -> Side:
+        def metric(name: str) -> dict[str, Any]:
+            return template.metric_for(
+                name,
+                load_balancer=target.load_balancer,
+                target_group=target.target_group,
+                target_group_name=target.target_group_name,
+                cluster=target.cluster,
+            )
+
+        return Side(
+            requests=(metric(template.requests_metric),),
+            errors=tuple(metric(name) for name in template.error_metrics),
+        )
+
+    return CountsQuery(
+        side(canary), side(stable), _period(period), template.statistic, cap_errors=True
+    )
+
+
+def _period(period_s: int) -> int:
+    period = int(period_s)
+    if period < 1:
+        raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
+    return period
 
 
 def fetch_counts(
@@ -64,36 +181,8 @@ def fetch_counts(
     Naive datetimes are taken as UTC, as botocore does. Missing data counts as zero. The window
     (whole periods, up to the last one published) is the caller's: workers.analysis.window.
     """
-    if start >= end:
-        return Counts(0, 0), Counts(0, 0)
-    period = int(period_s)
-    if period < 1:
-        raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
-
-    queries = []
-    for side, target in (("c", canary), ("s", stable)):
-        for code_class in CODE_CLASSES:
-            metric = template.metric_for(target, code_class)
-            queries.append(
-                {
-                    "Id": _query_id(side, code_class),
-                    "MetricStat": {
-                        "Metric": metric,
-                        "Period": period,
-                        "Stat": template.statistic,
-                    },
-                    "ReturnData": True,
-                }
-            )
-
-    sums = _sum_queries(cloudwatch, queries, start=start, end=end)
-
-    def counts(side: str) -> Counts:
-        # Sums of counters are whole numbers; rounding only removes float noise.
-        per_class = {c: max(0, round(sums[_query_id(side, c)])) for c in CODE_CLASSES}
-        return Counts(requests=sum(per_class.values()), errors=per_class[5])
-
-    return counts("c"), counts("s")
+    query = envoy_query(template, canary=canary, stable=stable, period=period_s)
+    return fetch_one(cloudwatch, CountsRead(query, start, end))
 
 
 def fetch_alb_counts(
@@ -111,68 +200,150 @@ def fetch_alb_counts(
     Requests are the template's requests metric; errors the sum of its error metrics, capped at
     the requests (a 5xx the load balancer answered before choosing a target is not a request).
     """
-    if start >= end:
+    query = alb_query(template, canary=canary, stable=stable, period=period_s)
+    return fetch_one(cloudwatch, CountsRead(query, start, end))
+
+
+def fetch_one(cloudwatch: Any, read: CountsRead) -> tuple[Counts, Counts]:
+    """One deployment's (canary, stable) counts, from one GetMetricData call (pages followed)."""
+    if read.start >= read.end:
         return Counts(0, 0), Counts(0, 0)
-    period = int(period_s)
-    if period < 1:
-        raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
-    names = [template.requests_metric, *template.error_metrics]
-    queries = []
-    for side, target in (("c", canary), ("s", stable)):
-        for i, name in enumerate(names):
-            metric = template.metric_for(
-                name,
-                load_balancer=target.load_balancer,
-                target_group=target.target_group,
-                target_group_name=target.target_group_name,
-                cluster=target.cluster,
-            )
+    found = fetch_many(cloudwatch, [read], lenient=True)[0]
+    if isinstance(found, QueryFailed):
+        raise found
+    return found
+
+
+def fetch_many(
+    cloudwatch: Any, reads: Sequence[CountsRead], *, lenient: bool = False
+) -> list[tuple[Counts, Counts] | QueryFailed]:
+    """The counts of many deployments, in as few GetMetricData calls as CloudWatch allows.
+
+    Reads of one period share a call (up to 500 queries and an estimated 100,800 data points):
+    the call spans their windows, and each read sums only the data points inside its own. What
+    fails for one read (a query answered InternalError or Forbidden) is a QueryFailed in its own
+    place and the others keep their figures; a call CloudWatch refuses as a whole (a
+    ClientError) fails only its reads. `lenient` keeps today's single-read behaviour: a
+    query's bad status is logged and its figures used as they came.
+    """
+    out: list[tuple[Counts, Counts] | QueryFailed] = [QueryFailed("not read")] * len(reads)
+    todo = []
+    for i, read in enumerate(reads):
+        if read.start >= read.end:
+            out[i] = (Counts(0, 0), Counts(0, 0))
+        else:
+            todo.append(i)
+    for chunk in _chunks(reads, todo):
+        _fetch_chunk(cloudwatch, reads, chunk, out, lenient=lenient)
+    return out
+
+
+def _points(read: CountsRead, start: datetime, end: datetime) -> int:
+    # Periods spanned, for every query of the read: an upper bound of the points it returns.
+    spans = -(-int((end - start).total_seconds()) // read.query.period)
+    return len(read.query.metrics()) * max(1, spans)
+
+
+def _chunks(reads: Sequence[CountsRead], todo: list[int]) -> list[list[int]]:
+    """Indexes of `reads` grouped into calls: one period a call (so that the call's periods start
+    where each read's do), within the per-call limits, windows that start alike together."""
+    chunks: list[list[int]] = []
+    by_period: dict[int, list[int]] = {}
+    for i in todo:
+        by_period.setdefault(reads[i].query.period, []).append(i)
+    for members in by_period.values():
+        members.sort(key=lambda i: reads[i].start)
+        current: list[int] = []
+        for i in members:
+            candidate = [*current, i]
+            start = min(reads[j].start for j in candidate)
+            end = max(reads[j].end for j in candidate)
+            queries = sum(len(reads[j].query.metrics()) for j in candidate)
+            points = sum(_points(reads[j], start, end) for j in candidate)
+            if current and (queries > METRIC_QUERIES_PER_CALL or points > DATAPOINTS_PER_CALL):
+                chunks.append(current)
+                current = [i]
+            else:
+                current = candidate
+        if current:
+            chunks.append(current)
+    return chunks
+
+
+def _fetch_chunk(
+    cloudwatch: Any,
+    reads: Sequence[CountsRead],
+    chunk: list[int],
+    out: list[tuple[Counts, Counts] | QueryFailed],
+    *,
+    lenient: bool,
+) -> None:
+    single = len(chunk) == 1
+    start = min(reads[i].start for i in chunk)
+    end = max(reads[i].end for i in chunk)
+    queries: list[dict[str, Any]] = []
+    owner: dict[str, tuple[int, str]] = {}
+    for i in chunk:
+        query = reads[i].query
+        for local, metric in query.metrics():
+            # Ids must start with a lower-case letter and be unique in the call.
+            qid = local if single else f"d{i}_{local}"
+            owner[qid] = (i, local)
             queries.append(
                 {
-                    # r: requests, e1..: error metrics; prefixed by side (ids start lower-case).
-                    "Id": f"{side}{'r' if i == 0 else f'e{i}'}",
-                    "MetricStat": {"Metric": metric, "Period": period, "Stat": template.statistic},
+                    "Id": qid,
+                    "MetricStat": {
+                        "Metric": metric,
+                        "Period": query.period,
+                        "Stat": query.statistic,
+                    },
                     "ReturnData": True,
                 }
             )
-    sums = _sum_queries(cloudwatch, queries, start=start, end=end)
-
-    def counts(side: str) -> Counts:
-        requests = max(0, round(sums[f"{side}r"]))
-        errors = sum(max(0, round(sums[f"{side}e{i}"])) for i in range(1, len(names)))
-        return Counts(requests=requests, errors=min(errors, requests))
-
-    return counts("c"), counts("s")
-
-
-def _sum_queries(
-    cloudwatch: Any, queries: list[dict[str, Any]], *, start: datetime, end: datetime
-) -> dict[str, float]:
-    """Run MetricStat queries in one GetMetricData request (following pages); sum per id."""
-    sums = {query["Id"]: 0.0 for query in queries}
+    sums: dict[int, dict[str, float]] = {i: {} for i in chunk}
+    failed: dict[int, str] = {}
     request: dict[str, Any] = {
         "MetricDataQueries": queries,
         "StartTime": start,
         "EndTime": end,
         "ScanBy": "TimestampAscending",
     }
-    # boto3's paginator follows NextToken: one GetMetricData call per page, as CloudWatch answers
-    # (botocore's cloudwatch paginators-1.json: input and output token NextToken).
-    for page in cloudwatch.get_paginator("get_metric_data").paginate(**request):
-        for result in page.get("MetricDataResults", []):
-            query_id = result.get("Id")
-            if query_id not in sums:
-                continue
-            sums[query_id] += sum(float(v) for v in result.get("Values", []))
-            if result.get("StatusCode") not in (None, "Complete", "PartialData"):
-                # Forbidden or InternalError: the figures may be short, so say so in the logs.
-                log.warning(
-                    "GetMetricData query %s returned status %s: %s",
-                    query_id,
-                    result.get("StatusCode"),
-                    result.get("Messages"),
-                )
-    return sums
+    try:
+        # boto3's paginator follows NextToken: one GetMetricData call per page, as CloudWatch
+        # answers (botocore's cloudwatch paginators-1.json: input and output token NextToken).
+        for page in cloudwatch.get_paginator("get_metric_data").paginate(**request):
+            for result in page.get("MetricDataResults", []):
+                if result.get("Id") not in owner:
+                    continue
+                i, local = owner[result["Id"]]
+                values = [float(v) for v in result.get("Values", [])]
+                read = reads[i]
+                if (read.start, read.end) != (start, end):
+                    # A wider call than this read's window: only its own periods count.
+                    stamps = result.get("Timestamps", [])
+                    values = [
+                        v for v, t in zip(values, stamps, strict=True) if read.start <= t < read.end
+                    ]
+                sums[i][local] = sums[i].get(local, 0.0) + sum(values)
+                status = result.get("StatusCode")
+                if status not in (None, "Complete", "PartialData"):
+                    # Forbidden or InternalError: the figures may be short.
+                    log.warning(
+                        "GetMetricData query %s returned status %s: %s",
+                        result["Id"],
+                        status,
+                        result.get("Messages"),
+                    )
+                    if not lenient:
+                        failed[i] = f"CloudWatch answered query {local} with {status}"
+    except ClientError as exc:
+        if single and lenient:
+            raise
+        for i in chunk:
+            out[i] = QueryFailed(f"GetMetricData failed: {exc}")
+        return
+    for i in chunk:
+        out[i] = QueryFailed(failed[i]) if i in failed else reads[i].query.fold(sums[i])
 
 
 def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
@@ -187,7 +358,12 @@ def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return ()
+    return firing_of(wanted, alarm_states(cloudwatch, wanted))
 
+
+def alarm_states(cloudwatch: Any, names: Sequence[str]) -> dict[str, str]:
+    """The state of each named alarm that exists (metric or composite), 100 names a call."""
+    wanted = list(dict.fromkeys(names))
     states: dict[str, str] = {}
     paginator = cloudwatch.get_paginator("describe_alarms")  # follows NextToken, a call a page
     for i in range(0, len(wanted), _ALARM_NAMES_PER_CALL):
@@ -197,7 +373,12 @@ def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:
         ):
             for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                 states[alarm["AlarmName"]] = alarm.get("StateValue", "")
+    return states
 
+
+def firing_of(names: Sequence[str], states: dict[str, str]) -> tuple[str, ...]:
+    """Of `names`, those in ALARM (in order); MissingAlarmError when one does not exist."""
+    wanted = list(dict.fromkeys(names))
     missing = [name for name in wanted if name not in states]
     if missing:
         raise MissingAlarmError(missing)

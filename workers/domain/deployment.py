@@ -21,6 +21,15 @@ class Approval(BaseModel):
     at: float
 
 
+class LastRead(BaseModel):
+    """What the last check read of the canary: whether newly published periods brought it
+    requests tells a canary still serving from one that may be gone (workers.engine.batch)."""
+
+    step_started_at: float | None
+    window_end: int
+    canary_requests: int
+
+
 class Deployment(BaseModel):
     """One canary deployment of one service; every change bumps `version` (compare-and-set)."""
 
@@ -75,6 +84,12 @@ class Deployment(BaseModel):
     #: When a tear-down or clean-up first found AWS still draining what it removes.
     drain_started_at: float | None = None
     finished_at: float | None = None
+    #: When the canary's resources were last seen to exist (a check looks at most every
+    #: PRESENCE_INTERVAL_SECONDS, and sooner when its traffic stops).
+    canary_checked_at: float | None = None
+    last_read: LastRead | None = None
+    #: Seconds the last check started after it was due, when that was late enough to tell.
+    late_by: float | None = None
     #: Samples of the checks seen by the change being applied, not part of the record: the
     #: store appends them to the deployment's samples in the same MULTI (`take_samples`).
     _new_samples: list[CheckSample] = PrivateAttr(default_factory=list)

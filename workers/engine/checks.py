@@ -6,12 +6,13 @@ deployment: keep baking, hold for data, open a gate, go on, or roll back at once
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from workers import defaults
 from workers.analysis.judge import Counts, Outcome, Verdict
 from workers.analysis.judge import judge as judge_counts
-from workers.analysis.window import covered_at, metric_window
-from workers.domain.deployment import Deployment
+from workers.analysis.window import covered_at
+from workers.aws.cloudwatch import firing_of
+from workers.aws.errors import AwsStepError
+from workers.domain.deployment import Deployment, LastRead
 from workers.domain.durations import format_duration
 from workers.domain.events import (
     Cause,
@@ -23,22 +24,46 @@ from workers.domain.events import (
     StepPassed,
 )
 from workers.domain.state import State, Trigger
+from workers.engine import batch
+from workers.engine.batch import Read, presence_due, window_of
 from workers.engine.machine import Engine, Mutate
 from workers.runtime.telemetry import observe_verdict
 
 
 def check(engine: Engine, dep: Deployment) -> None:
     """One periodic check of a monitored deployment, and the move it leads to."""
-    # The canary must still be there: its ECS service or virtual node (target group) deleted by
-    # someone else mid-rollout raises AwsStepError here, and the deployment rolls back saying so.
-    engine.backend(dep).check_canary(dep.recorded_canary())
-    verdict = judge(engine, dep)
-    observe_verdict(verdict)
     now = engine.now()
+    window = window_of(dep, now)
+    got = batch.read(engine, dep, window)
+    looked = presence_due(dep, got.canary.requests, window, now)
+    if looked:
+        # The canary must still be there: its ECS service or virtual node (target group)
+        # deleted by someone else mid-rollout raises AwsStepError here, and the deployment
+        # rolls back saying so. Looked at every PRESENCE_INTERVAL_SECONDS and as soon as its
+        # traffic stops (workers.engine.batch.presence_due), in batched calls where AWS allows.
+        backend, canary = engine.backend(dep), dep.recorded_canary()
+        if not got.presence_looked:
+            backend.check_canary(canary)
+        elif got.gone:
+            raise AwsStepError(got.gone)
+        else:
+            backend.check_rest(canary)
+    verdict = judge(engine, dep, got)
+    observe_verdict(verdict)
+    late = now - dep.next_due_at if dep.next_due_at is not None else 0.0
+    read = LastRead(
+        step_started_at=dep.step_started_at,
+        window_end=window.end,
+        canary_requests=got.canary.requests,
+    )
 
     def seen(d: Deployment) -> None:
         d.saw(verdict, now)
         d.attempts = 0
+        d.last_read = read
+        d.canary_checked_at = now if looked else d.canary_checked_at
+        # Told on the card: a check that ran late (the AWS call budget spreads them).
+        d.late_by = late if late >= defaults.LATE_CHECK_SECONDS else None
 
     step = dep.step_number or None
     if verdict.outcome == Outcome.FAIL:
@@ -162,24 +187,19 @@ def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
     engine.move(dep, Trigger.CHECKED, mutate=remind, events=events, delay=delay)
 
 
-def judge(engine: Engine, dep: Deployment) -> Verdict:
-    """Fetch the step's cumulative counts and alarms and judge them.
+def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
+    """Judge the step's cumulative counts and alarms (`got`, else read now).
 
     Only whole, published periods are read (workers.analysis.window): from the first period
     after the weight was applied, so the previous step's traffic never counts, to the last one
     CloudWatch has had `metric_lag` to publish; the bake is complete when those cover it.
     """
-    s, stable, canary = dep.settings, dep.recorded_stable(), dep.recorded_canary()
-    start = dep.step_started_at or dep.state_since
-    window = metric_window(start, engine.now(), s.metric_period, s.lag)
+    s, stable = dep.settings, dep.recorded_stable()
+    if got is None:
+        got = batch.read(engine, dep, window_of(dep, engine.now()))
+    window, canary_counts, stable_counts = got.window, got.canary, got.stable
     backend = engine.backend(dep)
-    canary_counts, stable_counts = backend.counts(
-        stable,
-        canary,
-        start=datetime.fromtimestamp(window.start, UTC),
-        end=datetime.fromtimestamp(window.end, UTC),
-    )
-    alarms = backend.alarms_firing(s.alarms)
+    alarms = firing_of(s.alarms, got.alarm_states) if s.alarms else ()
     bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
     bake_over = window.covered >= bake
     return judge_counts(

@@ -18,6 +18,7 @@ from workers.domain.state import ROLLBACKABLE, URGENT, State, Trigger
 from workers.engine.machine import Engine
 from workers.engine.store import Conflict
 from workers.runtime import lateness, logs, telemetry
+from workers.runtime.budget import BudgetExhausted, urgent_calls
 from workers.runtime.context import Runtime
 from workers.runtime.run_lock import RunLock
 
@@ -70,9 +71,15 @@ class Runner:
                 telemetry.JOB_SECONDS.labels(dep.state.value).time(),
             ):
                 try:
-                    self.steps[dep.state](self.engine, dep)
+                    with urgent_calls(dep.state in URGENT):
+                        self.steps[dep.state](self.engine, dep)
                 except Conflict:
                     return "conflict"
+                except BudgetExhausted as exc:
+                    # The installation's AWS call budget binds: the step runs again a little
+                    # later, neither dropped nor counted as a failed attempt.
+                    self.rt.scheduler.run(dep_id, version, delay=exc.retry_after)
+                    return "spread"
                 except (AwsStepError, ClientError, BotoCoreError, ValueError) as exc:
                     self._on_error(dep, exc)
                 except Exception:

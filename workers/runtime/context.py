@@ -14,6 +14,7 @@ from redis import Redis
 from workers import defaults
 from workers.domain.catalogue import Catalogue, ServiceConfig
 from workers.engine.store import Retention, Store
+from workers.runtime.budget import CallBudget
 from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.queues import RqScheduler, Scheduler
 from workers.runtime.settings import Settings, load_settings
@@ -56,11 +57,17 @@ class Runtime:
     #: Refusals one user may get per window before a "slow down" (read by the web process).
     refusal_limit: int = defaults.REFUSAL_LIMIT
     refusal_window: float = defaults.REFUSAL_WINDOW_SECONDS
+    #: The installation's AWS call budget (CANARY_AWS_CALLS_PER_SECOND); None: no ceiling.
+    call_budget: CallBudget | None = None
     _cache: dict[str, object] = field(default_factory=dict)
 
     @cached_property
     def clients(self) -> AwsClients:
-        return self.aws()
+        clients = self.aws()
+        if self.call_budget is not None:
+            c = clients
+            self.call_budget.install(c.ecs, c.appmesh, c.servicediscovery, c.cloudwatch, c.elbv2)
+        return clients
 
     def backend(self, settings: ServiceConfig) -> Backend:
         """The traffic backend that serves a service."""
@@ -90,7 +97,9 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
     settings = settings or load_settings()
     redis = connect(settings)
     prefix = settings.canary_redis_prefix
+    rate = settings.canary_aws_calls_per_second
     return Runtime(
+        call_budget=CallBudget(redis, f"{prefix}:aws-budget", rate) if rate > 0 else None,
         redis=redis,
         store=Store(redis, prefix, retention_from(settings)),
         scheduler=RqScheduler(redis, prefix),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Protocol
 
@@ -44,6 +45,11 @@ class Scheduler(Protocol):
     def check(self, service: str, *, response_url: str, channel: str | None) -> None: ...
 
     def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None: ...
+
+    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
+        """(deployment id, version) of up to `limit` ordinary run jobs waiting on their queue or
+        due within `within` seconds (the checks a check may read for: workers.engine.batch)."""
+        ...
 
 
 class RqScheduler:
@@ -90,6 +96,23 @@ class RqScheduler:
             what,
             attempt,
         )
+
+    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
+        queue = self.default
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in queue.get_job_ids(0, limit)]
+        # RQ's scheduled registry is a sorted set scored by due time (epoch seconds).
+        due = queue.connection.zrangebyscore(
+            queue.scheduled_job_registry.key, "-inf", time.time() + within, start=0, num=limit
+        )
+        ids += [i.decode() if isinstance(i, bytes) else str(i) for i in due]
+        found: list[tuple[str, int]] = []
+        head = f"{self.prefix}-run-"
+        for job_id in dict.fromkeys(ids):
+            if job_id.startswith(head):
+                dep_id, _, version = job_id[len(head) :].rpartition("-")
+                if dep_id and version.isdigit():
+                    found.append((dep_id, int(version)))
+        return found[:limit]
 
     def _put(
         self, queue: Queue, func: str, job_id: str | None, delay: float, *args: object

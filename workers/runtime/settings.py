@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     canary_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="a port number from 0 to 65535"
     )
+    #: AWS calls a second for the whole installation (all worker processes); 0: no ceiling.
+    canary_aws_calls_per_second: float = Field(
+        default=defaults.AWS_CALLS_PER_SECOND, ge=0, description="a number of calls, 0 or more"
+    )
     #: Python log level of both processes.
     log_level: str = Field(
         default=defaults.LOG_LEVEL, description="one of " + ", ".join(LOG_LEVELS)

@@ -13,6 +13,7 @@ from workers.slack.format import (
     clip,
     clock,
     context,
+    duration,
     mention,
     plain,
     section,
@@ -120,6 +121,9 @@ def render_card(
         section(clip(f"{progress_bar(dep)} · *{status}*")),
         context(steps_line(dep)),
     ]
+    if dep.active and dep.late_by:
+        # The installation's AWS call budget (or a busy worker) spread the checks.
+        blocks.append(context(f"⏱ the last check ran {duration(dep.late_by)} late"))
     if thread_url:
         blocks.append(
             {

@@ -3,12 +3,10 @@ forward action between target groups, each fed by one ECS service."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.analysis.judge import Counts
 from workers.aws.alb.discovery import discover_alb_stable
 from workers.aws.alb.provisioning import (
     find_alb_canary,
@@ -23,8 +21,9 @@ from workers.aws.alb.router import (
     target_group_dimension,
 )
 from workers.aws.base import EcsServiceBackend, own
-from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
+from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query
 from workers.aws.errors import is_not_found
+from workers.aws.presence import Presence
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
 from workers.domain.versions import AlbCanary, AlbStable, CanaryRecord, StableRecord
@@ -49,6 +48,18 @@ class AlbBackend(EcsServiceBackend):
             raise
         return True
 
+    def presence(self, canary: CanaryRecord) -> Presence:
+        own_canary = own(canary, AlbCanary)
+        return Presence(
+            cluster=self.s.cluster,
+            ecs_service=own_canary.ecs_service_name,
+            target_group_arn=own_canary.target_group_arn,
+            target_group_label=own_canary.target_group_name,
+        )
+
+    def check_rest(self, canary: CanaryRecord) -> None:
+        return None  # the ECS service and the target group are both in `presence`
+
     def discover(self) -> StableRecord:
         return discover_alb_stable(
             self.clients,
@@ -62,14 +73,7 @@ class AlbBackend(EcsServiceBackend):
             self.clients.elbv2, listener_rule=self.s.listener_rule, listener=self.s.listener
         )
 
-    def counts(
-        self,
-        stable: StableRecord,
-        canary: CanaryRecord,
-        *,
-        start: datetime,
-        end: datetime,
-    ) -> tuple[Counts, Counts]:
+    def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery:
         s, old = self.s, own(stable, AlbStable)
         load_balancer = load_balancer_dimension(old.load_balancer_arn)
 
@@ -81,14 +85,11 @@ class AlbBackend(EcsServiceBackend):
                 cluster=s.cluster,
             )
 
-        return fetch_alb_counts(
-            self.clients.cloudwatch,
+        return alb_query(
             s.alb_metrics,
             canary=target(own(canary, AlbCanary)),
             stable=target(old),
-            start=start,
-            end=end,
-            period_s=s.metric_period,
+            period=s.metric_period,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

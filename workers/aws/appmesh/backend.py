@@ -3,12 +3,10 @@ service with its own Cloud Map service."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.analysis.judge import Counts
 from workers.analysis.templates import CODE_CLASSES, Version
 from workers.aws.appmesh.discovery import discover_stable
 from workers.aws.appmesh.provisioning import (
@@ -19,7 +17,7 @@ from workers.aws.appmesh.provisioning import (
 )
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.base import EcsServiceBackend, own
-from workers.aws.cloudwatch import fetch_counts
+from workers.aws.cloudwatch import CountsQuery, envoy_query
 from workers.aws.errors import is_not_found
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
@@ -66,23 +64,13 @@ class AppMeshBackend(EcsServiceBackend):
             self.clients.appmesh, s.mesh or "", s.virtual_router or "", s.route or ""
         )
 
-    def counts(
-        self,
-        stable: StableRecord,
-        canary: CanaryRecord,
-        *,
-        start: datetime,
-        end: datetime,
-    ) -> tuple[Counts, Counts]:
-        s, old = self.s, own(stable, AppMeshStable)
-        return fetch_counts(
-            self.clients.cloudwatch,
-            s.metrics,
+    def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery:
+        old = own(stable, AppMeshStable)
+        return envoy_query(
+            self.s.metrics,
             canary=self.version(old, own(canary, AppMeshCanary)),
             stable=self.version(old, old),
-            start=start,
-            end=end,
-            period_s=s.metric_period,
+            period=self.s.metric_period,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

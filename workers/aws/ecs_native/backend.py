@@ -13,12 +13,10 @@ lifecycle and its sources.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
-from workers.analysis.judge import Counts
 from workers.aws.alb.router import (
     AlbRouter,
     load_balancer_dimension,
@@ -28,7 +26,7 @@ from workers.aws.alb.router import (
 from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import ensure_canary_task_definition
-from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
+from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query
 from workers.aws.ecs import (
     Readiness,
     check_name,
@@ -38,6 +36,7 @@ from workers.aws.ecs import (
     first_app_container,
 )
 from workers.aws.errors import AwsStepError, RolledBackByAws, describe_failure
+from workers.aws.presence import Presence
 from workers.aws.removal import Removal
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.ecs_plan import plan_for_service
@@ -409,6 +408,14 @@ class EcsNativeBackend(EcsServiceBackend):
         if progress.rolled_back:
             raise RolledBackByAws(progress.rolled_back)
 
+    def presence(self, canary: CanaryRecord) -> Presence:
+        # The ECS service and target groups are the stable's own: what can be gone or rolled
+        # back is the service deployment, which `check_rest` follows.
+        return Presence(cluster=self.s.cluster)
+
+    def check_rest(self, canary: CanaryRecord) -> None:
+        self.check_canary(canary)
+
     def router(self) -> TrafficRouter:
         return EcsDeploymentRouter(self.clients, self.deployments)
 
@@ -419,19 +426,12 @@ class EcsNativeBackend(EcsServiceBackend):
         return _td_name(version.task_definition_arn)
 
     # judging ---------------------------------------------------------------------------------
-    def counts(
-        self,
-        stable: StableRecord,
-        canary: CanaryRecord,
-        *,
-        start: datetime,
-        end: datetime,
-    ) -> tuple[Counts, Counts]:
-        """The two target groups' ALB counters; (0, 0) when the service is not behind an ALB
+    def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
+        """The two target groups' ALB counters; None when the service is not behind an ALB
         (no published metric tells the revisions apart: judged by alarms only)."""
         old, new = own(stable, EcsStable), own(canary, EcsCanary)
         if not old.listener_rule or not new.target_group_arn:
-            return Counts(0, 0), Counts(0, 0)
+            return None
         s = self.s
         load_balancer = load_balancer_dimension(old.listener_rule)
 
@@ -443,14 +443,11 @@ class EcsNativeBackend(EcsServiceBackend):
                 cluster=s.cluster,
             )
 
-        return fetch_alb_counts(
-            self.clients.cloudwatch,
+        return alb_query(
             s.alb_metrics,
             canary=target(new.target_group_arn, new.target_group_name),
             stable=target(old.target_group_arn, old.target_group_name),
-            start=start,
-            end=end,
-            period_s=s.metric_period,
+            period=s.metric_period,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -57,7 +57,8 @@ from workers.engine.store import Store
 from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
-from workers.slack.notifier import SlackNotifier, make_client
+from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
 
 KEY = "payments"
 DEFAULTS = {

@@ -21,7 +21,7 @@ from bot.permissions import GroupDirectory
 from workers.runtime import telemetry
 from workers.runtime.context import Runtime, get_runtime
 from workers.runtime.settings import Settings, load_settings
-from workers.slack.notifier import make_client
+from workers.slack.client import make_client
 
 #: Listener threads: an ack waits for a free one, so this bounds how many commands are
 #: acknowledged at once. A listener only parses and acks, then hands its work over.

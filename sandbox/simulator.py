@@ -46,8 +46,10 @@ class NodeInfo:
 
 
 class _WeightedTraffic:
-    """What both simulators do alike: share a tick's requests among the targets by weight, pick
-    each version's 5xx rate by its image tag, and find the ECS service behind a target."""
+    """What the simulators do alike: each tick, share its requests among the targets by weight,
+    draw each version's 5xx by its image tag, and publish the counts (`tick`); find the ECS
+    service behind a target. A simulator says only where its weights come from (`_weights`),
+    what a target runs (`_image`) and where its metrics go (`_publish`)."""
 
     clients: AwsClients
     cluster: str
@@ -69,29 +71,38 @@ class _WeightedTraffic:
         tag = short_name(image).rsplit(":", 1)[-1]
         return self.error_rates.get(tag, DEFAULT_ERROR_RATE)
 
-    def _spread(
-        self,
-        weights: Mapping[str, int],
-        *,
-        total: int,
-        seconds: float,
-        version: Callable[[str], T | None],
-        image: Callable[[T], str],
-        publish: Callable[[str, T, int, int], str],
-    ) -> dict[str, tuple[int, int]]:
-        """`seconds` of traffic split by weight (out of `total`) among the targets whose
-        `version` is found; each share is published, then returned by its published name."""
+    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Publish `seconds` worth of traffic at time `at`, split by weight among the targets
+        whose image is found; return {published name: (requests, 5xx)}."""
+        when = at or datetime.fromtimestamp(self.clock(), UTC)
+        self.publisher.flush()
+        weights, total = self._weights()
         written: dict[str, tuple[int, int]] = {}
         for target, weight in weights.items():
             if weight <= 0:
                 continue
-            found = version(target)
-            if found is None:
+            image = self._image(target)
+            if image is None:
                 continue
             requests = int(round(self.requests_per_second * seconds * weight / total))
-            errors = int(round(requests * self.error_rate(image(found))))
-            written[publish(target, found, requests, errors)] = (requests, errors)
+            errors = int(round(requests * self.error_rate(image)))
+            written[self._publish(target, weights, requests, errors, when)] = (requests, errors)
         return written
+
+    # What each simulator says for itself ---------------------------------------------------
+    def _weights(self) -> tuple[Mapping[str, int], int]:
+        """The split now: each target's weight, and the total they are out of."""
+        raise NotImplementedError
+
+    def _image(self, target: str) -> str | None:
+        """The image a target runs (None: nothing found behind it, so it gets no traffic)."""
+        raise NotImplementedError
+
+    def _publish(
+        self, target: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
+    ) -> str:
+        """Write one target's share (its image was found) where its metrics go; its name."""
+        raise NotImplementedError
 
     def _active_services(self) -> Iterator[dict[str, Any]]:
         """The cluster's ACTIVE ECS services, described ten at a time as they are asked for."""
@@ -133,30 +144,26 @@ class TrafficSimulator(_WeightedTraffic):
     _publisher: DelayedPublisher | None = None
     _nodes: dict[str, NodeInfo] = field(default_factory=dict)
 
-    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
-        """Publish `seconds` worth of traffic at time `at`; return {node: (requests, errors)}."""
-        when = at or datetime.fromtimestamp(self.clock(), UTC)
-        self.publisher.flush()
+    def _weights(self) -> tuple[Mapping[str, int], int]:
         router = AppMeshRouter(self.clients.appmesh, self.mesh, self.virtual_router, self.route)
+        return router.read_weights(), 100
 
-        def publish(node: str, info: NodeInfo, requests: int, errors: int) -> str:
-            put_envoy_counts(
-                self.publisher,
-                Version(self.cluster, info.family, info.revision, info.ecs_service, node),
-                requests=requests,
-                errors=errors,
-                timestamp=when,
-            )
-            return node
+    def _image(self, node: str) -> str | None:
+        info = _cached(self._nodes, node, self._lookup)
+        return info.image if info else None
 
-        return self._spread(
-            router.read_weights(),
-            total=100,
-            seconds=seconds,
-            version=lambda node: _cached(self._nodes, node, self._lookup),
-            image=lambda info: info.image,
-            publish=publish,
+    def _publish(
+        self, node: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
+    ) -> str:
+        info = self._nodes[node]
+        put_envoy_counts(
+            self.publisher,
+            Version(self.cluster, info.family, info.revision, info.ecs_service, node),
+            requests=requests,
+            errors=errors,
+            timestamp=when,
         )
+        return node
 
     def _lookup(self, node: str) -> NodeInfo | None:
         """virtual node -> Cloud Map service name -> ECS service registered to it -> image."""
@@ -213,36 +220,28 @@ class AlbTrafficSimulator(_WeightedTraffic):
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
 
-    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
-        """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
-        when = at or datetime.fromtimestamp(self.clock(), UTC)
-        self.publisher.flush()
+    def _weights(self) -> tuple[Mapping[str, int], int]:
         router = AlbRouter(
             self.clients.elbv2, listener_rule=self.listener_rule, listener=self.listener
         )
         raw = router.read_target_groups()
-        load_balancer = load_balancer_dimension(self.listener_rule or self.listener or "")
+        return raw, sum(raw.values())
 
-        def publish(arn: str, image: str, requests: int, errors: int) -> str:
-            name = target_group_name(arn)
-            put_alb_counts(
-                self.publisher,
-                load_balancer=load_balancer,
-                target_group=target_group_dimension(arn),
-                requests=requests,
-                errors=errors,
-                timestamp=when,
-            )
-            return name
+    def _image(self, arn: str) -> str | None:
+        return _cached(self._images, arn, self._lookup)
 
-        return self._spread(
-            raw,
-            total=sum(raw.values()),
-            seconds=seconds,
-            version=lambda arn: _cached(self._images, arn, self._lookup),
-            image=lambda image: image,
-            publish=publish,
+    def _publish(
+        self, arn: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
+    ) -> str:
+        put_alb_counts(
+            self.publisher,
+            load_balancer=load_balancer_dimension(self.listener_rule or self.listener or ""),
+            target_group=target_group_dimension(arn),
+            requests=requests,
+            errors=errors,
+            timestamp=when,
         )
+        return target_group_name(arn)
 
     def _lookup(self, target_group_arn: str) -> str | None:
         """target group -> ECS service registered to it -> its load-balanced container's image."""
@@ -284,45 +283,44 @@ class EcsTrafficSimulator(_WeightedTraffic):
     #: Task definition -> the target group its tasks are registered in.
     _groups: dict[str, str] = field(default_factory=dict)
 
-    def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
-        """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
-        when = at or datetime.fromtimestamp(self.clock(), UTC)
-        self.publisher.flush()
+    def _weights(self) -> tuple[Mapping[str, int], int]:
         shares = self.deployments.production_traffic(cluster=self.cluster, service=self.service)
-        load_balancer = load_balancer_dimension(self.listener_rule)
-
-        def group(task_definition: str) -> str:
-            # A new revision's tasks go to the group the other revision is not in (ECS's
-            # alternate); after a promotion the groups have swapped roles, so it is remembered.
-            known = self._groups.setdefault(self.first_task_definition, self.stable_group)
-            if task_definition not in self._groups:
-                others = {self._groups.get(td) for td in shares if td != task_definition}
-                known = self.canary_group if self.stable_group in others else self.stable_group
-                self._groups[task_definition] = known
-            return self._groups[task_definition]
-
-        def publish(task_definition: str, image: str, requests: int, errors: int) -> str:
-            arn = group(task_definition)
-            put_alb_counts(
-                self.publisher,
-                load_balancer=load_balancer,
-                target_group=target_group_dimension(arn),
-                requests=requests,
-                errors=errors,
-                timestamp=when,
-            )
-            return target_group_name(arn)
-
-        return self._spread(
-            {td: int(round(share)) for td, share in shares.items()},
-            total=100,
-            seconds=seconds,
-            version=lambda td: _cached(self._images, td, self._image),
-            image=lambda image: image,
-            publish=publish,
-        )
+        return {td: int(round(share)) for td, share in shares.items()}, 100
 
     def _image(self, task_definition: str) -> str | None:
+        return _cached(self._images, task_definition, self._app_image)
+
+    def _publish(
+        self,
+        task_definition: str,
+        weights: Mapping[str, int],
+        requests: int,
+        errors: int,
+        when: datetime,
+    ) -> str:
+        arn = self._group(task_definition, weights)
+        put_alb_counts(
+            self.publisher,
+            load_balancer=load_balancer_dimension(self.listener_rule),
+            target_group=target_group_dimension(arn),
+            requests=requests,
+            errors=errors,
+            timestamp=when,
+        )
+        return target_group_name(arn)
+
+    def _group(self, task_definition: str, weights: Mapping[str, int]) -> str:
+        """The target group a revision's tasks are in. A new revision's go to the group the
+        other revision is not in (ECS's alternate); after a promotion the groups have swapped
+        roles, so it is remembered."""
+        self._groups.setdefault(self.first_task_definition, self.stable_group)
+        if task_definition not in self._groups:
+            others = {self._groups.get(td) for td in weights if td != task_definition}
+            known = self.canary_group if self.stable_group in others else self.stable_group
+            self._groups[task_definition] = known
+        return self._groups[task_definition]
+
+    def _app_image(self, task_definition: str) -> str | None:
         td = self.clients.ecs.describe_task_definition(taskDefinition=task_definition)
         for container in td["taskDefinition"]["containerDefinitions"]:
             if container["name"] == "app":

@@ -11,7 +11,7 @@ from bot.app import create_app
 from tests.bot_harness import DEPLOY_GROUP, GRACE, SECRET, TOKEN, Slack, make_runtime
 from tests.slack_mock import MockSlack
 from workers.runtime.context import Runtime
-from workers.slack.notifier import make_client
+from workers.slack.client import make_client
 
 
 @pytest.fixture

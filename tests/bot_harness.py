@@ -23,7 +23,8 @@ from workers.domain.deployment import Deployment
 from workers.domain.events import EVENTS, Event
 from workers.domain.state import State
 from workers.runtime.context import Runtime
-from workers.slack.notifier import SlackNotifier, make_client
+from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
 
 TOKEN = "xoxb-0000-test-token-do-not-log"
 SECRET = "signing-secret-do-not-log-0123456789"

@@ -34,7 +34,8 @@ from workers.slack.chart_upload import (
     retry_delay,
     status_occasion,
 )
-from workers.slack.notifier import SlackNotifier, make_client
+from workers.slack.client import make_client
+from workers.slack.notifier import SlackNotifier
 
 
 @pytest.fixture

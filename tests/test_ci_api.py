@@ -43,7 +43,7 @@ from workers.domain.events import Requested
 from workers.domain.pipelines import as_actor
 from workers.runtime.context import Runtime
 from workers.slack.card import render_card
-from workers.slack.notifier import make_client
+from workers.slack.client import make_client
 
 GITHUB_TOKEN = "g" * 40
 OTHER_TOKEN = "o" * 40

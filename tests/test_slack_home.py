@@ -34,9 +34,9 @@ from workers.runtime.context import Runtime
 from workers.runtime.queues import queue_names, rq_queue
 from workers.slack import home_publisher
 from workers.slack.buttons import ABORT, APPROVE
+from workers.slack.client import make_client
 from workers.slack.home import MAX_HOME_BLOCKS, HomeSnapshot, render_home
 from workers.slack.home_publisher import Viewers, note_change, refresh_homes, snapshot
-from workers.slack.notifier import make_client
 
 
 def deploy(slack: Slack, rt: Runtime, service: str, channel: str = "C0RANDOM") -> str:

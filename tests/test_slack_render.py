@@ -20,8 +20,8 @@ from workers.domain.outcomes import Answer, Refusal
 from workers.domain.state import State
 from workers.slack import answers
 from workers.slack.card import card_status, render_card
+from workers.slack.client import slack_api_url
 from workers.slack.format import MAX_BLOCKS, MAX_TEXT, Message
-from workers.slack.notifier import slack_api_url
 from workers.slack.thread import render_event
 
 NOW = 1_800_000_000.0

@@ -29,7 +29,7 @@ from workers.engine.store import Store
 from workers.runtime import exposition, telemetry
 from workers.runtime.queues import RqScheduler
 from workers.runtime.telemetry import RedisGauges, watch_aws_clients
-from workers.slack.notifier import make_client
+from workers.slack.client import make_client
 
 ROOT = Path(__file__).resolve().parent.parent
 

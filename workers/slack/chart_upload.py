@@ -13,7 +13,7 @@ At most once: each occasion has a key (`what`); the notes record an attempt befo
 and its end after it, and an attempt that finds an earlier one unfinished looks in the thread for
 the file (its name carries the key) before uploading again. files_upload_v2 shares the file only
 in its last call (files.completeUploadExternal), which the notifier's client never repeats on
-its own (workers/slack/notifier.py, `_POSTS`).
+its own (workers/slack/client.py, `_POSTS`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The Slack side of the outbox: the card, one thread reply per event, buttons closed when decided.
 
 Every message's ts is written to the deployment's notes right after it is posted and checked
-before posting, so a delivery retried after an error never posts the same message twice.
+before posting, so a delivery retried after an error never posts the same message twice (and
+one that died mid-post finds it: workers/slack/posting.py). The client, its retries and how its
+failures are turned into the outbox's terms: workers/slack/client.py.
 
 Slack's failures are sorted (workers.slack.errors): a rate limit, a 5xx or a timeout makes the
 outbox try again (after exactly the Retry-After Slack gave); a permanent refusal never blocks the
@@ -17,21 +19,10 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
-from slack_sdk.http_retry.handler import RetryHandler
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 
 from workers.domain.deployment import Deployment
 from workers.domain.events import (
@@ -45,16 +36,16 @@ from workers.domain.events import (
 )
 from workers.domain.pipelines import pipeline_of
 from workers.domain.state import State
-from workers.engine.outbox import RetryLater, Undeliverable
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
 from workers.slack.answers import thread_unreachable
 from workers.slack.card import render_card
 from workers.slack.chart_upload import ChartRequest, chart_occasion
+from workers.slack.client import make_client, permanent, sorted_failures
 from workers.slack.errors import Kind, SlackFailure, classify
-from workers.slack.format import MAX_TEXT, Message, clip, context, mention, when, why
+from workers.slack.format import Message, context, mention, when, why
 from workers.slack.home_publisher import note_change
-from workers.slack.measured import MeasuredWebClient
+from workers.slack.posting import edit, post_once
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -77,105 +68,6 @@ SETTLE = 2.0
 _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
 
 
-def slack_api_url() -> str:
-    """SLACK_API_URL (with or without a trailing "/"), else Slack's own, always ending in "/"."""
-    return load_settings().slack_api_url
-
-
-#: Methods that create a message: never repeated inside one call (a connection that broke after
-#: Slack took the request would post twice). The outbox retries them with its exactly-once lookup.
-_POSTS = (
-    "chat.postMessage",
-    "chat.postEphemeral",
-    "chat.scheduleMessage",
-    "chat.meMessage",
-    "files.completeUploadExternal",  # shares a file: a chart posted twice (chart_upload.py)
-)
-
-
-class _NeverRepost(RetryHandler):
-    """Another retry handler, except for the methods that post (see _POSTS)."""
-
-    def __init__(self, inner: RetryHandler) -> None:
-        super().__init__(
-            max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator
-        )
-        self.inner = inner
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if request.url.rstrip("/").endswith(_POSTS):
-            return False
-        return self.inner._can_retry(state=state, request=request, response=response, error=error)
-
-
-def retry_handlers(interval: float = 0.5) -> list[RetryHandler]:
-    """One quick retry of a broken connection or a 5xx, for calls that cannot post twice.
-
-    No rate-limit handler: a 429 goes back to the outbox, which waits exactly the Retry-After
-    Slack asked for (however long) without holding a worker, then looks before posting again.
-    """
-    return [
-        _NeverRepost(ConnectionErrorRetryHandler(max_retry_count=1)),
-        _NeverRepost(
-            ServerErrorRetryHandler(
-                max_retry_count=1,
-                interval_calculator=FixedValueRetryIntervalCalculator(interval),
-            )
-        ),
-    ]
-
-
-def make_client(
-    token: str, base_url: str | None = None, *, retry_interval: float = 0.5
-) -> WebClient:
-    """A WebClient on SLACK_API_URL with the retry handlers above."""
-    url = base_url or slack_api_url()
-    return MeasuredWebClient(  # a WebClient whose calls the metrics count
-        token=token,
-        base_url=url if url.endswith("/") else url + "/",
-        timeout=10,
-        retry_handlers=retry_handlers(retry_interval),
-    )
-
-
-@contextmanager
-def sorted_failures(dep_id: str) -> Iterator[None]:
-    """Turn a failed Slack call into what the outbox understands (see workers.engine.outbox).
-
-    Retryable: RetryLater with Slack's Retry-After. Permanent: Undeliverable (logged as an error
-    by the outbox). Unknown codes and bugs go through as they are: retried a few times.
-    """
-    try:
-        yield
-    except (RetryLater, Undeliverable):
-        raise
-    except Exception as exc:
-        failure = classify(exc)
-        if failure is None or failure.kind is Kind.UNKNOWN:
-            raise
-        if failure.kind is Kind.RETRY:
-            # A reply waiting for chat.postMessage's per-channel limit need not hold the card:
-            # chat.update has its own (Tier 3, https://docs.slack.dev/reference/methods/chat.update).
-            posting = failure.method == "chat.postMessage"
-            raise RetryLater(
-                f"Slack {failure.describe()}", failure.retry_after, summary_ok=posting
-            ) from exc
-        raise Undeliverable(f"Slack refused {failure.describe()}") from exc
-
-
-def _permanent(exc: Exception, *kinds: Kind) -> SlackFailure | None:
-    """The failure of `exc` when it is a Slack refusal of one of `kinds`, else None."""
-    failure = classify(exc)
-    return failure if failure is not None and failure.kind in kinds else None
-
-
 def thread_url(store: Store, dep_id: str) -> str | None:
     """The permalink of the deployment's thread, once its card was posted."""
     return store.notes(dep_id).get("thread_url") or None
@@ -186,8 +78,6 @@ def thread_urls(store: Store, dep_ids: list[str]) -> dict[str, str]:
     return store.note_of_many(dep_ids, "thread_url")
 
 
-#: Slack message-metadata type marking the bot's own messages (and which event each shows).
-METADATA_EVENT = "canary_event"
 #: Under a thread message posted anew because someone deleted it.
 POSTED_AGAIN = "↻ Posted again: the original message was deleted."
 
@@ -306,9 +196,9 @@ class SlackNotifier:
             return None
         message = render_card(deployment, now=self.clock(), thread_url=url)
         try:
-            self._edit(channel, card_ts, message)
+            edit(self.client, channel, card_ts, message)
         except SlackApiError as exc:
-            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
                 raise
             if failure.kind is Kind.UNREACHABLE:
@@ -334,7 +224,7 @@ class SlackNotifier:
             try:
                 card_ts = self._post_once(store, dep.id, "card", channel, card)
             except SlackApiError as exc:
-                failure = _permanent(exc, Kind.UNREACHABLE)
+                failure = permanent(exc, Kind.UNREACHABLE)
                 if failure is None:
                     raise
                 store.set_notes(dep.id, {"card_channel": channel})
@@ -355,7 +245,7 @@ class SlackNotifier:
         try:
             answer = self.client.chat_getPermalink(channel=channel, message_ts=ts)
         except SlackApiError as exc:
-            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE, Kind.NO_ACCESS)
+            failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE, Kind.NO_ACCESS)
             if failure is None:
                 raise
             log.error("deployment %s: no link to its thread: %s", dep_id, failure.describe())
@@ -378,7 +268,7 @@ class SlackNotifier:
         try:
             card_ts = self._post_once(store, dep.id, f"card@{n}", channel, card)
         except SlackApiError as exc:
-            unreachable = _permanent(exc, Kind.UNREACHABLE)
+            unreachable = permanent(exc, Kind.UNREACHABLE)
             if unreachable is None:
                 raise
             self._unreachable(store, dep, channel, unreachable)
@@ -408,7 +298,7 @@ class SlackNotifier:
                 thread_ts=notes["card_ts"],
             )
         except SlackApiError as exc:
-            if _permanent(exc, Kind.GONE, Kind.UNREACHABLE) is None:
+            if permanent(exc, Kind.GONE, Kind.UNREACHABLE) is None:
                 raise  # retried by the outbox, before anything else of this deployment
             told = "-"  # the reply that follows meets the same refusal and deals with it
         store.set_notes(dep_id, {f"card@{n}:told": told})
@@ -424,7 +314,7 @@ class SlackNotifier:
         try:
             return self._post_once(store, dep.id, what, channel, message, thread_ts=card_ts)
         except SlackApiError as exc:
-            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
                 raise
             if failure.kind is Kind.UNREACHABLE:
@@ -581,73 +471,8 @@ class SlackNotifier:
         *,
         thread_ts: str | None = None,
     ) -> str:
-        """Post a message at most once, even if a previous attempt died after Slack took it.
-
-        Each message carries its identity in Slack's message metadata; an attempt that finds a
-        marker of an earlier one looks for that message before posting again. A message Slack
-        refuses for its content (blocks, length) is posted as its plain text instead.
-        """
-        key = f"{dep_id}:{what}"
-        if not store.set_note_once(dep_id, f"posting:{what}", "1"):
-            found = self._find_posted(channel, key, thread_ts)
-            if found:
-                return found
-        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
-        post = dict(
-            channel=channel,
-            unfurl_links=False,
-            unfurl_media=False,
-            metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-            **extra,
-        )
-        try:
-            answer = self.client.chat_postMessage(**post, **message.payload())
-        except SlackApiError as exc:
-            failure = _permanent(exc, Kind.CONTENT)
-            if failure is None:
-                raise
-            log.error(
-                "deployment %s: Slack refused message %s (%s); posting its text alone",
-                dep_id,
-                what,
-                failure.describe(),
-            )
-            answer = self.client.chat_postMessage(**post, text=clip(message.text, MAX_TEXT))
-        return str(answer["ts"])
-
-    def _find_posted(self, channel: str, key: str, thread_ts: str | None) -> str | None:
-        """The ts of the message carrying `key` in its metadata, if Slack has it."""
-        try:
-            if thread_ts:
-                answer = self.client.conversations_replies(
-                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
-                )
-            else:
-                answer = self.client.conversations_history(
-                    channel=channel, include_all_metadata=True, limit=100
-                )
-        except SlackApiError as exc:
-            if _permanent(exc, Kind.GONE, Kind.UNREACHABLE, Kind.NO_ACCESS) is None:
-                raise
-            return None  # nothing to look in (the thread is gone): the post itself will tell
-        for message in answer.get("messages") or []:
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("key") == key:
-                return str(message["ts"])
-        return None
-
-    def _edit(self, channel: str, ts: str, message: Message) -> None:
-        """chat.update; a message Slack refuses for its content becomes its plain text."""
-        try:
-            self.client.chat_update(channel=channel, ts=ts, **message.payload())
-        except SlackApiError as exc:
-            failure = _permanent(exc, Kind.CONTENT)
-            if failure is None:
-                raise
-            log.error("Slack refused an edit of %s (%s); its text alone", ts, failure.describe())
-            self.client.chat_update(
-                channel=channel, ts=ts, text=clip(message.text, MAX_TEXT), blocks=[]
-            )
+        """Post a message at most once (workers/slack/posting.py)."""
+        return post_once(self.client, store, dep_id, what, channel, message, thread_ts=thread_ts)
 
     def _update(self, store: Store, dep: Deployment, ts: str, message: Message) -> str | None:
         """Edit a thread message; one someone deleted is posted anew (saying so), once.
@@ -657,10 +482,10 @@ class SlackNotifier:
         notes = store.notes(dep.id)
         channel = notes["card_channel"]
         try:
-            self._edit(channel, ts, message)
+            edit(self.client, channel, ts, message)
             return ts
         except SlackApiError as exc:
-            failure = _permanent(exc, Kind.GONE, Kind.UNREACHABLE)
+            failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
                 raise
             if failure.kind is Kind.UNREACHABLE:

@@ -10,6 +10,8 @@ CloudWatch only after `publication_lag` seconds of `clock`, as on AWS.
 from __future__ import annotations
 
 import logging
+import math
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,12 @@ log = logging.getLogger(__name__)
 
 #: 5xx rate of an image whose tag is not listed.
 DEFAULT_ERROR_RATE = 0.002
+#: Response times behind an ALB: log-normal, median 40 ms, sigma 0.5 (p99 about 128 ms), times
+#: the image tag's latency factor (1 when not listed) and the tick's shared load.
+BASE_LATENCY_MS = 40.0
+LATENCY_SIGMA = 0.5
+#: With `latency_noise`, one tick in SPIKE_CHANCE is SPIKE_FACTOR times slower for every version.
+SPIKE_CHANCE, SPIKE_FACTOR = 0.1, 3.0
 
 T = TypeVar("T")
 
@@ -68,6 +76,26 @@ class _WeightedTraffic:
     def error_rate(self, image: str) -> float:
         tag = short_name(image).rsplit(":", 1)[-1]
         return self.error_rates.get(tag, DEFAULT_ERROR_RATE)
+
+    #: Latency factor by image tag (e.g. {"v5": 2.0}: every response twice as slow).
+    latency_factors: Mapping[str, float]
+    #: Sigma of a log-normal load factor shared by all versions each tick (0: steady), with a
+    #: spike now and then: noisy latency, the same for the canary and the stable.
+    latency_noise: float
+    _rng: random.Random
+
+    def tick_load(self) -> float:
+        """This tick's shared load factor on every version's response times."""
+        if not self.latency_noise:
+            return 1.0
+        spike = SPIKE_FACTOR if self._rng.random() < SPIKE_CHANCE else 1.0
+        return spike * self._rng.lognormvariate(0.0, self.latency_noise)
+
+    def latencies(self, image: str, requests: int, load: float) -> list[float]:
+        """The response times (ms) of `requests` served by `image` under `load`."""
+        tag = short_name(image).rsplit(":", 1)[-1]
+        mu = math.log(BASE_LATENCY_MS * self.latency_factors.get(tag, 1.0) * load)
+        return [self._rng.lognormvariate(mu, LATENCY_SIGMA) for _ in range(requests)]
 
     def _spread(
         self,
@@ -130,6 +158,10 @@ class TrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (the agent's path is slow).
     publication_lag: float = 120.0
     clock: Callable[[], float] = time.time
+    #: Unused: the CloudWatch agent publishes no Envoy latency (docs/METRICS.md).
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _nodes: dict[str, NodeInfo] = field(default_factory=dict)
 
@@ -210,6 +242,9 @@ class AlbTrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
     publication_lag: float = 60.0
     clock: Callable[[], float] = time.time
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
 
@@ -217,6 +252,7 @@ class AlbTrafficSimulator(_WeightedTraffic):
         """Publish `seconds` worth of traffic at `at`; return {target group: (requests, 5xx)}."""
         when = at or datetime.fromtimestamp(self.clock(), UTC)
         self.publisher.flush()
+        load = self.tick_load()
         router = AlbRouter(
             self.clients.elbv2, listener_rule=self.listener_rule, listener=self.listener
         )
@@ -232,6 +268,7 @@ class AlbTrafficSimulator(_WeightedTraffic):
                 requests=requests,
                 errors=errors,
                 timestamp=when,
+                latencies_ms=self.latencies(image, requests, load),
             )
             return name
 
@@ -279,6 +316,9 @@ class EcsTrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
     publication_lag: float = 60.0
     clock: Callable[[], float] = time.time
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
     #: Task definition -> the target group its tasks are registered in.
@@ -290,6 +330,7 @@ class EcsTrafficSimulator(_WeightedTraffic):
         self.publisher.flush()
         shares = self.deployments.production_traffic(cluster=self.cluster, service=self.service)
         load_balancer = load_balancer_dimension(self.listener_rule)
+        load = self.tick_load()
 
         def group(task_definition: str) -> str:
             # A new revision's tasks go to the group the other revision is not in (ECS's
@@ -310,6 +351,7 @@ class EcsTrafficSimulator(_WeightedTraffic):
                 requests=requests,
                 errors=errors,
                 timestamp=when,
+                latencies_ms=self.latencies(image, requests, load),
             )
             return target_group_name(arn)
 

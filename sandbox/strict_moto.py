@@ -25,6 +25,15 @@ the product must live with; docs/AWS.md lists each one with its documentation an
   `nextToken`, sorted by `sort` (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTaskDefinitions.html);
   moto answers everything in one page.
 
+- CloudWatch `GetMetricData` answers percentile statistics (`Stat: p99`, `p99.9`): moto answers
+  None for them. CloudWatch computes a percentile from the raw values of a period, those given
+  with `Value` or `Values`/`Counts`; data published as a statistic set has no percentile unless
+  its SampleCount is 1 and Min, Max and Sum are equal (CloudWatch user guide, "CloudWatch
+  statistics definitions", Percentiles: "CloudWatch needs raw data points to calculate
+  percentiles"). A period without raw values has no data point, as on AWS. `Values`/`Counts`
+  are kept as one distribution (moto made a data point per count) and take at most 150 values
+  (PutMetricData API reference, MetricDatum `Values`: "maximum of 150 values").
+
 Served, ECS's CANARY / LINEAR service deployments are also answered, by the emulator of
 sandbox.ecs_deployments behind moto's ECS API (sandbox.ecs_moto).
 
@@ -36,7 +45,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -45,6 +56,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.cloudwatch.models import (
+    CloudWatchBackend,
+    MetricAggregatedDatum,
+    MetricDatum,
+    Statistics,
+)
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
@@ -278,6 +295,125 @@ def _list_task_definitions(self: EC2ContainerServiceResponse) -> ActionResult:
 # ---------------------------------------------------------------------------------------------
 
 
+#: CloudWatch's percentile statistics: p0.0 to p100, up to two decimals (pNN.NN).
+_PERCENTILE_STAT = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")
+#: PutMetricData's limit on the distinct values of one MetricDatum.
+MAX_DATUM_VALUES = 150
+
+
+class DistributionDatum(MetricAggregatedDatum):
+    """A datum published with Values/Counts: its statistics and its raw values, kept whole."""
+
+    # moto's metaclass reads the service from the module's dotted name, "__main__" when served.
+    __module__ = "sandbox.strict_moto"
+
+    def __init__(
+        self, namespace: str, member: dict[str, Any], values: list[float], counts: list[float]
+    ) -> None:
+        total = sum(counts)
+        super().__init__(
+            namespace=namespace,
+            name=member["MetricName"],
+            min_stat=min(values),
+            max_stat=max(values),
+            sample_count=total,
+            sum_stat=sum(v * c for v, c in zip(values, counts, strict=True)),
+            dimensions=member.get("Dimensions") or [],
+            timestamp=member.get("Timestamp"),
+            unit=member.get("Unit"),
+        )
+        self.distribution = list(zip(values, counts, strict=True))
+
+
+def _raw_values(data: list[Any]) -> list[tuple[float, float]]:
+    """(value, count) of a period's data points that CloudWatch keeps raw values of."""
+    raw: list[tuple[float, float]] = []
+    for datum in data:
+        if isinstance(datum, DistributionDatum):
+            raw.extend(datum.distribution)
+        elif isinstance(datum, MetricDatum):
+            raw.append((float(datum.value), 1.0))
+        elif (
+            isinstance(datum, MetricAggregatedDatum)
+            and datum.sample_count == 1
+            and datum.min == datum.max == datum.sum
+        ):
+            raw.append((float(datum.sum), 1.0))
+    return raw
+
+
+def percentile_of(raw: list[tuple[float, float]], percentile: float) -> float | None:
+    """The nearest-rank percentile of weighted values: the smallest value with at least
+    `percentile` % of the data at or below it (AWS does not document its exact method)."""
+    total = sum(count for _, count in raw)
+    if total <= 0:
+        return None
+    rank = max(1.0, math.ceil(round(percentile / 100 * total, 9)))
+    seen = 0.0
+    for value, count in sorted(raw):
+        seen += count
+        if seen >= rank:
+            return value
+    return max(value for value, _ in raw)
+
+
+def _statistics_for_type(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_statistics_for_type(self: Statistics, stat: str) -> Any:
+        found = _PERCENTILE_STAT.fullmatch(stat)
+        if found and float(found.group(1)) <= 100:
+            return percentile_of(_raw_values(self.metric_data), float(found.group(1)))
+        return original(self, stat)
+
+    return get_statistics_for_type
+
+
+def _put_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def put_metric_data(
+        self: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]
+    ) -> None:
+        for i, member in enumerate(metric_data):
+            self._validate_parameters_put_metric_data(member, i + 1)
+            if len(member.get("Values") or []) > MAX_DATUM_VALUES:
+                raise JsonRESTError(
+                    "InvalidParameterValue",
+                    f"The collection MetricData.member.{i + 1}.Values must not have more than "
+                    f"{MAX_DATUM_VALUES} members.",
+                )
+        plain = [m for m in metric_data if not m.get("Values")]
+        for member in metric_data:
+            if member.get("Values"):
+                values = [float(v) for v in member["Values"]]
+                counts = [float(c) for c in (member.get("Counts") or [1] * len(values))]
+                self.metric_data.append(DistributionDatum(namespace, member, values, counts))
+        if plain:
+            original(self, namespace, plain)
+
+    return put_metric_data
+
+
+def _get_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_metric_data(self: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
+        results = original(self, *args, **kwargs)
+        for result in results:
+            # A period whose statistic does not exist (a percentile without raw values) has no
+            # data point at all, rather than moto's None.
+            pairs = [
+                (t, v)
+                for t, v in zip(
+                    result.get("timestamps", []), result.get("values", []), strict=False
+                )
+                if v is not None
+            ]
+            result["timestamps"] = [t for t, _ in pairs]
+            result["values"] = [v for _, v in pairs]
+        return results
+
+    return get_metric_data
+
+
 def install() -> None:
     """Patch moto's classes once; every backend, in-process or served, is strict from then on."""
     if getattr(ServiceDiscoveryBackend, "_strict", False):
@@ -291,6 +427,11 @@ def install() -> None:
     ecs.update_service = _update_ecs_service(ecs.update_service)  # type: ignore[method-assign]
     ecs.delete_service = _delete_ecs_service(ecs.delete_service)  # type: ignore[method-assign]
     EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions  # type: ignore[method-assign]
+    Statistics.get_statistics_for_type = _statistics_for_type(  # type: ignore[method-assign]
+        Statistics.get_statistics_for_type
+    )
+    CloudWatchBackend.put_metric_data = _put_metric_data(CloudWatchBackend.put_metric_data)  # type: ignore[method-assign]
+    CloudWatchBackend.get_metric_data = _get_metric_data(CloudWatchBackend.get_metric_data)  # type: ignore[method-assign]
     sd._strict = True  # type: ignore[attr-defined]
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from workers.analysis.judge import Counts
 from workers.aws.clients import AwsClients
-from workers.aws.cloudwatch import alarms_firing, series_present
+from workers.aws.cloudwatch import Measurement, alarms_firing, series_present
 from workers.aws.ecs import Readiness, canary_readiness
 from workers.aws.errors import AwsStepError
 from workers.aws.removal import Removal
@@ -73,6 +73,17 @@ class Backend(Protocol):
         end: datetime,
     ) -> tuple[Counts, Counts]:
         """Cumulative (canary, stable) requests and 5xx between start and end."""
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> Measurement:
+        """The counts of `counts` and, where the backend publishes latency, each whole period's
+        latency at the catalogue's percentile, from the same GetMetricData call."""
 
     def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         """Delete the canary (or scale it to 0 with `keep`): what a person must clean up, and
@@ -200,3 +211,26 @@ class EcsServiceBackend:
 
     def judged_by_alarms_only(self, stable: StableRecord) -> bool:
         return False
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> Measurement:
+        # Counts only: App Mesh's Envoy latency is a Prometheus histogram, which the CloudWatch
+        # agent drops (docs/METRICS.md); ALB-backed backends override this.
+        canary_counts, stable_counts = self.counts(stable, canary, start=start, end=end)
+        return Measurement(canary_counts, stable_counts)
+
+    def counts(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[Counts, Counts]:
+        raise NotImplementedError

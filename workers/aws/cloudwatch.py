@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from workers.analysis.judge import Counts
+from workers.analysis.latency import LatencySeries, percentile_stat, periods_from_series
 from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate, Version
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,16 @@ class AlbTarget:
     target_group: str  # CloudWatch's TargetGroup dimension: "targetgroup/<name>/<id>"
     target_group_name: str
     cluster: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one check fetched: each side's cumulative counts, and the latency per whole period
+    when the backend publishes it (None otherwise)."""
+
+    canary: Counts
+    stable: Counts
+    latency: LatencySeries | None = None
 
 
 class MissingAlarmError(ValueError):
@@ -106,50 +117,129 @@ def fetch_alb_counts(
     end: datetime,
     period_s: int,
 ) -> tuple[Counts, Counts]:
-    """Cumulative (canary, stable) counts of two target groups, from one GetMetricData call.
+    """Cumulative (canary, stable) counts of two target groups, from one GetMetricData call."""
+    found = fetch_alb_measurement(
+        cloudwatch,
+        template,
+        canary=canary,
+        stable=stable,
+        start=start,
+        end=end,
+        period_s=period_s,
+        percentile=None,
+    )
+    return found.canary, found.stable
+
+
+def fetch_alb_measurement(
+    cloudwatch: Any,
+    template: AlbMetricTemplate,
+    *,
+    canary: AlbTarget,
+    stable: AlbTarget,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+    percentile: float | None,
+) -> Measurement:
+    """Cumulative (canary, stable) counts of two target groups and, with a `percentile`, their
+    latency at it per period (the template's latency metric, `Stat: pNN`): one GetMetricData
+    call.
 
     Requests are the template's requests metric; errors the sum of its error metrics, capped at
     the requests (a 5xx the load balancer answered before choosing a target is not a request).
     """
     if start >= end:
-        return Counts(0, 0), Counts(0, 0)
+        return Measurement(Counts(0, 0), Counts(0, 0))
     period = int(period_s)
     if period < 1:
         raise ValueError(f"period_s must be at least 1 second, got {period_s!r}")
     names = [template.requests_metric, *template.error_metrics]
+    with_latency = percentile is not None and template.latency_metric is not None
     queries = []
     for side, target in (("c", canary), ("s", stable)):
-        for i, name in enumerate(names):
-            metric = template.metric_for(
+
+        def metric(name: str, target: AlbTarget = target) -> dict[str, Any]:
+            return template.metric_for(
                 name,
                 load_balancer=target.load_balancer,
                 target_group=target.target_group,
                 target_group_name=target.target_group_name,
                 cluster=target.cluster,
             )
+
+        for i, name in enumerate(names):
             queries.append(
                 {
                     # r: requests, e1..: error metrics; prefixed by side (ids start lower-case).
                     "Id": f"{side}{'r' if i == 0 else f'e{i}'}",
-                    "MetricStat": {"Metric": metric, "Period": period, "Stat": template.statistic},
+                    "MetricStat": {
+                        "Metric": metric(name),
+                        "Period": period,
+                        "Stat": template.statistic,
+                    },
                     "ReturnData": True,
                 }
             )
-    sums = _sum_queries(cloudwatch, queries, start=start, end=end)
+        if with_latency:
+            assert percentile is not None and template.latency_metric is not None
+            queries.append(
+                {
+                    # l: the latency at the percentile, one value per period.
+                    "Id": f"{side}l",
+                    "MetricStat": {
+                        "Metric": metric(template.latency_metric),
+                        "Period": period,
+                        "Stat": percentile_stat(percentile),
+                    },
+                    "ReturnData": True,
+                }
+            )
+    series = _run_queries(cloudwatch, queries, start=start, end=end)
+    sums = {query_id: found.total for query_id, found in series.items()}
 
     def counts(side: str) -> Counts:
         requests = max(0, round(sums[f"{side}r"]))
         errors = sum(max(0, round(sums[f"{side}e{i}"])) for i in range(1, len(names)))
         return Counts(requests=requests, errors=min(errors, requests))
 
-    return counts("c"), counts("s")
+    latency = None
+    if with_latency:
+        assert percentile is not None
+        to_ms = 1000.0 if template.latency_unit == "Seconds" else 1.0
+        latency = periods_from_series(
+            percentile,
+            series["cr"].points,
+            series["sr"].points,
+            {t: v * to_ms for t, v in series["cl"].points.items()},
+            {t: v * to_ms for t, v in series["sl"].points.items()},
+        )
+    return Measurement(counts("c"), counts("s"), latency)
 
 
 def _sum_queries(
     cloudwatch: Any, queries: list[dict[str, Any]], *, start: datetime, end: datetime
 ) -> dict[str, float]:
     """Run MetricStat queries in one GetMetricData request (following pages); sum per id."""
-    sums = {query["Id"]: 0.0 for query in queries}
+    series = _run_queries(cloudwatch, queries, start=start, end=end)
+    return {query_id: found.total for query_id, found in series.items()}
+
+
+@dataclass
+class _Series:
+    """One query's answer: the sum of its values, and its values by period start (epoch s)."""
+
+    total: float = 0.0
+    points: dict[float, float] = field(default_factory=dict)
+
+
+def _run_queries(
+    cloudwatch: Any, queries: list[dict[str, Any]], *, start: datetime, end: datetime
+) -> dict[str, _Series]:
+    """Run MetricStat queries in one GetMetricData request (following pages): per id, the sum
+    of its values and each period's value by its start (a period split over pages is added
+    up)."""
+    found: dict[str, _Series] = {query["Id"]: _Series() for query in queries}
     request: dict[str, Any] = {
         "MetricDataQueries": queries,
         "StartTime": start,
@@ -161,9 +251,14 @@ def _sum_queries(
     for page in cloudwatch.get_paginator("get_metric_data").paginate(**request):
         for result in page.get("MetricDataResults", []):
             query_id = result.get("Id")
-            if query_id not in sums:
+            if query_id not in found:
                 continue
-            sums[query_id] += sum(float(v) for v in result.get("Values", []))
+            values = [float(v) for v in result.get("Values", [])]
+            found[query_id].total += sum(values)
+            points = found[query_id].points
+            for when, value in zip(result.get("Timestamps", []), values, strict=False):
+                key = when.timestamp() if isinstance(when, datetime) else float(when)
+                points[key] = points.get(key, 0.0) + value
             if result.get("StatusCode") not in (None, "Complete", "PartialData"):
                 # Forbidden or InternalError: the figures may be short, so say so in the logs.
                 log.warning(
@@ -172,7 +267,7 @@ def _sum_queries(
                     result.get("StatusCode"),
                     result.get("Messages"),
                 )
-    return sums
+    return found
 
 
 def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:

@@ -170,18 +170,23 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
     start = dep.step_started_at or dep.state_since
     window = metric_window(start, engine.now(), s.metric_period, s.lag)
     backend = engine.backend(dep)
-    canary_counts, stable_counts = backend.counts(
+    # Counts and, where the backend publishes it, latency per period: one GetMetricData call.
+    measured = backend.measure(
         stable,
         canary,
         start=datetime.fromtimestamp(window.start, UTC),
         end=datetime.fromtimestamp(window.end, UTC),
     )
+    full = dep.weight >= 100
     alarms = backend.alarms_firing(s.alarms)
     bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
     bake_over = window.covered >= bake
+    latency = measured.latency
+    if latency is not None and full:
+        latency = latency.without_stable()  # at 100 % the stable serves nothing to compare
     return judge_counts(
-        canary_counts,
-        stable_counts if dep.weight < 100 else Counts(0, 0),
+        measured.canary,
+        Counts(0, 0) if full else measured.stable,
         max_error_rate_pct=s.max_error_rate,
         min_requests=s.min_requests,
         bake_complete=bake_over,
@@ -193,6 +198,8 @@ def judge(engine: Engine, dep: Deployment) -> Verdict:
         end_of_bake=bake_over and dep.state in (State.BAKING, State.POST_PROMOTION),
         # Router ecs without an ALB: no metric tells the revisions apart (docs/ECS.md).
         alarms_only=backend.judged_by_alarms_only(stable) and bool(s.alarms),
+        latency=latency,
+        latency_limits=s.latency_limits,
     )
 
 

@@ -23,7 +23,7 @@ from workers.aws.alb.router import (
     target_group_dimension,
 )
 from workers.aws.base import EcsServiceBackend, own
-from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
+from workers.aws.cloudwatch import AlbTarget, Measurement, fetch_alb_measurement
 from workers.aws.errors import is_not_found
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
@@ -70,6 +70,29 @@ class AlbBackend(EcsServiceBackend):
         start: datetime,
         end: datetime,
     ) -> tuple[Counts, Counts]:
+        found = self._fetch(stable, canary, start=start, end=end, latency=False)
+        return found.canary, found.stable
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> Measurement:
+        # The target groups' TargetResponseTime at the percentile, in the counts' own call.
+        return self._fetch(stable, canary, start=start, end=end, latency=True)
+
+    def _fetch(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+        latency: bool,
+    ) -> Measurement:
         s, old = self.s, own(stable, AlbStable)
         load_balancer = load_balancer_dimension(old.load_balancer_arn)
 
@@ -81,7 +104,7 @@ class AlbBackend(EcsServiceBackend):
                 cluster=s.cluster,
             )
 
-        return fetch_alb_counts(
+        return fetch_alb_measurement(
             self.clients.cloudwatch,
             s.alb_metrics,
             canary=target(own(canary, AlbCanary)),
@@ -89,6 +112,7 @@ class AlbBackend(EcsServiceBackend):
             start=start,
             end=end,
             period_s=s.metric_period,
+            percentile=s.latency_limits.percentile if latency else None,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -28,7 +28,7 @@ from workers.aws.alb.router import (
 from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import clone_task_definition
-from workers.aws.cloudwatch import AlbTarget, fetch_alb_counts
+from workers.aws.cloudwatch import AlbTarget, Measurement, fetch_alb_measurement
 from workers.aws.ecs import (
     Readiness,
     check_name,
@@ -438,9 +438,24 @@ class EcsNativeBackend(EcsServiceBackend):
     ) -> tuple[Counts, Counts]:
         """The two target groups' ALB counters; (0, 0) when the service is not behind an ALB
         (no published metric tells the revisions apart: judged by alarms only)."""
+        found = self.measure(stable, canary, start=start, end=end, latency=False)
+        return found.canary, found.stable
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+        latency: bool = True,
+    ) -> Measurement:
+        """The counts and the two target groups' TargetResponseTime at the percentile, in one
+        call. Without an ALB, nothing: Service Connect's metrics are per ECS service, and
+        both revisions are the same service (docs/METRICS.md)."""
         old, new = own(stable, EcsStable), own(canary, EcsCanary)
         if not old.listener_rule or not new.target_group_arn:
-            return Counts(0, 0), Counts(0, 0)
+            return Measurement(Counts(0, 0), Counts(0, 0))
         s = self.s
         load_balancer = load_balancer_dimension(old.listener_rule)
 
@@ -452,7 +467,7 @@ class EcsNativeBackend(EcsServiceBackend):
                 cluster=s.cluster,
             )
 
-        return fetch_alb_counts(
+        return fetch_alb_measurement(
             self.clients.cloudwatch,
             s.alb_metrics,
             canary=target(new.target_group_arn, new.target_group_name),
@@ -460,6 +475,7 @@ class EcsNativeBackend(EcsServiceBackend):
             start=start,
             end=end,
             period_s=s.metric_period,
+            percentile=s.latency_limits.percentile if latency else None,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

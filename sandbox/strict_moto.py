@@ -27,10 +27,10 @@ the product must live with; docs/AWS.md lists each one with its documentation an
 
 - CloudWatch `GetMetricData` answers percentile statistics (`Stat: p99`, `p99.9`): moto answers
   None for them. CloudWatch computes a percentile from the raw values of a period, those given
-  with `Value` or `Values`/`Counts`; data published as a statistic set has no percentile unless
-  its SampleCount is 1 and Min, Max and Sum are equal (CloudWatch user guide, "CloudWatch
-  statistics definitions", Percentiles: "CloudWatch needs raw data points to calculate
-  percentiles"). A period without raw values has no data point, as on AWS. `Values`/`Counts`
+  with `Value` or `Values`/`Counts`; a statistic set counts only if its SampleCount is 1 or its
+  Min equals its Max, and no percentile exists when any value is negative (CloudWatch API
+  reference, GetMetricStatistics: "CloudWatch needs raw data points to calculate percentile
+  statistics"). A period without a percentile has no data point, as on AWS. `Values`/`Counts`
   are kept as one distribution (moto made a data point per count) and take at most 150 values
   (PutMetricData API reference, MetricDatum `Values`: "maximum of 150 values").
 
@@ -333,12 +333,12 @@ def _raw_values(data: list[Any]) -> list[tuple[float, float]]:
             raw.extend(datum.distribution)
         elif isinstance(datum, MetricDatum):
             raw.append((float(datum.value), 1.0))
-        elif (
-            isinstance(datum, MetricAggregatedDatum)
-            and datum.sample_count == 1
-            and datum.min == datum.max == datum.sum
-        ):
+        elif isinstance(datum, MetricAggregatedDatum) and datum.sample_count == 1:
             raw.append((float(datum.sum), 1.0))
+        elif isinstance(datum, MetricAggregatedDatum) and datum.min == datum.max:
+            raw.append((float(datum.min), float(datum.sample_count)))
+        elif isinstance(datum, MetricAggregatedDatum):
+            return []  # a statistic set of several values: no percentile for this period
     return raw
 
 
@@ -346,7 +346,7 @@ def percentile_of(raw: list[tuple[float, float]], percentile: float) -> float | 
     """The nearest-rank percentile of weighted values: the smallest value with at least
     `percentile` % of the data at or below it (AWS does not document its exact method)."""
     total = sum(count for _, count in raw)
-    if total <= 0:
+    if total <= 0 or any(value < 0 for value, _ in raw):
         return None
     rank = max(1.0, math.ceil(round(percentile / 100 * total, 9)))
     seen = 0.0

@@ -1,12 +1,12 @@
 """End to end, latency behind an ALB: the real processes of tests/test_e2e_slack.py.
 
-The simulated users send 10,000 req/s to each service, so a 1-second period of the sandbox
-holds about 1,000 canary requests at 10 %, enough for a p99 (docs/ANALYSIS.md, "Latency"). The
-load balancer's TargetResponseTime reaches the strict moto as raw values, which answers `p99`
-per period as CloudWatch does. `search:v5` answers every request twice as slowly (+100 % at
-p99) with the stable's 0.2 % 5xx; `profile:v2` is as fast as its stable, but everyone's latency
-is noisy: a shared load factor each tick (log-normal, sigma 0.5) and one tick in ten three
-times slower.
+The simulated users send 20,000 req/s to each service, so a 1-second period of the sandbox
+holds about 2,000 canary requests at 10 %, enough for a p99 (at least 1,000: docs/ANALYSIS.md,
+"Latency"). The load balancer's TargetResponseTime reaches the strict moto as raw values, and
+it answers `p99` per period as CloudWatch does. `search:v5` answers every request twice as
+slowly (+100 % at p99) with the stable's 0.2 % 5xx; `profile:v2` is as fast as its stable, but
+everyone's latency is noisy: a shared load factor each tick (log-normal, sigma 0.5) and one
+tick in ten three times slower.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SERVICES: dict[str, dict[str, object]] = {
     "profile": {"router": "alb", "gates": "auto"},  # noisy latency, healthy: promoted
 }
 TAGS = {"search": "v5", "profile": "v2"}
-RPS = {"search": 10_000.0, "profile": 10_000.0}
+RPS = {"search": 20_000.0, "profile": 20_000.0}
 RULE = r"\(listener rule canary-sandbox/[0-9a-f]+\)"
 
 
@@ -74,7 +74,7 @@ def test_a_canary_twice_as_slow_with_normal_errors_is_rolled_back_for_its_latenc
             # periods were over it; and the errors were normal.
             r"❌ Step 1 failed at 10 % · canary [\d,]+ req, [\d,]+ × 5xx \(0\.\d+ %\).*\n"
             r"p99 latency \d+ ms on the canary vs \d+ ms on the stable \(medians over \d+ "
-            r"periods of at least 500 req\): more than \+25 % slower in (\d+) of the \d+ periods "
+            r"periods of at least 1,000 req\): more than \+25 % slower in (\d+) of the \d+ periods "
             r"\(median \+\d+ %\); canary so far 0\.\d+ % .*\n"
             r"↩️ Rolling back: restoring 100 % stable first\.$",
             r"Traffic 100 % → search-v1 in \d+\.\d s\.",

@@ -32,7 +32,7 @@ from workers.domain.durations import DurationError, format_milliseconds, parse_m
 LIMIT_25 = LatencyLimits(percentile=99, max_increase_pct=25)
 
 
-def series(*pairs: tuple[float | None, float | None], canary: int = 600, stable: int = 5400):
+def series(*pairs: tuple[float | None, float | None], canary: int = 1500, stable: int = 4500):
     """Periods a minute apart with the given (canary ms, stable ms) and request counts."""
     return LatencySeries(
         99.0,
@@ -47,8 +47,8 @@ def test_percentiles_and_the_requests_a_period_needs() -> None:
     assert parse_percentile("p99") == 99.0
     assert parse_percentile("P99.9") == 99.9
     assert percentile_stat(99.0) == "p99" and percentile_stat(99.9) == "p99.9"
-    # Five requests expected beyond the percentile: 500 for p99, 100 for p95, 10 for p50.
-    assert [min_period_requests(q) for q in (99, 95, 50, 99.9)] == [500, 100, 10, 5000]
+    # CloudWatch's low-sample cut, 10 / (1 - p): 1,000 for p99, 200 for p95, 20 for p50.
+    assert [min_period_requests(q) for q in (99, 95, 50, 99.9)] == [1000, 200, 20, 10000]
     for bad in ("99", "p100", "p0", "p", "latency", "p99.999"):
         with pytest.raises(ValueError, match="not a percentile"):
             parse_percentile(bad)
@@ -63,7 +63,7 @@ def test_a_canary_twice_as_slow_in_every_period_breaches_with_a_sentence_to_chec
     assert found.increase_pct == pytest.approx(100.0)
     assert found.reason == (
         "p99 latency 400 ms on the canary vs 200 ms on the stable (medians over 5 periods of at "
-        "least 500 req): more than +25 % slower in 5 of the 5 periods (median +100 %)"
+        "least 1,000 req): more than +25 % slower in 5 of the 5 periods (median +100 %)"
     )
 
 
@@ -89,15 +89,15 @@ def test_a_spike_on_both_sides_is_no_breach() -> None:
 
 
 def test_periods_with_too_few_requests_are_not_judged() -> None:
-    # 499 canary requests: a p99 over them is about their slowest five. Not judged at all.
-    assert judge_latency(series(*[(900, 200)] * 5, canary=499), LIMIT_25) is None
+    # 999 canary requests: a p99 over them is about their slowest ten. Not judged at all.
+    assert judge_latency(series(*[(900, 200)] * 5, canary=999), LIMIT_25) is None
     # Two judged periods are not enough to fail on.
     thin = LatencySeries(
         99.0,
         (
-            LatencyPeriod(0, 600, 5400, 900, 200),
-            LatencyPeriod(60, 600, 5400, 900, 200),
-            LatencyPeriod(120, 100, 900, 900, 200),
+            LatencyPeriod(0, 1500, 4500, 900, 200),
+            LatencyPeriod(60, 1500, 4500, 900, 200),
+            LatencyPeriod(120, 900, 2700, 900, 200),
         ),
     )
     assert judge_latency(thin, LIMIT_25) is None
@@ -110,7 +110,7 @@ def test_the_absolute_ceiling_at_the_percentile() -> None:
     found = judge_latency(series((350, None), (320, None), (290, None), (310, None)), limits)
     assert found is not None and found.breached
     assert found.reason == (
-        "p99 latency 315 ms on the canary (median over 4 periods of at least 500 req): above "
+        "p99 latency 315 ms on the canary (median over 4 periods of at least 1,000 req): above "
         "300 ms in 3 of the 4 periods"
     )
     calm = judge_latency(series((250, None), (320, None), (290, None)), limits)
@@ -343,6 +343,21 @@ def test_percentiles_need_raw_values_and_a_datum_takes_150_of_them(cloudwatch: A
 
     assert read("Average") == [pytest.approx(0.1)]
     assert read("p99") == []
+    # One whose Min equals its Max does have one: every value is that one.
+    dims[:] = [{"Name": "LoadBalancer", "Value": "app/other/1"}]
+    cloudwatch.put_metric_data(
+        Namespace="AWS/ApplicationELB",
+        MetricData=[
+            {
+                "MetricName": ALB_LATENCY,
+                "Dimensions": dims,
+                "Timestamp": at,
+                "StatisticValues": {"SampleCount": 5, "Sum": 0.5, "Minimum": 0.1, "Maximum": 0.1},
+                "Unit": "Seconds",
+            }
+        ],
+    )
+    assert read("p99") == [pytest.approx(0.1)]
     with pytest.raises(cloudwatch.exceptions.ClientError, match="150"):
         cloudwatch.put_metric_data(
             Namespace="AWS/ApplicationELB",

@@ -4,9 +4,10 @@ CloudWatch gives a percentile per period (the ALB's `TargetResponseTime` with `S
 the requests' own times, so no exact test exists as for the 5xx counts. The rule is a tolerance
 on the effect, made honest over many looks by persistence (docs/ANALYSIS.md, "Latency"):
 
-* a period is judged only when the side(s) it compares served at least `min_period_requests`
-  (five requests expected beyond the percentile: 500 for p99), since a p99 over a few dozen
-  requests is their slowest one;
+* a period is judged only when the side(s) it compares served at least `min_period_requests`,
+  10 / (1 - percentile): 1,000 for p99, the sample below which CloudWatch itself calls a
+  percentile not statistically significant (CloudWatch user guide, "Percentile-based alarms and
+  low data samples"); a p99 over a few dozen requests is their slowest one;
 * a breach is the canary above the ceiling (`max_latency`), or slower than the stable by more
   than `max_latency_increase`, in **more than half** of the judged whole periods of the step,
   and in at least MIN_PERIODS of them: one slow minute, on either side, never rolls back.
@@ -23,8 +24,9 @@ from typing import Any
 
 #: At least this many judged periods before latency can fail a step (a 5-minute bake has 5).
 MIN_PERIODS = 3
-#: Requests expected beyond the percentile in a period for it to be judged.
-MIN_TAIL = 5
+#: Requests expected beyond the percentile in a period for it to be judged: CloudWatch's own
+#: low-sample cut for percentiles, 10 / (1 - p) data points (1,000 for p99).
+MIN_TAIL = 10
 #: How the catalogue writes a percentile: p50, p90, p99, p99.9 (CloudWatch's `pNN.NN`).
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,2})?)")
 
@@ -45,7 +47,8 @@ def percentile_stat(percentile: float) -> str:
 
 
 def min_period_requests(percentile: float) -> int:
-    """Requests a period needs for its percentile to be judged: MIN_TAIL beyond it (p99: 500)."""
+    """Requests a period needs for its percentile to be judged: MIN_TAIL beyond it (p99:
+    1,000)."""
     return math.ceil(round(MIN_TAIL / (1 - percentile / 100), 6))
 
 

@@ -4,6 +4,7 @@ ALB's TargetResponseTime at a percentile, in the counts' own GetMetricData call)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,8 @@ from workers.analysis.latency import (
     min_period_requests,
     parse_percentile,
     percentile_stat,
+    t_quantile_99,
+    t_statistic,
 )
 from workers.analysis.templates import AlbMetricTemplate
 from workers.aws.cloudwatch import AlbTarget, fetch_alb_measurement
@@ -47,8 +50,8 @@ def test_percentiles_and_the_requests_a_period_needs() -> None:
     assert parse_percentile("p99") == 99.0
     assert parse_percentile("P99.9") == 99.9
     assert percentile_stat(99.0) == "p99" and percentile_stat(99.9) == "p99.9"
-    # CloudWatch's low-sample cut, 10 / (1 - p): 1,000 for p99, 200 for p95, 20 for p50.
-    assert [min_period_requests(q) for q in (99, 95, 50, 99.9)] == [1000, 200, 20, 10000]
+    # Five requests expected beyond the percentile: 500 for p99, 100 for p95, 10 for p50.
+    assert [min_period_requests(q) for q in (99, 95, 50, 99.9)] == [500, 100, 10, 5000]
     for bad in ("99", "p100", "p0", "p", "latency", "p99.999"):
         with pytest.raises(ValueError, match="not a percentile"):
             parse_percentile(bad)
@@ -63,19 +66,45 @@ def test_a_canary_twice_as_slow_in_every_period_breaches_with_a_sentence_to_chec
     assert found.increase_pct == pytest.approx(100.0)
     assert found.reason == (
         "p99 latency 400 ms on the canary vs 200 ms on the stable (medians over 5 periods of at "
-        "least 1,000 req): more than +25 % slower in 5 of the 5 periods (median +100 %)"
+        "least 500 req): more than +25 % slower in 5 of the 5 periods (median +100 %), beyond "
+        "their spread (t=60.3 > 3.75)"
     )
 
 
-def test_one_or_two_slow_periods_of_five_are_noise_three_are_a_breach() -> None:
+def test_slow_periods_must_be_most_of_them_and_beyond_their_spread() -> None:
     fine = (210, 200)  # +5 %
     slow = (600, 200)  # +200 %
     assert not judge_latency(series(slow, fine, fine, fine, fine), LIMIT_25).breached  # type: ignore[union-attr]
     assert not judge_latency(series(slow, fine, slow, fine, fine), LIMIT_25).breached  # type: ignore[union-attr]
-    found = judge_latency(series(slow, fine, slow, fine, slow), LIMIT_25)
-    assert found is not None and found.breached and found.increase_over == 3
+    # Three of five over, and steadily so: a breach.
+    mixed = series((300, 200), fine, (310, 200), fine, (290, 200))
+    # log(ratio / 1.25) is 0.182, 0.215 and 0.148 in the slow periods, -0.174 in the fine ones:
+    # mean 0.039, standard error 0.088, t = 0.45 (3.75 needed): within the spread, no breach.
+    found = judge_latency(mixed, LIMIT_25)
+    assert found is not None and not found.breached and found.increase_over == 3
+    found = judge_latency(
+        series((300, 200), (290, 200), (310, 200), (305, 200), (280, 200)), LIMIT_25
+    )
+    assert found is not None and found.breached and found.increase_over == 5
     # Exactly at the limit (+25 %) is not over it.
     assert not judge_latency(series(*[(250, 200)] * 5), LIMIT_25).breached  # type: ignore[union-attr]
+
+
+def test_over_in_most_periods_but_within_their_spread_is_no_breach() -> None:
+    # Three wildly slow periods and two fine ones: over in most, but the spread of the periods
+    # is as large as the excess (t = 1.77, 3.75 needed with 5 periods): noise on one side.
+    found = judge_latency(
+        series((600, 200), (210, 200), (600, 200), (210, 200), (600, 200)), LIMIT_25
+    )
+    assert found is not None and not found.breached and found.increase_over == 3
+
+
+def test_the_t_quantiles_are_students() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df in (2, 3, 4, 10, 29, 30, 31, 45, 100, 1000):
+        assert t_quantile_99(df) == pytest.approx(float(scipy_stats.t.ppf(0.99, df)), abs=2e-3)
+    assert t_statistic([0.1, 0.2, 0.3]) == pytest.approx(0.2 / (0.1 / 3**0.5))
+    assert t_statistic([0.1, 0.1, 0.1]) == math.inf
 
 
 def test_a_spike_on_both_sides_is_no_breach() -> None:
@@ -89,15 +118,15 @@ def test_a_spike_on_both_sides_is_no_breach() -> None:
 
 
 def test_periods_with_too_few_requests_are_not_judged() -> None:
-    # 999 canary requests: a p99 over them is about their slowest ten. Not judged at all.
-    assert judge_latency(series(*[(900, 200)] * 5, canary=999), LIMIT_25) is None
+    # 499 canary requests: a p99 over them is about their slowest five. Not judged at all.
+    assert judge_latency(series(*[(900, 200)] * 5, canary=499), LIMIT_25) is None
     # Two judged periods are not enough to fail on.
     thin = LatencySeries(
         99.0,
         (
             LatencyPeriod(0, 1500, 4500, 900, 200),
             LatencyPeriod(60, 1500, 4500, 900, 200),
-            LatencyPeriod(120, 900, 2700, 900, 200),
+            LatencyPeriod(120, 400, 2700, 900, 200),
         ),
     )
     assert judge_latency(thin, LIMIT_25) is None
@@ -107,12 +136,15 @@ def test_periods_with_too_few_requests_are_not_judged() -> None:
 
 def test_the_absolute_ceiling_at_the_percentile() -> None:
     limits = LatencyLimits(percentile=99, max_ms=300)
-    found = judge_latency(series((350, None), (320, None), (290, None), (310, None)), limits)
+    found = judge_latency(series((400, None), (390, None), (410, None), (380, None)), limits)
     assert found is not None and found.breached
     assert found.reason == (
-        "p99 latency 315 ms on the canary (median over 4 periods of at least 1,000 req): above "
-        "300 ms in 3 of the 4 periods"
+        "p99 latency 395 ms on the canary (median over 4 periods of at least 500 req): above "
+        "300 ms in 4 of the 4 periods, beyond their spread (t=16.8 > 4.54)"
     )
+    # Over in three periods of four, but one well within: within the spread, not yet a breach.
+    mixed = judge_latency(series((350, None), (320, None), (290, None), (310, None)), limits)
+    assert mixed is not None and not mixed.breached and mixed.ceiling_over == 3
     calm = judge_latency(series((250, None), (320, None), (290, None)), limits)
     assert calm is not None and not calm.breached
     assert calm.reason == "p99 latency 290 ms, within 300 ms (over in 1 of 3 periods)"

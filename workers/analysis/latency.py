@@ -5,12 +5,19 @@ the requests' own times, so no exact test exists as for the 5xx counts. The rule
 on the effect, made honest over many looks by persistence (docs/ANALYSIS.md, "Latency"):
 
 * a period is judged only when the side(s) it compares served at least `min_period_requests`,
-  10 / (1 - percentile): 1,000 for p99, the sample below which CloudWatch itself calls a
-  percentile not statistically significant (CloudWatch user guide, "Percentile-based alarms and
-  low data samples"); a p99 over a few dozen requests is their slowest one;
+  five requests expected beyond the percentile (500 for p99): a p99 over a few dozen requests
+  is their slowest one. CloudWatch's alarms call a percentile "statistically significant" from
+  10 / (1 - p) points (1,000 for p99: CloudWatch user guide, "Percentile-based alarms and low
+  data samples"); half that is enough here because the spread test below sees the extra noise
+  of small samples (docs/ANALYSIS.md measures both);
 * a breach is the canary above the ceiling (`max_latency`), or slower than the stable by more
   than `max_latency_increase`, in **more than half** of the judged whole periods of the step,
-  and in at least MIN_PERIODS of them: one slow minute, on either side, never rolls back.
+  and in at least MIN_PERIODS of them: one slow minute, on either side, never rolls back;
+* and beyond the periods' own spread: the mean over the periods of log(canary / stable) (or of
+  log(canary / ceiling)) must exceed the limit's log by T_CONFIDENCE's one-sided Student t
+  quantile of standard errors. Latency that is noisy on each side separately (tasks on
+  different hosts, a pause now and then) widens that spread, so it makes a breach harder to
+  declare instead of easier.
 """
 
 from __future__ import annotations
@@ -24,9 +31,17 @@ from typing import Any
 
 #: At least this many judged periods before latency can fail a step (a 5-minute bake has 5).
 MIN_PERIODS = 3
-#: Requests expected beyond the percentile in a period for it to be judged: CloudWatch's own
-#: low-sample cut for percentiles, 10 / (1 - p) data points (1,000 for p99).
-MIN_TAIL = 10
+#: Requests expected beyond the percentile in a period for it to be judged (500 for p99).
+MIN_TAIL = 5
+#: One-sided Student t quantiles at 99 % for 2..30 degrees of freedom (scipy.stats.t.ppf(0.99,
+#: df), pinned in tests/test_latency.py); beyond 30, the Cornish-Fisher expansion.
+_T99 = (
+    6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718,
+    2.681, 2.650, 2.624, 2.602, 2.583, 2.567, 2.552, 2.539, 2.528, 2.518,
+    2.508, 2.500, 2.492, 2.485, 2.479, 2.473, 2.467, 2.462, 2.457,
+)  # fmt: skip
+#: Normal quantile at 99 %, for the expansion.
+_Z99 = 2.3263478740408408
 #: How the catalogue writes a percentile: p50, p90, p99, p99.9 (CloudWatch's `pNN.NN`).
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,2})?)")
 
@@ -47,8 +62,7 @@ def percentile_stat(percentile: float) -> str:
 
 
 def min_period_requests(percentile: float) -> int:
-    """Requests a period needs for its percentile to be judged: MIN_TAIL beyond it (p99:
-    1,000)."""
+    """Requests a period needs for its percentile to be judged: MIN_TAIL beyond it (p99: 500)."""
     return math.ceil(round(MIN_TAIL / (1 - percentile / 100), 6))
 
 
@@ -176,6 +190,32 @@ class LatencyFinding:
         )
 
 
+def t_quantile_99(df: int) -> float:
+    """The one-sided 99 % quantile of Student's t with `df` degrees of freedom (df >= 2)."""
+    if df < 2:
+        raise ValueError(f"need at least 2 degrees of freedom, got {df}")
+    if df - 2 < len(_T99):
+        return _T99[df - 2]
+    z = _Z99
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+
+
+def t_statistic(excess: Sequence[float]) -> float:
+    """How many standard errors the mean of `excess` (log ratios minus the limit's log) lies
+    above 0; +inf when every period is over by the same amount."""
+    n = len(excess)
+    mean = sum(excess) / n
+    var = sum((x - mean) ** 2 for x in excess) / (n - 1)
+    if var <= 1e-12 * max(1.0, mean * mean):  # the same excess in every period (float noise)
+        return math.inf if mean > 0 else -math.inf if mean < 0 else 0.0
+    return mean / math.sqrt(var / n)
+
+
+def _beyond_spread(excess: Sequence[float]) -> tuple[float, float]:
+    """(t, the quantile it must exceed) for the log excesses of the judged periods."""
+    return t_statistic(excess), t_quantile_99(len(excess) - 1)
+
+
 def _persistent(over: int, judged: int) -> bool:
     """A breach that persists: more than half of the judged periods, and at least MIN_PERIODS."""
     return judged >= MIN_PERIODS and over >= MIN_PERIODS and 2 * over > judged
@@ -214,8 +254,21 @@ def judge_latency(series: LatencySeries | None, limits: LatencyLimits) -> Latenc
         if compared
         else None
     )
-    over_ceiling = _persistent(ceiling_over, len(ceiling))
-    over_stable = len(compared) >= MIN_PERIODS and _persistent(increase_over, len(compared))
+    t_ceiling = t_stable = -math.inf
+    need_ceiling = need_stable = math.inf
+    if len(ceiling) >= MIN_PERIODS and limits.max_ms:
+        t_ceiling, need_ceiling = _beyond_spread(
+            [math.log(max(p.canary_ms or 0, 1e-9) / limits.max_ms) for p in ceiling]
+        )
+    if len(compared) >= MIN_PERIODS:
+        t_stable, need_stable = _beyond_spread(
+            [
+                math.log(max(p.canary_ms or 0, 1e-9) / (p.stable_ms or 1)) - math.log(factor)
+                for p in compared
+            ]
+        )
+    over_ceiling = _persistent(ceiling_over, len(ceiling)) and t_ceiling > need_ceiling
+    over_stable = _persistent(increase_over, len(compared)) and t_stable > need_stable
     name = f"{percentile_stat(q)} latency"
     periods = f"of at least {need:,} req"
     if over_stable:
@@ -224,14 +277,16 @@ def judge_latency(series: LatencySeries | None, limits: LatencyLimits) -> Latenc
             f"{name} {format_ms(canary_ms)} on the canary vs {format_ms(stable_ms)} on the stable "
             f"(medians over {len(compared)} periods {periods}): more than "
             f"+{limits.max_increase_pct:g} % slower in {increase_over} of the {len(compared)} "
-            f"periods (median {_signed(increase)})"
+            f"periods (median {_signed(increase)}), beyond their spread "
+            f"({_t_text(t_stable)} > {need_stable:.2f})"
         )
     elif over_ceiling:
         assert limits.max_ms is not None
         reason = (
             f"{name} {format_ms(canary_ms)} on the canary (median over {len(ceiling)} periods "
             f"{periods}): above {format_ms(limits.max_ms)} in {ceiling_over} of the "
-            f"{len(ceiling)} periods"
+            f"{len(ceiling)} periods, beyond their spread ({_t_text(t_ceiling)} > "
+            f"{need_ceiling:.2f})"
         )
     else:
         parts = []
@@ -268,6 +323,10 @@ def judge_latency(series: LatencySeries | None, limits: LatencyLimits) -> Latenc
 def format_ms(ms: float) -> str:
     """A latency for people: "412 ms", "8.5 ms", "1,204 ms"."""
     return f"{ms:,.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def _t_text(t: float) -> str:
+    return "t=∞" if math.isinf(t) else f"t={t:.1f}"
 
 
 def _signed(pct: float | None) -> str:

@@ -8,8 +8,10 @@ while a step lacks min_requests), Poisson traffic split by weight (the stable se
 Latency (the product's default: p99, canary at most 25 % slower than the stable): each request
 takes a log-normal time (median 50 ms, sigma 0.6: p99 about 203 ms), times a load factor shared
 by both versions that changes every minute (log-normal, sigma 0.3: noisy latency), times 1.5 for
-a canary "+50 % at p99". Each minute's p99 per version is the nearest-rank p99 of that minute's
-requests, drawn exactly as an order statistic (Beta(k, n + 1 - k) of a uniform sample).
+a canary "+50 % at p99"; the "noisy on each side" figures add each version's own factor, a new
+one every minute (log-normal, sigma 0.2). Each minute's p99 per version is the nearest-rank
+p99 of that minute's requests, drawn exactly as an order statistic (Beta(k, n + 1 - k) of a
+uniform sample).
 Each figure is measured for the old per-look rule and for the product's own
 `workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps).
 
@@ -121,6 +123,7 @@ def deployment(
     steps: int,
     rules: Sequence[Rule],
     latency_factor: float = 1.0,
+    own_noise: float = 0.0,
 ) -> list[int | None]:
     """For each rule, the step (0-based) at which it rolled the deployment back, or None.
 
@@ -143,13 +146,15 @@ def deployment(
             m = int(rng.poisson(rps * 60 * (1 - weight))) if weight < 1 else 0
             sn, se = sn + m, se + int(rng.binomial(m, STABLE_RATE))
             load = math.exp(float(rng.normal(0.0, LOAD_SIGMA)))
+            # Noise of each version's own (its hosts, its pauses), on top of the shared load.
+            own_c, own_s = (math.exp(float(x)) for x in rng.normal(0.0, own_noise, 2))
             periods.append(
                 LatencyPeriod(
                     60.0 * look_number,
                     n,
                     m,
-                    p99_ms(rng, n, load * latency_factor),
-                    p99_ms(rng, m, load),
+                    p99_ms(rng, n, load * own_c * latency_factor),
+                    p99_ms(rng, m, load * own_s),
                 )
             )
             for i in list(looking):
@@ -208,6 +213,7 @@ class Scenario:
     steps: int  # how many steps to simulate
     goal: str
     latency_factor: float = 1.0  # the canary's response times against the stable's
+    own_noise: float = 0.0  # sigma of each version's own log-normal noise, a minute
 
     def counts(self, failed_at: int | None) -> bool:
         """Whether a deployment counts towards this figure."""
@@ -230,6 +236,23 @@ SCENARIOS = (
         "≥ 95 %",
         latency_factor=1.5,
     ),
+    Scenario(
+        "healthy, latency noisy on each side (σ 0.2), rolled back, 100 req/s",
+        100,
+        STABLE_RATE,
+        len(STEPS),
+        "≤ 0.5 %",
+        own_noise=0.2,
+    ),
+    Scenario(
+        "p99 +50 %, latency noisy on each side (σ 0.2), caught before 25 %, 100 req/s",
+        100,
+        STABLE_RATE,
+        CAUGHT_BEFORE,
+        "(none)",
+        latency_factor=1.5,
+        own_noise=0.2,
+    ),
 )
 
 
@@ -240,7 +263,11 @@ def measure(scenario: Scenario, rule: Rule, *, seed: int, quick: bool) -> Figure
     while True:
         for _ in range(QUICK_TRIALS if quick else BATCH):
             (failed_at,) = deployment(
-                rng, *_model(scenario), [rule], latency_factor=scenario.latency_factor
+                rng,
+                *_model(scenario),
+                [rule],
+                latency_factor=scenario.latency_factor,
+                own_noise=scenario.own_noise,
             )
             hits += scenario.counts(failed_at)
             trials += 1

@@ -403,3 +403,34 @@ def test_percentiles_need_raw_values_and_a_datum_takes_150_of_them(cloudwatch: A
                 }
             ],
         )
+
+
+# --- each backend, in process (moto, simulated time and traffic) ------------------------------
+
+
+@pytest.mark.parametrize("backend", ["alb", "ecs", "appmesh"])
+def test_each_backend_judges_latency_where_it_is_published(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A canary twice as slow, with normal errors, at 100 req/s and 60 s periods: rolled back
+    for its latency behind an ALB (router alb, and router ecs whose two target groups ECS shifts
+    between); promoted on App Mesh, where the CloudWatch agent publishes no Envoy latency."""
+    from tests import test_engine as scenarios
+    from workers.domain.state import State
+
+    with mock_aws():
+        world = scenarios.make_world(monkeypatch, backend, rps=100.0, gates="auto")
+        world.sim.latency_factors = {"v2": 2.0}  # type: ignore[union-attr]
+        dep_id = scenarios.start(world)
+        dep = world.drive(dep_id, lambda d: not d.active)
+        verdicts = [e.verdict for e in world.rt.store.events(dep_id) if hasattr(e, "verdict")]
+        if backend == "appmesh":
+            assert dep.state == State.PROMOTED, dep.reason
+            assert all(v is None or v.latency is None for v in verdicts)
+            return
+        assert dep.state == State.ROLLED_BACK, dep.reason
+        failed = [e for e in world.rt.store.events(dep_id) if e.kind == "step_failed"]
+        assert len(failed) == 1
+        reason = failed[0].verdict.reason  # type: ignore[union-attr]
+        assert reason.startswith("p99 latency "), reason
+        assert "on the stable" in reason and "more than +25 % slower" in reason

@@ -4,6 +4,14 @@ The model of issue 16: the stable at 0.5 % 5xx, max_error_rate 1 %, min_requests
 10/25/50/100 with 5-minute bakes checked every minute (holding, still checked every minute,
 while a step lacks min_requests), Poisson traffic split by weight (the stable serves nothing at
 100 %). "Caught" means rolled back before the canary passes 25 %: at the 10 % or 25 % step.
+
+Latency (the product's default: p99, canary at most 25 % slower than the stable): each request
+takes a log-normal time (median 50 ms, sigma 0.6: p99 about 203 ms), times a load factor shared
+by both versions that changes every minute (log-normal, sigma 0.3: noisy latency), times 1.5 for
+a canary "+50 % at p99"; the "noisy on each side" figures add each version's own factor, a new
+one every minute (log-normal, sigma 0.2). Each minute's p99 per version is the nearest-rank
+p99 of that minute's requests, drawn exactly as an order statistic (Beta(k, n + 1 - k) of a
+uniform sample).
 Each figure is measured for the old per-look rule and for the product's own
 `workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps).
 
@@ -22,6 +30,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -33,6 +42,7 @@ from workers.analysis.judge import (
     wilson_lower_bound,
     worse_than_stable_p,
 )
+from workers.analysis.latency import LatencyLimits, LatencyPeriod, LatencySeries
 
 STABLE_RATE = 0.005  # the stable's true 5xx rate
 THRESHOLD_PCT = 1.0  # max_error_rate
@@ -45,6 +55,10 @@ HALF_WIDTH = 0.003  # wanted 95 % interval half-width of each figure
 MIN_TRIALS, MAX_TRIALS, BATCH, QUICK_TRIALS = 2000, 50_000, 1000, 200
 #: The old rule, each look on its own: Fisher's p below this, or the 99 % Wilson bound above.
 OLD_WORSE_P = 0.001
+#: The latency model (module docstring) and the product's default latency limits.
+LATENCY_MEDIAN_MS, LATENCY_SIGMA, LOAD_SIGMA = 50.0, 0.6, 0.3
+LATENCY_LIMITS = LatencyLimits(percentile=99.0, max_ms=None, max_increase_pct=25.0)
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Look:
     bake_complete: bool
     end_of_bake: bool
     earlier: tuple[StepCounts, ...]
+    latency: LatencySeries | None = None
 
 
 #: A rule answers one look: FAIL, PASS, or anything else to keep looking.
@@ -84,14 +99,31 @@ def new_rule(look: Look) -> Outcome:
         bake_complete=look.bake_complete,
         earlier=look.earlier,
         end_of_bake=look.end_of_bake,
+        latency=look.latency,
+        latency_limits=LATENCY_LIMITS,
     ).outcome
 
 
 RULES: dict[str, Rule] = {"before (per look)": old_rule, "after (error budget)": new_rule}
 
 
+def p99_ms(rng: np.random.Generator, requests: int, factor: float) -> float | None:
+    """The nearest-rank p99 of `requests` log-normal times, drawn as an order statistic."""
+    if requests <= 0:
+        return None
+    k = math.ceil(0.99 * requests)
+    u = min(max(float(rng.beta(k, requests + 1 - k)), 1e-12), 1 - 1e-12)
+    return LATENCY_MEDIAN_MS * factor * math.exp(LATENCY_SIGMA * _NORMAL.inv_cdf(u))
+
+
 def deployment(
-    rng: np.random.Generator, rps: float, canary_rate: float, steps: int, rules: Sequence[Rule]
+    rng: np.random.Generator,
+    rps: float,
+    canary_rate: float,
+    steps: int,
+    rules: Sequence[Rule],
+    latency_factor: float = 1.0,
+    own_noise: float = 0.0,
 ) -> list[int | None]:
     """For each rule, the step (0-based) at which it rolled the deployment back, or None.
 
@@ -104,6 +136,7 @@ def deployment(
     for step in range(steps):
         weight = STEPS[step] / 100
         cn = ce = sn = se = 0
+        periods: list[LatencyPeriod] = []
         looking = list(alive)
         look_number = 0
         while looking and look_number < BAKE_LOOKS + MAX_HOLD_LOOKS:
@@ -112,6 +145,18 @@ def deployment(
             cn, ce = cn + n, ce + int(rng.binomial(n, canary_rate))
             m = int(rng.poisson(rps * 60 * (1 - weight))) if weight < 1 else 0
             sn, se = sn + m, se + int(rng.binomial(m, STABLE_RATE))
+            load = math.exp(float(rng.normal(0.0, LOAD_SIGMA)))
+            # Noise of each version's own (its hosts, its pauses), on top of the shared load.
+            own_c, own_s = (math.exp(float(x)) for x in rng.normal(0.0, own_noise, 2))
+            periods.append(
+                LatencyPeriod(
+                    60.0 * look_number,
+                    n,
+                    m,
+                    p99_ms(rng, n, load * own_c * latency_factor),
+                    p99_ms(rng, m, load * own_s),
+                )
+            )
             for i in list(looking):
                 look = Look(
                     step,
@@ -120,6 +165,7 @@ def deployment(
                     bake_complete=look_number >= BAKE_LOOKS,
                     end_of_bake=look_number == BAKE_LOOKS,
                     earlier=tuple(earlier[i]),
+                    latency=LatencySeries(99.0, tuple(periods)),
                 )
                 outcome = rules[i](look)
                 if outcome is Outcome.FAIL:
@@ -166,10 +212,12 @@ class Scenario:
     canary_rate: float
     steps: int  # how many steps to simulate
     goal: str
+    latency_factor: float = 1.0  # the canary's response times against the stable's
+    own_noise: float = 0.0  # sigma of each version's own log-normal noise, a minute
 
     def counts(self, failed_at: int | None) -> bool:
         """Whether a deployment counts towards this figure."""
-        if self.canary_rate == STABLE_RATE:
+        if self.canary_rate == STABLE_RATE and self.latency_factor == 1.0:
             return failed_at is not None  # any rollback of a healthy canary is a false one
         return failed_at is not None and failed_at < CAUGHT_BEFORE
 
@@ -180,6 +228,31 @@ SCENARIOS = (
     Scenario("healthy canary rolled back, 100 req/s", 100, STABLE_RATE, len(STEPS), "≤ 0.5 %"),
     Scenario("2× 5xx (1 %) caught before 25 %, 100 req/s", 100, 0.01, CAUGHT_BEFORE, "≥ 99 %"),
     Scenario("5× 5xx (2.5 %) caught before 25 %, 10 req/s", 10, 0.025, CAUGHT_BEFORE, "≥ 99 %"),
+    Scenario(
+        "p99 latency +50 % caught before 25 %, 100 req/s",
+        100,
+        STABLE_RATE,
+        CAUGHT_BEFORE,
+        "≥ 95 %",
+        latency_factor=1.5,
+    ),
+    Scenario(
+        "healthy, latency noisy on each side (σ 0.2), rolled back, 100 req/s",
+        100,
+        STABLE_RATE,
+        len(STEPS),
+        "≤ 0.5 %",
+        own_noise=0.2,
+    ),
+    Scenario(
+        "p99 +50 %, latency noisy on each side (σ 0.2), caught before 25 %, 100 req/s",
+        100,
+        STABLE_RATE,
+        CAUGHT_BEFORE,
+        "(none)",
+        latency_factor=1.5,
+        own_noise=0.2,
+    ),
 )
 
 
@@ -189,7 +262,13 @@ def measure(scenario: Scenario, rule: Rule, *, seed: int, quick: bool) -> Figure
     hits = trials = 0
     while True:
         for _ in range(QUICK_TRIALS if quick else BATCH):
-            (failed_at,) = deployment(rng, *_model(scenario), [rule])
+            (failed_at,) = deployment(
+                rng,
+                *_model(scenario),
+                [rule],
+                latency_factor=scenario.latency_factor,
+                own_noise=scenario.own_noise,
+            )
             hits += scenario.counts(failed_at)
             trials += 1
         figure = Figure(hits, trials)
@@ -207,6 +286,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_TRIALS} per figure")
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument(
+        "--only", default="", help="run only the figures whose name contains this text"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(
@@ -219,6 +301,8 @@ def main() -> None:
     print(f"| measure | goal | {' | '.join(names)} |")
     print("|---|---|" + "---|" * len(names))
     for k, scenario in enumerate(SCENARIOS):
+        if args.only not in scenario.name:
+            continue
         figures = [
             measure(scenario, rule, seed=args.seed + k, quick=args.quick) for rule in RULES.values()
         ]

@@ -38,6 +38,9 @@ ALB_NAMESPACE = "AWS/ApplicationELB"
 ALB_REQUESTS = "RequestCount"
 ALB_TARGET_5XX = "HTTPCode_Target_5XX_Count"
 ALB_CONNECTION_ERRORS = "TargetConnectionErrorCount"
+#: Seconds from the request leaving the load balancer to the target's response, per request:
+#: published when non-zero, in seconds, with percentile statistics (docs/METRICS.md).
+ALB_LATENCY = "TargetResponseTime"
 #: Per load balancer only: the feed never publishes them with a TargetGroup dimension.
 ALB_ELB_5XX = "HTTPCode_ELB_5XX_Count"
 ALB_ELB_502 = "HTTPCode_ELB_502_Count"
@@ -189,13 +192,17 @@ def put_alb_counts(
     errors: int,
     timestamp: datetime,
     connection_errors: int = 0,
+    latencies_ms: Sequence[float] = (),
 ) -> None:
     """Record `requests` to a target group, `errors` of them 5xx answered by its targets and
     `connection_errors` whose connection to a target failed, as the load balancer publishes them
     (AWS ELB documentation, CloudWatch metrics for your Application Load Balancer):
     RequestCount, HTTPCode_Target_5XX_Count and TargetConnectionErrorCount per (LoadBalancer,
     TargetGroup) and per LoadBalancer; the 502s it answers for the failed connections as
-    HTTPCode_ELB_5XX_Count / HTTPCode_ELB_502_Count per LoadBalancer only."""
+    HTTPCode_ELB_5XX_Count / HTTPCode_ELB_502_Count per LoadBalancer only. `latencies_ms`, the
+    requests' response times, become TargetResponseTime (seconds) per (LoadBalancer,
+    TargetGroup) and per LoadBalancer: raw values (Values/Counts), so CloudWatch has
+    percentiles of them."""
     group = [{"Name": "LoadBalancer", "Value": load_balancer}]
     group.append({"Name": "TargetGroup", "Value": target_group})
     whole = [{"Name": "LoadBalancer", "Value": load_balancer}]
@@ -208,7 +215,37 @@ def put_alb_counts(
     if connection_errors:
         for name in (ALB_ELB_5XX, ALB_ELB_502):
             data.append(_datum(name, whole, timestamp, connection_errors))
+    for dims in (group, whole):
+        data.extend(latency_data(ALB_LATENCY, dims, timestamp, latencies_ms))
     publisher.put(ALB_NAMESPACE, data)
+
+
+#: PutMetricData takes at most 150 distinct values in one MetricDatum.
+MAX_DATUM_VALUES = 150
+
+
+def latency_data(
+    name: str, dimensions: list[dict[str, str]], when: datetime, latencies_ms: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Response times as MetricDatums of raw values in seconds (Values with Counts), each time
+    kept to two significant digits so a few datums carry thousands of requests."""
+    counted: dict[float, int] = {}
+    for ms in latencies_ms:
+        if ms > 0:  # the load balancer reports non-zero values only
+            seconds = float(f"{ms / 1000:.2g}")
+            counted[seconds] = counted.get(seconds, 0) + 1
+    items = sorted(counted.items())
+    return [
+        {
+            "MetricName": name,
+            "Dimensions": dimensions,
+            "Timestamp": when,
+            "Values": [v for v, _ in items[i : i + MAX_DATUM_VALUES]],
+            "Counts": [float(c) for _, c in items[i : i + MAX_DATUM_VALUES]],
+            "Unit": "Seconds",
+        }
+        for i in range(0, len(items), MAX_DATUM_VALUES)
+    ]
 
 
 def _datum(

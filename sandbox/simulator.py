@@ -10,6 +10,8 @@ CloudWatch only after `publication_lag` seconds of `clock`, as on AWS.
 from __future__ import annotations
 
 import logging
+import math
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,8 +35,25 @@ log = logging.getLogger(__name__)
 
 #: 5xx rate of an image whose tag is not listed.
 DEFAULT_ERROR_RATE = 0.002
+#: Response times behind an ALB: log-normal, median 40 ms, sigma 0.5 (p99 about 128 ms), times
+#: the image tag's latency factor (1 when not listed) and the tick's shared load.
+BASE_LATENCY_MS = 40.0
+LATENCY_SIGMA = 0.5
+#: With `latency_noise`, one tick in SPIKE_CHANCE is SPIKE_FACTOR times slower for every version.
+SPIKE_CHANCE, SPIKE_FACTOR = 0.1, 3.0
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Share:
+    """One target's part of a tick: the image it runs, its requests and 5xx, and the tick's
+    shared load on response times."""
+
+    image: str
+    requests: int
+    errors: int
+    load: float
 
 
 @dataclass
@@ -71,11 +90,32 @@ class _WeightedTraffic:
         tag = short_name(image).rsplit(":", 1)[-1]
         return self.error_rates.get(tag, DEFAULT_ERROR_RATE)
 
+    #: Latency factor by image tag (e.g. {"v5": 2.0}: every response twice as slow).
+    latency_factors: Mapping[str, float]
+    #: Sigma of a log-normal load factor shared by all versions each tick (0: steady), with a
+    #: spike now and then: noisy latency, the same for the canary and the stable.
+    latency_noise: float
+    _rng: random.Random
+
+    def tick_load(self) -> float:
+        """This tick's shared load factor on every version's response times."""
+        if not self.latency_noise:
+            return 1.0
+        spike = SPIKE_FACTOR if self._rng.random() < SPIKE_CHANCE else 1.0
+        return spike * self._rng.lognormvariate(0.0, self.latency_noise)
+
+    def latencies(self, image: str, requests: int, load: float) -> list[float]:
+        """The response times (ms) of `requests` served by `image` under `load`."""
+        tag = short_name(image).rsplit(":", 1)[-1]
+        mu = math.log(BASE_LATENCY_MS * self.latency_factors.get(tag, 1.0) * load)
+        return [self._rng.lognormvariate(mu, LATENCY_SIGMA) for _ in range(requests)]
+
     def tick(self, seconds: float, at: datetime | None = None) -> dict[str, tuple[int, int]]:
         """Publish `seconds` worth of traffic at time `at`, split by weight among the targets
         whose image is found; return {published name: (requests, 5xx)}."""
         when = at or datetime.fromtimestamp(self.clock(), UTC)
         self.publisher.flush()
+        load = self.tick_load()
         weights, total = self._weights()
         written: dict[str, tuple[int, int]] = {}
         for target, weight in weights.items():
@@ -86,7 +126,8 @@ class _WeightedTraffic:
                 continue
             requests = int(round(self.requests_per_second * seconds * weight / total))
             errors = int(round(requests * self.error_rate(image)))
-            written[self._publish(target, weights, requests, errors, when)] = (requests, errors)
+            share = Share(image, requests, errors, load)
+            written[self._publish(target, weights, share, when)] = (requests, errors)
         return written
 
     # What each simulator says for itself ---------------------------------------------------
@@ -99,7 +140,7 @@ class _WeightedTraffic:
         raise NotImplementedError
 
     def _publish(
-        self, target: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
+        self, target: str, weights: Mapping[str, int], share: Share, when: datetime
     ) -> str:
         """Write one target's share (its image was found) where its metrics go; its name."""
         raise NotImplementedError
@@ -141,6 +182,10 @@ class TrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (the agent's path is slow).
     publication_lag: float = 120.0
     clock: Callable[[], float] = time.time
+    #: Unused: the CloudWatch agent publishes no Envoy latency (docs/METRICS.md).
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _nodes: dict[str, NodeInfo] = field(default_factory=dict)
 
@@ -152,15 +197,13 @@ class TrafficSimulator(_WeightedTraffic):
         info = _cached(self._nodes, node, self._lookup)
         return info.image if info else None
 
-    def _publish(
-        self, node: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
-    ) -> str:
+    def _publish(self, node: str, weights: Mapping[str, int], share: Share, when: datetime) -> str:
         info = self._nodes[node]
         put_envoy_counts(
             self.publisher,
             Version(self.cluster, info.family, info.revision, info.ecs_service, node),
-            requests=requests,
-            errors=errors,
+            requests=share.requests,
+            errors=share.errors,
             timestamp=when,
         )
         return node
@@ -217,6 +260,9 @@ class AlbTrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
     publication_lag: float = 60.0
     clock: Callable[[], float] = time.time
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
 
@@ -230,16 +276,15 @@ class AlbTrafficSimulator(_WeightedTraffic):
     def _image(self, arn: str) -> str | None:
         return _cached(self._images, arn, self._lookup)
 
-    def _publish(
-        self, arn: str, weights: Mapping[str, int], requests: int, errors: int, when: datetime
-    ) -> str:
+    def _publish(self, arn: str, weights: Mapping[str, int], share: Share, when: datetime) -> str:
         put_alb_counts(
             self.publisher,
             load_balancer=load_balancer_dimension(self.listener_rule or self.listener or ""),
             target_group=target_group_dimension(arn),
-            requests=requests,
-            errors=errors,
+            requests=share.requests,
+            errors=share.errors,
             timestamp=when,
+            latencies_ms=self.latencies(share.image, share.requests, share.load),
         )
         return target_group_name(arn)
 
@@ -278,6 +323,9 @@ class EcsTrafficSimulator(_WeightedTraffic):
     #: Seconds of `clock` before a data point reaches CloudWatch (ALB: about a minute).
     publication_lag: float = 60.0
     clock: Callable[[], float] = time.time
+    latency_factors: Mapping[str, float] = field(default_factory=dict)
+    latency_noise: float = 0.0
+    _rng: random.Random = field(default_factory=random.Random)
     _publisher: DelayedPublisher | None = None
     _images: dict[str, str] = field(default_factory=dict)
     #: Task definition -> the target group its tasks are registered in.
@@ -291,21 +339,17 @@ class EcsTrafficSimulator(_WeightedTraffic):
         return _cached(self._images, task_definition, self._app_image)
 
     def _publish(
-        self,
-        task_definition: str,
-        weights: Mapping[str, int],
-        requests: int,
-        errors: int,
-        when: datetime,
+        self, task_definition: str, weights: Mapping[str, int], share: Share, when: datetime
     ) -> str:
         arn = self._group(task_definition, weights)
         put_alb_counts(
             self.publisher,
             load_balancer=load_balancer_dimension(self.listener_rule),
             target_group=target_group_dimension(arn),
-            requests=requests,
-            errors=errors,
+            requests=share.requests,
+            errors=share.errors,
             timestamp=when,
+            latencies_ms=self.latencies(share.image, share.requests, share.load),
         )
         return target_group_name(arn)
 

@@ -30,6 +30,14 @@ the product must live with; docs/AWS.md lists each one with its documentation an
 - ECS `DescribeServices` takes at most 10 services, all of one cluster
   (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeServices.html:
   "You may specify up to 10 services to describe"); moto takes any number.
+- CloudWatch `GetMetricData` answers percentile statistics (`Stat: p99`, `p99.9`): moto answers
+  None for them. CloudWatch computes a percentile from the raw values of a period, those given
+  with `Value` or `Values`/`Counts`; a statistic set counts only if its SampleCount is 1 or its
+  Min equals its Max, and no percentile exists when any value is negative (CloudWatch API
+  reference, GetMetricStatistics: "CloudWatch needs raw data points to calculate percentile
+  statistics"). A period without a percentile has no data point, as on AWS. `Values`/`Counts`
+  are kept as one distribution (moto made a data point per count) and take at most 150 values
+  (PutMetricData API reference, MetricDatum `Values`: "maximum of 150 values").
 
 Served, ECS's CANARY / LINEAR service deployments are also answered, by the emulator of
 sandbox.ecs_deployments behind moto's ECS API (sandbox.ecs_moto).
@@ -42,7 +50,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -52,7 +62,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
-from moto.cloudwatch.models import CloudWatchBackend
+from moto.cloudwatch.models import (
+    CloudWatchBackend,
+    MetricAggregatedDatum,
+    MetricDatum,
+    Statistics,
+)
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
@@ -288,6 +303,102 @@ def _list_task_definitions(self: EC2ContainerServiceResponse) -> ActionResult:
 
 #: The most MetricDataQueries one GetMetricData takes, the most services one DescribeServices.
 METRIC_QUERIES_PER_CALL, SERVICES_PER_DESCRIBE = 500, 10
+#: CloudWatch's percentile statistics: p0.0 to p100, up to two decimals (pNN.NN).
+_PERCENTILE_STAT = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")
+#: PutMetricData's limit on the distinct values of one MetricDatum.
+MAX_DATUM_VALUES = 150
+
+
+class DistributionDatum(MetricAggregatedDatum):
+    """A datum published with Values/Counts: its statistics and its raw values, kept whole."""
+
+    # moto's metaclass reads the service from the module's dotted name, "__main__" when served.
+    __module__ = "sandbox.strict_moto"
+
+    def __init__(
+        self, namespace: str, member: dict[str, Any], values: list[float], counts: list[float]
+    ) -> None:
+        total = sum(counts)
+        super().__init__(
+            namespace=namespace,
+            name=member["MetricName"],
+            min_stat=min(values),
+            max_stat=max(values),
+            sample_count=total,
+            sum_stat=sum(v * c for v, c in zip(values, counts, strict=True)),
+            dimensions=member.get("Dimensions") or [],
+            timestamp=member.get("Timestamp"),
+            unit=member.get("Unit"),
+        )
+        self.distribution = list(zip(values, counts, strict=True))
+
+
+def _raw_values(data: list[Any]) -> list[tuple[float, float]]:
+    """(value, count) of a period's data points that CloudWatch keeps raw values of."""
+    raw: list[tuple[float, float]] = []
+    for datum in data:
+        if isinstance(datum, DistributionDatum):
+            raw.extend(datum.distribution)
+        elif isinstance(datum, MetricDatum):
+            raw.append((float(datum.value), 1.0))
+        elif isinstance(datum, MetricAggregatedDatum) and datum.sample_count == 1:
+            raw.append((float(datum.sum), 1.0))
+        elif isinstance(datum, MetricAggregatedDatum) and datum.min == datum.max:
+            raw.append((float(datum.min), float(datum.sample_count)))
+        elif isinstance(datum, MetricAggregatedDatum):
+            return []  # a statistic set of several values: no percentile for this period
+    return raw
+
+
+def percentile_of(raw: list[tuple[float, float]], percentile: float) -> float | None:
+    """The nearest-rank percentile of weighted values: the smallest value with at least
+    `percentile` % of the data at or below it (AWS does not document its exact method)."""
+    total = sum(count for _, count in raw)
+    if total <= 0 or any(value < 0 for value, _ in raw):
+        return None
+    rank = max(1.0, math.ceil(round(percentile / 100 * total, 9)))
+    seen = 0.0
+    for value, count in sorted(raw):
+        seen += count
+        if seen >= rank:
+            return value
+    return max(value for value, _ in raw)
+
+
+def _statistics_for_type(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def get_statistics_for_type(self: Statistics, stat: str) -> Any:
+        found = _PERCENTILE_STAT.fullmatch(stat)
+        if found and float(found.group(1)) <= 100:
+            return percentile_of(_raw_values(self.metric_data), float(found.group(1)))
+        return original(self, stat)
+
+    return get_statistics_for_type
+
+
+def _put_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def put_metric_data(
+        self: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]
+    ) -> None:
+        for i, member in enumerate(metric_data):
+            self._validate_parameters_put_metric_data(member, i + 1)
+            if len(member.get("Values") or []) > MAX_DATUM_VALUES:
+                raise JsonRESTError(
+                    "InvalidParameterValue",
+                    f"The collection MetricData.member.{i + 1}.Values must not have more than "
+                    f"{MAX_DATUM_VALUES} members.",
+                )
+        plain = [m for m in metric_data if not m.get("Values")]
+        for member in metric_data:
+            if member.get("Values"):
+                values = [float(v) for v in member["Values"]]
+                counts = [float(c) for c in (member.get("Counts") or [1] * len(values))]
+                self.metric_data.append(DistributionDatum(namespace, member, values, counts))
+        if plain:
+            original(self, namespace, plain)
+
+    return put_metric_data
 
 
 def _get_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -298,7 +409,20 @@ def _get_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
                 f"The collection MetricDataQueries must not have a size greater than "
                 f"{METRIC_QUERIES_PER_CALL}."
             )
-        return original(self, queries, *args, **kw)
+        results = original(self, queries, *args, **kw)
+        for result in results:
+            # A period whose statistic does not exist (a percentile without raw values) has no
+            # data point at all, rather than moto's None.
+            pairs = [
+                (t, v)
+                for t, v in zip(
+                    result.get("timestamps", []), result.get("values", []), strict=False
+                )
+                if v is not None
+            ]
+            result["timestamps"] = [t for t, _ in pairs]
+            result["values"] = [v for _, v in pairs]
+        return results
 
     return get_metric_data
 
@@ -331,7 +455,11 @@ def install() -> None:
     ecs.delete_service = _delete_ecs_service(ecs.delete_service)  # type: ignore[method-assign]
     EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions  # type: ignore[method-assign]
     ecs.describe_services = _describe_services(ecs.describe_services)  # type: ignore[method-assign]
+    Statistics.get_statistics_for_type = _statistics_for_type(  # type: ignore[method-assign]
+        Statistics.get_statistics_for_type
+    )
     cw = CloudWatchBackend
+    cw.put_metric_data = _put_metric_data(cw.put_metric_data)  # type: ignore[method-assign]
     cw.get_metric_data = _get_metric_data(cw.get_metric_data)  # type: ignore[method-assign]
     sd._strict = True  # type: ignore[attr-defined]
 

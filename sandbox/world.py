@@ -82,6 +82,8 @@ PEOPLE = {"U0DANA": "dana", "U0SAM": "sam", "U0LEE": "lee"}
 DANA, SAM, LEE = "U0DANA", "U0SAM", "U0LEE"
 #: Five-xx rate of each image tag the simulated users hit (other tags: 0.2 %).
 ERROR_RATES = {"v3": 0.2}
+#: Latency factor of each image tag behind an ALB (others: 1): v5 answers twice as slowly.
+LATENCY_FACTORS = {"v5": 2.0}
 TOKEN = "xoxb-sandbox-token"
 SECRET = "sandbox-signing-secret"
 #: Words in the card's status once the deployment is over (see workers.slack.thread).
@@ -145,6 +147,10 @@ class World:
     #: Requests per second each service's simulated users send (default 200).
     rps: Mapping[str, float] = field(default_factory=dict)
     error_rates: Mapping[str, float] = field(default_factory=lambda: dict(ERROR_RATES))
+    #: Latency factor of each image tag behind an ALB (sandbox.simulator; others: 1).
+    latency_factors: Mapping[str, float] = field(default_factory=lambda: dict(LATENCY_FACTORS))
+    #: Shared load noise on every version's latency, per service key (sandbox.simulator).
+    latency_noise: Mapping[str, float] = field(default_factory=dict)
     people: Mapping[str, str] = field(default_factory=lambda: dict(PEOPLE))
     #: Start `python -m bot` (False: the workers alone, still posting into the emulator).
     bot: bool = True
@@ -316,6 +322,8 @@ class World:
                 requests_per_second=rps,
                 error_rates=self.error_rates,
                 publication_lag=PUBLICATION_LAG,
+                latency_factors=self.latency_factors,
+                latency_noise=self.latency_noise.get(key, 0.0),
             )
         if self.is_alb(key):
             return AlbTrafficSimulator(
@@ -325,6 +333,8 @@ class World:
                 requests_per_second=rps,
                 error_rates=self.error_rates,
                 publication_lag=PUBLICATION_LAG,
+                latency_factors=self.latency_factors,
+                latency_noise=self.latency_noise.get(key, 0.0),
             )
         return TrafficSimulator(
             self.clients,

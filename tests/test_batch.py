@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +22,14 @@ from sandbox.strict_moto import STRICT
 from tests.fakes import TICK, FakeClock, RecordingScheduler, fake_runtime
 from tests.test_engine import ERROR_RATES, V2, serving
 from workers import api, defaults
-from workers.analysis.judge import Counts
+from workers.analysis.judge import Counts, Outcome, ReasonCode
 from workers.analysis.window import MetricWindow
 from workers.aws.clients import AwsClients, make_clients
 from workers.aws.cloudwatch import (
     METRIC_QUERIES_PER_CALL,
     CountsQuery,
     CountsRead,
+    Measurement,
     QueryFailed,
     Side,
     fetch_many,
@@ -111,6 +113,18 @@ RPS = (8.0, 16.0, 32.0, 64.0)
 
 @pytest.fixture
 def fleet(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    with fleet_of(monkeypatch, RPS) as world:
+        yield world
+
+
+@contextmanager
+def fleet_of(
+    monkeypatch: pytest.MonkeyPatch,
+    rps_of: tuple[float, ...],
+    latency_factors: tuple[dict[str, float], ...] = (),
+) -> Iterator[Fleet]:
+    """ALB services svc0.. served at `rps_of` req/s, each image tag's response times times its
+    service's `latency_factors` (none: as fast as the stable)."""
     monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "2")
     with mock_aws():
         clients = make_clients()
@@ -119,7 +133,7 @@ def fleet(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
         services: dict[str, dict[str, object]] = {}
         sims: dict[str, AlbTrafficSimulator] = {}
         seeded: dict[str, dict[str, str]] = {}
-        for i, rps in enumerate(RPS):
+        for i, rps in enumerate(rps_of):
             key = f"svc{i}"
             seeded[key] = seed_alb_service(clients, key=key)
             rule = seeded[key]["listener_rule"]
@@ -131,6 +145,7 @@ def fleet(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
                 requests_per_second=rps,
                 error_rates=ERROR_RATES,
                 clock=clock,
+                latency_factors=latency_factors[i] if i < len(latency_factors) else {},
             )
         cat = parse_catalogue(
             {
@@ -186,7 +201,8 @@ def test_checks_due_together_share_one_get_metric_data_each_with_its_own_figures
     assert [after[i].checks for i in ids] == [before[i].checks + 1 for i in ids]
     assert len(fleet.called("GetMetricData")) == 1
     sent = fleet.called("GetMetricData")[0]["MetricDataQueries"]
-    assert len(sent) == 2 * 4 * len(ids)  # 2 sides x (requests + 3 error metrics) x services
+    # 2 sides x (requests + 3 error metrics + the p99 latency) x services
+    assert len(sent) == 2 * 5 * len(ids)
     # Each verdict has its own figures: those its own unbatched read gives, and they differ.
     engine = Engine(fleet.rt)
     mine = []
@@ -214,6 +230,48 @@ def test_checks_due_together_share_one_get_metric_data_each_with_its_own_figures
     assert len(fleet.called("GetMetricData")) <= checks / len(ids) + 2
     per_call = [len(c["services"]) for c in fleet.called("DescribeServices")]
     assert all(n <= 10 for n in per_call)
+
+
+def test_a_batched_read_carries_each_deployments_latency_and_only_the_slow_one_fails(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ALB deployments at 100 req/s (600 canary requests a minute at 10 %: enough for a
+    p99), the second's canary twice as slow: each round of their two checks makes one
+    GetMetricData, its p99 queries in it, each verdict judges its own latency series (the
+    peer's through the read kept in Redis), and the slow one alone fails, on latency."""
+    with fleet_of(monkeypatch, (100.0, 100.0), ({}, {"v2": 2.0})) as fleet:
+        ids = start_all(fleet)
+        fast, slow = ids
+        fleet.drive(lambda: baking_with_data(fleet, ids))
+        rounds = 0
+        while fleet.dep(slow).state == State.BAKING:
+            assert rounds < 10, "the slow canary was never failed"
+            fleet.calls.clear()
+            fleet.next_round()
+            before = {i: fleet.dep(i).checks for i in ids}
+            fleet.run_due()
+            assert [fleet.dep(i).checks for i in ids] == [before[i] + 1 for i in ids]
+            calls = fleet.called("GetMetricData")
+            assert len(calls) == 1  # both checks, counts and latency: one call
+            stats = [q["MetricStat"]["Stat"] for q in calls[0]["MetricDataQueries"]]
+            assert len(stats) == 2 * 5 * 2 and stats.count("p99") == 2 * 2
+            rounds += 1
+        assert rounds >= 1
+        failed = fleet.dep(slow).last_verdict
+        assert failed is not None and failed.outcome == Outcome.FAIL
+        assert failed.code == ReasonCode.LATENCY
+        assert failed.latency is not None and failed.latency.breached
+        assert failed.reason.startswith("p99 latency "), failed.reason
+        assert fleet.dep(slow).state != State.PROMOTED
+        # The fast one, judged in the same calls: its own latency, within its limit.
+        other = fleet.dep(fast)
+        assert other.state == State.BAKING, other.reason
+        kept = other.last_verdict
+        assert kept is not None and kept.outcome != Outcome.FAIL
+        assert kept.latency is not None and not kept.latency.breached
+        assert kept.figures.canary_latency_ms is not None
+        assert failed.figures.canary_latency_ms is not None
+        assert failed.figures.canary_latency_ms > 1.5 * kept.figures.canary_latency_ms
 
 
 def test_a_deleted_canary_fails_only_its_own_check(
@@ -320,7 +378,7 @@ def test_one_querys_bad_status_fails_only_its_read() -> None:
     )
     with stubber:
         found = fetch_many(client, reads)
-    assert found[0] == (Counts(10, 0), Counts(100, 0))
+    assert found[0] == Measurement(Counts(10, 0), Counts(100, 0))
     assert isinstance(found[1], QueryFailed)
 
 
@@ -346,8 +404,8 @@ def test_each_read_sums_only_its_own_window_of_a_wider_call() -> None:
     with stubber:
         found = fetch_many(client, [early, late])
     assert sent[0]["StartTime"] == early.start and sent[0]["EndTime"] == late.end
-    assert found[0] == (Counts(5, 0), Counts(5, 0))  # minutes -10..-6
-    assert found[1] == (Counts(3, 0), Counts(3, 0))  # minutes -3..-1
+    assert found[0] == Measurement(Counts(5, 0), Counts(5, 0))  # minutes -10..-6
+    assert found[1] == Measurement(Counts(3, 0), Counts(3, 0))  # minutes -3..-1
 
 
 def test_reads_beyond_one_calls_limits_take_more_calls(aws_env: None) -> None:
@@ -364,7 +422,7 @@ def test_reads_beyond_one_calls_limits_take_more_calls(aws_env: None) -> None:
         ]
         found = fetch_many(client, many)
         assert calls == [METRIC_QUERIES_PER_CALL, 2]  # 500 queries, then the last read's two
-        assert all(f == (Counts(0, 0), Counts(0, 0)) for f in found)
+        assert all(f == Measurement(Counts(0, 0), Counts(0, 0)) for f in found)
         # Points, too: 100,800 a call. A day of minutes is 1,440 points a query.
         calls.clear()
         day = (NOW - timedelta(days=1), NOW)

@@ -156,6 +156,8 @@ def test_catalogue_reference_gives_the_real_defaults() -> None:
         if isinstance(default, dict):  # one default per traffic backend: "`2m` with `appmesh`"
             for router, value in default.items():
                 assert f"`{value}` with `{router}`" in rows[name][0], name
+        elif default is None:  # off unless set
+            assert written == "none", name
         elif isinstance(default, bool):
             assert written == str(default).lower(), name
         elif isinstance(default, tuple):

@@ -8,6 +8,7 @@ import pytest
 from tests.fakes import sample_event
 from tests.test_retention import finish, keys_of, make
 from workers.analysis.judge import Counts, Verdict, judge
+from workers.analysis.latency import LatencyLimits, LatencyPeriod, LatencySeries
 from workers.domain.deployment import Deployment
 from workers.domain.events import Event
 from workers.domain.samples import CheckSample, sample_of
@@ -45,6 +46,26 @@ def test_a_sample_is_compact_and_reads_back() -> None:
     assert back == sample
     assert back.canary_rate_pct == 1.5 and back.stable_rate_pct == 3 / 1800 * 100
     assert back.canary_latency_ms is None and back.outcome == "baking"
+
+
+def test_a_sample_carries_the_verdicts_judged_latency() -> None:
+    # Three minutes of 600 canary and 1,000 stable requests: p99 200 ms vs 100 ms.
+    series = LatencySeries(
+        99.0, tuple(LatencyPeriod(60.0 * i, 600, 1000, 200.0, 100.0) for i in range(3))
+    )
+    judged = judge(
+        Counts(1800, 0),
+        Counts(3000, 0),
+        max_error_rate_pct=1.0,
+        min_requests=100,
+        bake_complete=False,
+        latency=series,
+        latency_limits=LatencyLimits(max_increase_pct=25.0),
+    )
+    sample = sample_of(judged, at=12.5, step=1, weight=10)
+    assert (sample.canary_latency_ms, sample.stable_latency_ms) == (200.0, 100.0)
+    raw = sample.model_dump_json()
+    assert '"cl":200.0' in raw and '"sl":100.0' in raw
 
 
 def test_samples_are_written_with_the_check_and_bounded(real_redis) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,12 @@ BAKE = "5m"
 ANALYSIS_INTERVAL = "1m"
 #: Percent of canary requests answered 5xx above which the canary fails (with confidence).
 MAX_ERROR_RATE = 1.0
+#: Latency percentile judged (CloudWatch's pNN statistic) and its limits (docs/ANALYSIS.md):
+#: no absolute ceiling unless set; the canary may be at most this many percent slower than the
+#: stable at that percentile, in most of a step's periods (None: off).
+LATENCY_PERCENTILE = "p99"
+MAX_LATENCY: str | None = None
+MAX_LATENCY_INCREASE: float | None = 25.0
 #: Below this many canary requests at a step the verdict is "not enough data": hold, never pass.
 MIN_REQUESTS = 100
 #: manual: a gate after every step below 100; auto: none; final: only before 100.

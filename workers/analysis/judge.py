@@ -13,6 +13,7 @@ from statistics import NormalDist
 from typing import Any
 
 from workers.analysis import sequential as seq
+from workers.analysis.latency import LatencyFinding, LatencyLimits, LatencySeries, judge_latency
 from workers.analysis.sequential import hypergeom_sf
 
 #: Confidence of the Wilson lower bound shown with each verdict (a figure for readers: the
@@ -86,6 +87,11 @@ class Figures:
     #: The canary's and stable's counts over those steps, when more than one.
     deployment_canary: Counts | None = None
     deployment_stable: Counts | None = None
+    #: Latency at `latency_percentile` (99.0 for p99) this look, in milliseconds: the medians
+    #: over the step's judged periods (workers/analysis/latency.py); None when not judged.
+    latency_percentile: float | None = None
+    canary_latency_ms: float | None = None
+    stable_latency_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +103,9 @@ class Figures:
             "steps": self.steps,
             "deployment_canary": _opt_counts_dict(self.deployment_canary),
             "deployment_stable": _opt_counts_dict(self.deployment_stable),
+            "latency_percentile": self.latency_percentile,
+            "canary_latency_ms": self.canary_latency_ms,
+            "stable_latency_ms": self.stable_latency_ms,
         }
 
     @classmethod
@@ -118,6 +127,9 @@ class Figures:
             steps=int(data.get("steps", 1)),
             deployment_canary=opt_counts("deployment_canary"),
             deployment_stable=opt_counts("deployment_stable"),
+            latency_percentile=opt_float("latency_percentile"),
+            canary_latency_ms=opt_float("canary_latency_ms"),
+            stable_latency_ms=opt_float("stable_latency_ms"),
         )
 
 
@@ -138,6 +150,7 @@ class ReasonCode(StrEnum):
     ALARM = "alarm"  # a configured alarm is in ALARM
     ERROR_RATE = "error_rate"  # the canary's 5xx rate is above max_error_rate
     WORSE_THAN_STABLE = "worse_than_stable"
+    LATENCY = "latency"  # the canary's latency is persistently above its limit
     HEALTHY = "healthy"  # nothing failed (pass, or baking on)
     ALARMS_QUIET = "alarms_quiet"  # judged by alarms only, and none fired
     TOO_FEW_REQUESTS = "too_few_requests"  # the bake is over below min_requests
@@ -162,6 +175,8 @@ class Verdict:
     #: alone judged this step, over its bake.
     alarms_only: bool = False
     code: ReasonCode = ReasonCode.UNKNOWN
+    #: The latency judgement of this look (None: no limit set or not enough periods to judge).
+    latency: LatencyFinding | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for the event log (rates are included for readers, not read back)."""
@@ -177,6 +192,7 @@ class Verdict:
             "figures": self.figures.to_dict(),
             "alarms_only": self.alarms_only,
             "code": self.code.value,
+            "latency": None if self.latency is None else self.latency.to_dict(),
         }
 
     @classmethod
@@ -196,6 +212,9 @@ class Verdict:
             figures=Figures.from_dict(data.get("figures") or {}),
             alarms_only=bool(data.get("alarms_only", False)),
             code=_reason_code(data.get("code")),
+            latency=(
+                None if data.get("latency") is None else LatencyFinding.from_dict(data["latency"])
+            ),
         )
 
 
@@ -261,6 +280,8 @@ def judge(
     earlier: Sequence[StepCounts] = (),
     end_of_bake: bool | None = None,
     alarms_only: bool = False,
+    latency: LatencySeries | None = None,
+    latency_limits: LatencyLimits | None = None,
 ) -> Verdict:
     """Judge a look at a step from its cumulative counts since the step's weight was applied.
 
@@ -278,6 +299,11 @@ def judge(
     `alarms_only`: no metric tells the two versions apart, so the configured alarms are the
     whole judgement: PASS once the bake is over with none in ALARM (the caller sets it only when
     alarms are configured: with none there would be nothing to judge by).
+
+    `latency` (the step's per-period percentiles, from the same fetch as the counts) and
+    `latency_limits` (the catalogue's latency keys) add the latency rule of
+    workers/analysis/latency.py: a persistent breach fails the step after the 5xx rules; a
+    judged latency is named in the sentence of a pass.
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -299,6 +325,9 @@ def judge(
     lower = wilson_lower_bound(all_canary.errors, all_canary.requests)
     threshold_e = seq.threshold_evidence(all_canary.requests, all_canary.errors, theta)
     worse_e = seq.worse_evidence(layers)
+    finding = (
+        None if alarms_only or latency_limits is None else judge_latency(latency, latency_limits)
+    )
     figures = Figures(
         threshold_p=seq.threshold_p(all_canary.requests, all_canary.errors, theta),
         threshold_evidence=threshold_e,
@@ -310,6 +339,9 @@ def judge(
         steps=step_number,
         deployment_canary=all_canary if earlier else None,
         deployment_stable=all_stable if earlier else None,
+        latency_percentile=None if finding is None else finding.percentile,
+        canary_latency_ms=None if finding is None else finding.canary_ms,
+        stable_latency_ms=None if finding is None else finding.stable_ms,
     )
     lower_pct = None if lower is None else lower * 100
     p_value = seq.worse_p(layers)
@@ -327,6 +359,7 @@ def judge(
             figures,
             alarms_only,
             code,
+            finding,
         )
 
     scope = f" over steps 1-{step_number}" if earlier else ""
@@ -393,10 +426,16 @@ def judge(
             ReasonCode.WORSE_THAN_STABLE,
         )
 
+    if finding is not None and finding.breached:
+        return verdict(
+            Outcome.FAIL, f"{finding.reason}; {_canary_so_far(canary)}", ReasonCode.LATENCY
+        )
+    latency_text = f"; {finding.reason}" if finding is not None and finding.reason else ""
     if bake_complete and canary.requests >= max(min_requests, 1):
         return verdict(
             Outcome.PASS,
-            _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
+            _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
+            + latency_text,
             ReasonCode.HEALTHY,
         )
     if bake_complete:
@@ -412,7 +451,8 @@ def judge(
     return verdict(
         Outcome.BAKING,
         "baking, no breach so far: "
-        + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope),
+        + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
+        + latency_text,
         ReasonCode.HEALTHY,
     )
 

@@ -240,11 +240,15 @@ class AlbMetricTemplate(BaseModel):
     error_metrics: list[str] = Field(default_factory=_default_alb_errors, min_length=1)
     statistic: Literal["Sum"] = "Sum"
     dimensions: dict[str, str] = Field(default_factory=_default_alb_dimensions)
+    #: The latency read at the catalogue's percentile, with the same dimensions (None: none).
+    #: The load balancer publishes TargetResponseTime in seconds, with percentile statistics.
+    latency_metric: str | None = Field(default="TargetResponseTime", min_length=1)
+    latency_unit: Literal["Seconds", "Milliseconds"] = "Seconds"
 
-    @field_validator("namespace", "requests_metric")
+    @field_validator("namespace", "requests_metric", "latency_metric")
     @classmethod
-    def _literal(cls, value: str) -> str:
-        if _placeholders_in(value, "ALB metric name", ALB_PLACEHOLDERS):
+    def _literal(cls, value: str | None) -> str | None:
+        if value is not None and _placeholders_in(value, "ALB metric name", ALB_PLACEHOLDERS):
             raise ValueError(f"{value!r} cannot contain placeholders")
         return value
 

@@ -9,7 +9,7 @@ the stable and the canary as its own typed records (workers.domain.versions), st
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +18,7 @@ from workers.aws.clients import AwsClients
 from workers.aws.cloudwatch import (
     CountsQuery,
     CountsRead,
+    Measurement,
     alarms_firing,
     fetch_one,
     series_present,
@@ -89,8 +90,21 @@ class Backend(Protocol):
         """Cumulative (canary, stable) requests and 5xx between start and end."""
 
     def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
-        """The CloudWatch queries `counts` reads (None when no metric tells the versions apart),
-        so that the reads of checks due together share one GetMetricData (workers.engine.batch)."""
+        """The CloudWatch queries `measure` reads (None when no metric tells the versions apart):
+        the counts and, where the backend publishes latency and the catalogue judges it, each
+        side's latency at the percentile per period; so that the reads of checks due together
+        share one GetMetricData (workers.engine.batch)."""
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> Measurement:
+        """The counts of `counts` and, where the backend publishes latency, each whole period's
+        latency at the catalogue's percentile, from the same GetMetricData call."""
 
     def remove_canary(self, stable: StableRecord, canary: CanaryRecord, *, keep: bool) -> Removal:
         """Delete the canary (or scale it to 0 with `keep`): what a person must clean up, and
@@ -226,6 +240,25 @@ class EcsServiceBackend:
         query = self.count_query(stable, canary)
         if query is None:
             return Counts(0, 0), Counts(0, 0)
+        # The counts alone: no latency queries.
+        found = fetch_one(
+            self.clients.cloudwatch, CountsRead(replace(query, latency=None), start, end)
+        )
+        return found.canary, found.stable
+
+    def measure(
+        self,
+        stable: StableRecord,
+        canary: CanaryRecord,
+        *,
+        start: datetime,
+        end: datetime,
+    ) -> Measurement:
+        # Latency where `count_query` asks for it (ALB-backed backends): App Mesh's Envoy latency
+        # is a Prometheus histogram, which the CloudWatch agent drops (docs/METRICS.md).
+        query = self.count_query(stable, canary)
+        if query is None:
+            return Measurement(Counts(0, 0), Counts(0, 0))
         return fetch_one(self.clients.cloudwatch, CountsRead(query, start, end))
 
     def alarms_firing(self, names: Sequence[str]) -> tuple[str, ...]:

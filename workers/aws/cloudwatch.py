@@ -1,9 +1,10 @@
-"""CloudWatch reads for judging a step: canary and stable request/5xx counts, alarm states."""
+"""CloudWatch reads for judging a step: canary and stable request/5xx counts, their latency per
+period where the backend publishes it, alarm states."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from workers.analysis.judge import Counts
+from workers.analysis.latency import LatencySeries, percentile_stat, periods_from_series
 from workers.analysis.templates import CODE_CLASSES, AlbMetricTemplate, MetricTemplate, Version
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,16 @@ class AlbTarget:
     target_group: str  # CloudWatch's TargetGroup dimension: "targetgroup/<name>/<id>"
     target_group_name: str
     cluster: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one check fetched: each side's cumulative counts, and the latency per whole period
+    when the backend publishes it (None otherwise)."""
+
+    canary: Counts
+    stable: Counts
+    latency: LatencySeries | None = None
 
 
 class MissingAlarmError(ValueError):
@@ -61,8 +73,20 @@ class Side:
 
 
 @dataclass(frozen=True)
+class LatencyQuery:
+    """Each side's latency metric (boto3 `Metric`s), read at `percentile` per period
+    (`Stat: pNN`); `to_ms` turns its unit into milliseconds."""
+
+    canary: dict[str, Any]
+    stable: dict[str, Any]
+    percentile: float
+    to_ms: float = 1.0
+
+
+@dataclass(frozen=True)
 class CountsQuery:
-    """What a deployment's counts are read from: each side's metrics, their period and statistic.
+    """What a deployment's counts are read from: each side's metrics, their period and statistic;
+    and, where the backend publishes it, each side's latency at a percentile per period.
 
     Typed apart from the call so that the queries of many deployments can share one
     GetMetricData (workers.engine.batch) and each still gets its own figures.
@@ -74,6 +98,17 @@ class CountsQuery:
     statistic: str = "Sum"
     #: Errors are capped at the requests (ALB: a 5xx answered before a target was chosen).
     cap_errors: bool = False
+    #: Read in the same call as the counts (None: the backend publishes none, or not judged).
+    latency: LatencyQuery | None = None
+
+    def queries(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(local id, Metric, Stat) of every query the read makes: the counts' metrics (`metrics`),
+        then the latency's `cl` and `sl`. What counts towards a call's limits."""
+        out = [(local, metric, self.statistic) for local, metric in self.metrics()]
+        if self.latency is not None:
+            stat = percentile_stat(self.latency.percentile)
+            out += [("cl", self.latency.canary, stat), ("sl", self.latency.stable, stat)]
+        return out
 
     def metrics(self) -> list[tuple[str, dict[str, Any]]]:
         """(local id, Metric) of each distinct metric, in a stable order: c.. canary, s.. stable."""
@@ -101,6 +136,39 @@ class CountsQuery:
             )
 
         return counts(self.canary, "c"), counts(self.stable, "s")
+
+    def latency_of(self, points: Mapping[str, Mapping[float, float]]) -> LatencySeries | None:
+        """Each whole period's requests and latency per side, from each local id's values by
+        period start (epoch seconds); None without a latency query."""
+        if self.latency is None:
+            return None
+        ids = {(lid[0], _key(m)): lid for lid, m in self.metrics()}
+
+        def requests(side: Side, name: str) -> dict[float, float]:
+            per_period: dict[float, float] = {}
+            for metric in side.requests:
+                for start, value in points.get(ids[(name, _key(metric))], {}).items():
+                    per_period[start] = per_period.get(start, 0.0) + value
+            return per_period
+
+        def in_ms(local: str) -> dict[float, float]:
+            assert self.latency is not None
+            return {t: v * self.latency.to_ms for t, v in points.get(local, {}).items()}
+
+        return periods_from_series(
+            self.latency.percentile,
+            requests(self.canary, "c"),
+            requests(self.stable, "s"),
+            in_ms("cl"),
+            in_ms("sl"),
+        )
+
+    def measurement(
+        self, sums: dict[str, float], points: Mapping[str, Mapping[float, float]]
+    ) -> Measurement:
+        """The read's Measurement from the sums and per-period values per local id."""
+        canary, stable = self.fold(sums)
+        return Measurement(canary, stable, self.latency_of(points))
 
 
 def _key(metric: dict[str, Any]) -> str:
@@ -133,27 +201,47 @@ def envoy_query(
 
 
 def alb_query(
-    template: AlbMetricTemplate, *, canary: AlbTarget, stable: AlbTarget, period: int
+    template: AlbMetricTemplate,
+    *,
+    canary: AlbTarget,
+    stable: AlbTarget,
+    period: int,
+    percentile: float | None = None,
 ) -> CountsQuery:
-    """A target group's load balancer counters: its requests metric, errors the error metrics."""
+    """A target group's load balancer counters: its requests metric, errors the error metrics;
+    with a `percentile`, also the template's latency metric at it per period (TargetResponseTime,
+    `Stat: p99`)."""
 
-    def side(target: AlbTarget) -> Side:
-        def metric(name: str) -> dict[str, Any]:
-            return template.metric_for(
-                name,
-                load_balancer=target.load_balancer,
-                target_group=target.target_group,
-                target_group_name=target.target_group_name,
-                cluster=target.cluster,
-            )
-
-        return Side(
-            requests=(metric(template.requests_metric),),
-            errors=tuple(metric(name) for name in template.error_metrics),
+    def metric(target: AlbTarget, name: str) -> dict[str, Any]:
+        return template.metric_for(
+            name,
+            load_balancer=target.load_balancer,
+            target_group=target.target_group,
+            target_group_name=target.target_group_name,
+            cluster=target.cluster,
         )
 
+    def side(target: AlbTarget) -> Side:
+        return Side(
+            requests=(metric(target, template.requests_metric),),
+            errors=tuple(metric(target, name) for name in template.error_metrics),
+        )
+
+    latency = None
+    if percentile is not None and template.latency_metric is not None:
+        latency = LatencyQuery(
+            canary=metric(canary, template.latency_metric),
+            stable=metric(stable, template.latency_metric),
+            percentile=percentile,
+            to_ms=1000.0 if template.latency_unit == "Seconds" else 1.0,
+        )
     return CountsQuery(
-        side(canary), side(stable), _period(period), template.statistic, cap_errors=True
+        side(canary),
+        side(stable),
+        _period(period),
+        template.statistic,
+        cap_errors=True,
+        latency=latency,
     )
 
 
@@ -182,7 +270,8 @@ def fetch_counts(
     (whole periods, up to the last one published) is the caller's: workers.analysis.window.
     """
     query = envoy_query(template, canary=canary, stable=stable, period=period_s)
-    return fetch_one(cloudwatch, CountsRead(query, start, end))
+    found = fetch_one(cloudwatch, CountsRead(query, start, end))
+    return found.canary, found.stable
 
 
 def fetch_alb_counts(
@@ -200,14 +289,48 @@ def fetch_alb_counts(
     Requests are the template's requests metric; errors the sum of its error metrics, capped at
     the requests (a 5xx the load balancer answered before choosing a target is not a request).
     """
-    query = alb_query(template, canary=canary, stable=stable, period=period_s)
+    found = fetch_alb_measurement(
+        cloudwatch,
+        template,
+        canary=canary,
+        stable=stable,
+        start=start,
+        end=end,
+        period_s=period_s,
+        percentile=None,
+    )
+    return found.canary, found.stable
+
+
+def fetch_alb_measurement(
+    cloudwatch: Any,
+    template: AlbMetricTemplate,
+    *,
+    canary: AlbTarget,
+    stable: AlbTarget,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+    percentile: float | None,
+) -> Measurement:
+    """Cumulative (canary, stable) counts of two target groups and, with a `percentile`, their
+    latency at it per period (the template's latency metric, `Stat: pNN`): one GetMetricData
+    call.
+
+    Requests are the template's requests metric; errors the sum of its error metrics, capped at
+    the requests (a 5xx the load balancer answered before choosing a target is not a request).
+    """
+    query = alb_query(
+        template, canary=canary, stable=stable, period=period_s, percentile=percentile
+    )
     return fetch_one(cloudwatch, CountsRead(query, start, end))
 
 
-def fetch_one(cloudwatch: Any, read: CountsRead) -> tuple[Counts, Counts]:
-    """One deployment's (canary, stable) counts, from one GetMetricData call (pages followed)."""
+def fetch_one(cloudwatch: Any, read: CountsRead) -> Measurement:
+    """One deployment's (canary, stable) counts, and its latency per period when its query asks
+    for it, from one GetMetricData call (pages followed)."""
     if read.start >= read.end:
-        return Counts(0, 0), Counts(0, 0)
+        return Measurement(Counts(0, 0), Counts(0, 0))
     found = fetch_many(cloudwatch, [read], lenient=True)[0]
     if isinstance(found, QueryFailed):
         raise found
@@ -216,21 +339,22 @@ def fetch_one(cloudwatch: Any, read: CountsRead) -> tuple[Counts, Counts]:
 
 def fetch_many(
     cloudwatch: Any, reads: Sequence[CountsRead], *, lenient: bool = False
-) -> list[tuple[Counts, Counts] | QueryFailed]:
-    """The counts of many deployments, in as few GetMetricData calls as CloudWatch allows.
+) -> list[Measurement | QueryFailed]:
+    """The counts (and latency per period, for the queries that ask for it) of many
+    deployments, in as few GetMetricData calls as CloudWatch allows.
 
-    Reads of one period share a call (up to 500 queries and an estimated 100,800 data points):
-    the call spans their windows, and each read sums only the data points inside its own. What
-    fails for one read (a query answered InternalError or Forbidden) is a QueryFailed in its own
-    place and the others keep their figures; a call CloudWatch refuses as a whole (a
-    ClientError) fails only its reads. `lenient` keeps today's single-read behaviour: a
-    query's bad status is logged and its figures used as they came.
+    Reads of one period share a call (up to 500 queries and an estimated 100,800 data points,
+    the latency queries included): the call spans their windows, and each read sums only the
+    data points inside its own. What fails for one read (a query answered InternalError or
+    Forbidden) is a QueryFailed in its own place and the others keep their figures; a call
+    CloudWatch refuses as a whole (a ClientError) fails only its reads. `lenient` keeps today's
+    single-read behaviour: a query's bad status is logged and its figures used as they came.
     """
-    out: list[tuple[Counts, Counts] | QueryFailed] = [QueryFailed("not read")] * len(reads)
+    out: list[Measurement | QueryFailed] = [QueryFailed("not read")] * len(reads)
     todo = []
     for i, read in enumerate(reads):
         if read.start >= read.end:
-            out[i] = (Counts(0, 0), Counts(0, 0))
+            out[i] = Measurement(Counts(0, 0), Counts(0, 0))
         else:
             todo.append(i)
     for chunk in _chunks(reads, todo):
@@ -241,7 +365,7 @@ def fetch_many(
 def _points(read: CountsRead, start: datetime, end: datetime) -> int:
     # Periods spanned, for every query of the read: an upper bound of the points it returns.
     spans = -(-int((end - start).total_seconds()) // read.query.period)
-    return len(read.query.metrics()) * max(1, spans)
+    return len(read.query.queries()) * max(1, spans)
 
 
 def _chunks(reads: Sequence[CountsRead], todo: list[int]) -> list[list[int]]:
@@ -258,7 +382,7 @@ def _chunks(reads: Sequence[CountsRead], todo: list[int]) -> list[list[int]]:
             candidate = [*current, i]
             start = min(reads[j].start for j in candidate)
             end = max(reads[j].end for j in candidate)
-            queries = sum(len(reads[j].query.metrics()) for j in candidate)
+            queries = sum(len(reads[j].query.queries()) for j in candidate)
             points = sum(_points(reads[j], start, end) for j in candidate)
             if current and (queries > METRIC_QUERIES_PER_CALL or points > DATAPOINTS_PER_CALL):
                 chunks.append(current)
@@ -274,7 +398,7 @@ def _fetch_chunk(
     cloudwatch: Any,
     reads: Sequence[CountsRead],
     chunk: list[int],
-    out: list[tuple[Counts, Counts] | QueryFailed],
+    out: list[Measurement | QueryFailed],
     *,
     lenient: bool,
 ) -> None:
@@ -285,22 +409,20 @@ def _fetch_chunk(
     owner: dict[str, tuple[int, str]] = {}
     for i in chunk:
         query = reads[i].query
-        for local, metric in query.metrics():
+        for local, metric, stat in query.queries():
             # Ids must start with a lower-case letter and be unique in the call.
             qid = local if single else f"d{i}_{local}"
             owner[qid] = (i, local)
             queries.append(
                 {
                     "Id": qid,
-                    "MetricStat": {
-                        "Metric": metric,
-                        "Period": query.period,
-                        "Stat": query.statistic,
-                    },
+                    "MetricStat": {"Metric": metric, "Period": query.period, "Stat": stat},
                     "ReturnData": True,
                 }
             )
     sums: dict[int, dict[str, float]] = {i: {} for i in chunk}
+    # Each value by its period's start (epoch s), for the reads whose latency is judged per period.
+    points: dict[int, dict[str, dict[float, float]]] = {i: {} for i in chunk}
     failed: dict[int, str] = {}
     request: dict[str, Any] = {
         "MetricDataQueries": queries,
@@ -317,14 +439,23 @@ def _fetch_chunk(
                     continue
                 i, local = owner[result["Id"]]
                 values = [float(v) for v in result.get("Values", [])]
+                stamps = list(result.get("Timestamps", []))
                 read = reads[i]
                 if (read.start, read.end) != (start, end):
                     # A wider call than this read's window: only its own periods count.
-                    stamps = result.get("Timestamps", [])
-                    values = [
-                        v for v, t in zip(values, stamps, strict=True) if read.start <= t < read.end
+                    kept = [
+                        (v, t)
+                        for v, t in zip(values, stamps, strict=True)
+                        if read.start <= t < read.end
                     ]
+                    values, stamps = [v for v, _ in kept], [t for _, t in kept]
                 sums[i][local] = sums[i].get(local, 0.0) + sum(values)
+                if read.query.latency is not None:
+                    mine = points[i].setdefault(local, {})
+                    for when, value in zip(stamps, values, strict=False):
+                        # A period split over pages is added up (counts; a percentile is whole).
+                        key = when.timestamp() if isinstance(when, datetime) else float(when)
+                        mine[key] = mine.get(key, 0.0) + value
                 status = result.get("StatusCode")
                 if status not in (None, "Complete", "PartialData"):
                     # Forbidden or InternalError: the figures may be short.
@@ -343,7 +474,11 @@ def _fetch_chunk(
             out[i] = QueryFailed(f"GetMetricData failed: {exc}")
         return
     for i in chunk:
-        out[i] = QueryFailed(failed[i]) if i in failed else reads[i].query.fold(sums[i])
+        out[i] = (
+            QueryFailed(failed[i])
+            if i in failed
+            else reads[i].query.measurement(sums[i], points[i])
+        )
 
 
 def alarms_firing(cloudwatch: Any, names: Sequence[str]) -> tuple[str, ...]:

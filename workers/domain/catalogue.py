@@ -21,8 +21,16 @@ from pydantic import (
 )
 
 from workers import defaults
+from workers.analysis.latency import LatencyLimits, parse_percentile
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate
-from workers.domain.durations import DurationError, bounded, format_duration, parse_duration
+from workers.domain.durations import (
+    DurationError,
+    bounded,
+    format_duration,
+    format_milliseconds,
+    parse_duration,
+    parse_milliseconds,
+)
 from workers.domain.ecs_plan import EcsPlanError, plan_for_service
 from workers.domain.pipelines import NAME as PIPELINE_NAME
 from workers.domain.policy import (
@@ -52,6 +60,38 @@ def _seconds(value: Any) -> int:
 Seconds = Annotated[
     int, BeforeValidator(_seconds), PlainSerializer(format_duration, return_type=str)
 ]
+
+
+def _milliseconds(value: Any) -> int:
+    try:
+        return parse_milliseconds(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _percentile(value: Any) -> str:
+    parse_percentile(value)  # ValueError with the fix
+    return str(value).strip().lower()
+
+
+def _increase(value: Any) -> Any:
+    # "50%" or 50: the canary may be at most 50 % slower than the stable.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("off", "none"):
+            return None
+        if not text.endswith("%"):
+            raise ValueError(f"max_latency_increase {value!r}: write a percentage, e.g. 25%")
+        return text[:-1].strip()
+    return value
+
+
+#: Latency limits are written in ms or s ("500ms", "2s"); stored the same way.
+Milliseconds = Annotated[
+    int, BeforeValidator(_milliseconds), PlainSerializer(format_milliseconds, return_type=str)
+]
+Percentile = Annotated[str, BeforeValidator(_percentile)]
+IncreasePct = Annotated[float, BeforeValidator(_increase)]
 GateMode = Literal["manual", "auto", "final"]
 RouterKind = Literal["appmesh", "alb", "ecs"]
 #: The keys each traffic backend needs in a service entry: every group is required, and a group
@@ -90,6 +130,13 @@ class RolloutSettings(BaseModel):
     bake: Seconds = parse_duration(defaults.BAKE)
     analysis_interval: Seconds = parse_duration(defaults.ANALYSIS_INTERVAL)
     max_error_rate: float = Field(default=defaults.MAX_ERROR_RATE, gt=0, le=100)
+    #: Latency (docs/ANALYSIS.md): the percentile judged, an absolute ceiling at it (off when
+    #: unset) and how much slower than the stable the canary may be, in percent (off: null).
+    latency_percentile: Percentile = defaults.LATENCY_PERCENTILE
+    max_latency: Milliseconds | None = None
+    max_latency_increase: IncreasePct | None = Field(
+        default=defaults.MAX_LATENCY_INCREASE, gt=0, le=1000
+    )
     min_requests: int = Field(default=defaults.MIN_REQUESTS, ge=1)
     gates: GateMode = defaults.GATES
     gate_timeout: Seconds = parse_duration(defaults.GATE_TIMEOUT)
@@ -110,6 +157,15 @@ class RolloutSettings(BaseModel):
     def plan(self) -> Plan:
         """The steps, bake and gates a rollout with these settings follows."""
         return Plan(tuple(self.steps), self.bake, self.gates)
+
+    @property
+    def latency_limits(self) -> LatencyLimits:
+        """The latency keys as the judge reads them."""
+        return LatencyLimits(
+            percentile=parse_percentile(self.latency_percentile),
+            max_ms=None if self.max_latency is None else float(self.max_latency),
+            max_increase_pct=self.max_latency_increase,
+        )
 
 
 OverrideKey = Literal["steps", "bake", "gates"]

@@ -18,6 +18,37 @@ class DurationError(ValueError):
     """A duration that cannot be read."""
 
 
+#: Latency limits only (`max_latency`): whole milliseconds or seconds, e.g. 500ms or 2s. The
+#: other durations keep s/m/h/d (design.md); "m" here would read as minutes, never as milli.
+_LATENCY = re.compile(r"(\d{1,7})(ms|s)")
+#: The longest latency limit a person may write: ten minutes.
+MAX_LATENCY_MS = 600_000
+
+
+def parse_milliseconds(text: str | int | float) -> int:
+    """Return the milliseconds of a latency limit (e.g. "500ms" -> 500, "2s" -> 2000)."""
+    if isinstance(text, int | float):  # bool is an int too
+        raise DurationError(f"{text!r} is ambiguous: give a unit, e.g. {text}ms or {text}s")
+    value = str(text).strip().lower()
+    found = _LATENCY.fullmatch(value)
+    if not found:
+        if value.isdigit():
+            raise DurationError(f"{value!r} is ambiguous: give a unit, e.g. {value}ms or {value}s")
+        raise DurationError(f"{text!r} is not a latency: use whole ms or s, e.g. 500ms or 2s")
+    ms = int(found.group(1)) * (1 if found.group(2) == "ms" else 1000)
+    if ms <= 0:
+        raise DurationError(f"{text!r} must be longer than zero")
+    if ms > MAX_LATENCY_MS:
+        raise DurationError(f"{text!r} is too long: at most {MAX_LATENCY_MS // 1000}s")
+    return ms
+
+
+def format_milliseconds(ms: float) -> str:
+    """A latency limit the way users write it: 500 -> "500ms", 2000 -> "2s"."""
+    whole = int(round(ms))
+    return f"{whole // 1000}s" if whole and whole % 1000 == 0 else f"{whole}ms"
+
+
 def parse_duration(text: str | int | float) -> int:
     """Return the number of seconds written in `text` (e.g. "1h30m" -> 5400)."""
     if isinstance(text, int | float):  # bool is an int too

@@ -65,16 +65,11 @@ def sample_of(verdict: Verdict, *, at: float, step: int, weight: int) -> CheckSa
         stable_requests=verdict.stable.requests,
         stable_errors=verdict.stable.errors,
         outcome=verdict.outcome.value,
-        # Latency comes with the verdict once the judge measures it (issue 16, item 2): read
-        # here, by name, so this module need not change when it does.
-        canary_latency_ms=_latency(verdict, "canary_latency_ms"),
-        stable_latency_ms=_latency(verdict, "stable_latency_ms"),
+        # The medians over the step's judged periods (workers/analysis/latency.py); None when
+        # latency was not judged at this check.
+        canary_latency_ms=verdict.figures.canary_latency_ms,
+        stable_latency_ms=verdict.figures.stable_latency_ms,
     )
-
-
-def _latency(verdict: Verdict, name: str) -> float | None:
-    value = getattr(verdict, name, None)
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _pct(errors: int, requests: int) -> float | None:

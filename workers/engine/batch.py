@@ -4,11 +4,13 @@ A check reads, in the same calls as for itself, for the other deployments whose 
 the queue or fall due within BATCH_AHEAD_SECONDS (RQ's scheduled registry): one GetMetricData
 carries all their queries (workers.aws.cloudwatch.fetch_many), one DescribeAlarms all their
 alarms, DescribeServices and DescribeTargetGroups the canaries whose existence is to be looked
-at (workers.aws.presence). Each result is kept in Redis under (deployment, version) for a short
-while; that deployment's own job finds it, checks it read the same window, and judges it with
-its own figures. Nothing waits for a batch: a job that finds no result (or one still being
-read) reads for itself, so a rollback is never delayed, and a read that failed for one member
-is left for that member's own job to make again alone.
+at (workers.aws.presence). A deployment whose latency is judged has its latency queries in
+that same GetMetricData, and its read carries its own per-period series. Each result is kept
+in Redis under (deployment, version) for a short while; that deployment's own job finds it,
+checks it read the same window, and judges it with its own figures. Nothing waits for a
+batch: a job that finds no result (or one still being read) reads for itself, so a rollback is
+never delayed, and a read that failed for one member is left for that member's own job to make
+again alone.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pydantic import BaseModel
 
 from workers import defaults
 from workers.analysis.judge import Counts
+from workers.analysis.latency import LatencySeries
 from workers.analysis.window import MetricWindow, metric_window
 from workers.aws.clients import AwsClients
 from workers.aws.cloudwatch import (
     METRIC_QUERIES_PER_CALL,
     CountsQuery,
     CountsRead,
+    Measurement,
     QueryFailed,
     alarm_states,
     fetch_many,
@@ -53,7 +57,8 @@ _PENDING = b"pending"
 
 @dataclass(frozen=True)
 class Read:
-    """What a check read of AWS: its counts over `window`, its alarms' states, and (when the
+    """What a check read of AWS: its counts over `window`, its latency per period there (where
+    its backend publishes it and the catalogue judges it), its alarms' states, and (when the
     batched existence lookups were made) what of the canary is gone."""
 
     window: MetricWindow
@@ -64,6 +69,8 @@ class Read:
     presence_looked: bool = False
     #: What they found gone, in a sentence; None when all is there (or not looked).
     gone: str | None = None
+    #: Each whole period's requests and latency at the percentile, from the counts' own call.
+    latency: LatencySeries | None = None
 
 
 class SharedRead(BaseModel):
@@ -76,6 +83,8 @@ class SharedRead(BaseModel):
     alarm_states: dict[str, str] = {}
     presence_looked: bool = False
     gone: str | None = None
+    #: pydantic validates the dataclass field by field, and gives a LatencySeries back.
+    latency: LatencySeries | None = None
 
     @classmethod
     def of(cls, read: Read) -> SharedRead:
@@ -87,6 +96,7 @@ class SharedRead(BaseModel):
             alarm_states=read.alarm_states,
             presence_looked=read.presence_looked,
             gone=read.gone,
+            latency=read.latency,
         )
 
     def read(self) -> Read:
@@ -97,6 +107,7 @@ class SharedRead(BaseModel):
             alarm_states=dict(self.alarm_states),
             presence_looked=self.presence_looked,
             gone=self.gone,
+            latency=self.latency,
         )
 
 
@@ -167,7 +178,8 @@ def _member(engine: Engine, dep: Deployment, window: MetricWindow, at: float) ->
 
 
 def _queries(member: _Member) -> int:
-    return len(member.query.metrics()) if member.query else 0
+    # Its latency queries too: they count towards the call's 500.
+    return len(member.query.queries()) if member.query else 0
 
 
 def _peers(engine: Engine, dep: Deployment, *, budget: int) -> list[_Member]:
@@ -234,7 +246,7 @@ def _read_all(engine: Engine, members: list[_Member]) -> Read:
             if m.query
         ],
     )
-    counts: dict[int, tuple[Counts, Counts] | QueryFailed] = {
+    counts: dict[int, Measurement | QueryFailed] = {
         id(m): found for m, found in zip(with_query, fetched, strict=True)
     }
     failed: set[int] = set()
@@ -251,18 +263,19 @@ def _read_all(engine: Engine, members: list[_Member]) -> Read:
     states = _alarms(clients, own, peers, failed)
     looked, gone = _presence(clients, members, counts, failed)
 
-    zero = (Counts(0, 0), Counts(0, 0))
+    zero = Measurement(Counts(0, 0), Counts(0, 0))
     reads: dict[int, Read] = {}
     for m in members:
         found = counts.get(id(m), zero)
-        canary, stable = found if not isinstance(found, QueryFailed) else zero
+        measured = found if not isinstance(found, QueryFailed) else zero
         reads[id(m)] = Read(
             window=m.window,
-            canary=canary,
-            stable=stable,
+            canary=measured.canary,
+            stable=measured.stable,
             alarm_states={n: states[n] for n in m.dep.settings.alarms if n in states},
             presence_looked=id(m) in looked,
             gone=gone.get(id(m)),
+            latency=measured.latency,
         )
     _share(engine, peers, reads, failed)
     return reads[id(own)]
@@ -289,14 +302,14 @@ def _alarms(
 def _presence(
     clients: AwsClients,
     members: Sequence[_Member],
-    counts: dict[int, tuple[Counts, Counts] | QueryFailed],
+    counts: dict[int, Measurement | QueryFailed],
     failed: set[int],
 ) -> tuple[set[int], dict[int, str | None]]:
     """The batched existence lookups of the members whose check is to look (presence_due)."""
     due: list[_Member] = []
     for m in members:
         found = counts.get(id(m))
-        requests = found[0].requests if isinstance(found, tuple) else 0
+        requests = found.canary.requests if isinstance(found, Measurement) else 0
         if id(m) not in failed and presence_due(m.dep, requests, m.window, m.at):
             due.append(m)
     if not due:

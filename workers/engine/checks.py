@@ -200,11 +200,16 @@ def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
     window, canary_counts, stable_counts = got.window, got.canary, got.stable
     backend = engine.backend(dep)
     alarms = firing_of(s.alarms, got.alarm_states) if s.alarms else ()
+    full = dep.weight >= 100
     bake = s.post_promotion_bake if dep.state == State.POST_PROMOTION else s.bake
     bake_over = window.covered >= bake
+    # Latency per period, where the backend publishes it: read with the counts (same call).
+    latency = got.latency
+    if latency is not None and full:
+        latency = latency.without_stable()  # at 100 % the stable serves nothing to compare
     return judge_counts(
         canary_counts,
-        stable_counts if dep.weight < 100 else Counts(0, 0),
+        Counts(0, 0) if full else stable_counts,
         max_error_rate_pct=s.max_error_rate,
         min_requests=s.min_requests,
         bake_complete=bake_over,
@@ -216,6 +221,8 @@ def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
         end_of_bake=bake_over and dep.state in (State.BAKING, State.POST_PROMOTION),
         # Router ecs without an ALB: no metric tells the revisions apart (docs/ECS.md).
         alarms_only=backend.judged_by_alarms_only(stable) and bool(s.alarms),
+        latency=latency,
+        latency_limits=s.latency_limits,
     )
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.analysis.judge import Counts, Verdict, format_count, format_pct
+from workers.analysis.latency import format_ms, percentile_stat
 from workers.domain.durations import format_duration
 from workers.domain.images import repository, short_name
 from workers.domain.pipelines import pipeline_of
@@ -152,6 +153,13 @@ def verdict_figures(verdict: Verdict | None, *, with_stable: bool = True) -> str
     if with_stable:
         parts.append(f"stable {_side(verdict.stable)}")
     parts.append(f"threshold {format_pct(verdict.threshold_pct)}")
+    latency = verdict.latency
+    if latency is not None and latency.canary_ms is not None:
+        # The medians of the step's judged periods (workers/analysis/latency.py).
+        shown = f"{percentile_stat(latency.percentile)} {format_ms(latency.canary_ms)}"
+        if with_stable and latency.stable_ms is not None:
+            shown += f" vs {format_ms(latency.stable_ms)}"
+        parts.append(shown)
     firing = verdict.alarms_firing
     parts.append(f"alarms in ALARM: {', '.join(firing)}" if firing else "alarms OK")
     return " · ".join(parts)

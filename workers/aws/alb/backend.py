@@ -90,6 +90,8 @@ class AlbBackend(EcsServiceBackend):
             canary=target(own(canary, AlbCanary)),
             stable=target(old),
             period=s.metric_period,
+            # The target groups' TargetResponseTime at the percentile, in the counts' own call.
+            percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -427,8 +427,10 @@ class EcsNativeBackend(EcsServiceBackend):
 
     # judging ---------------------------------------------------------------------------------
     def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
-        """The two target groups' ALB counters; None when the service is not behind an ALB
-        (no published metric tells the revisions apart: judged by alarms only)."""
+        """The two target groups' ALB counters and, when the catalogue judges latency, their
+        TargetResponseTime at the percentile; None when the service is not behind an ALB (no
+        published metric tells the revisions apart: judged by alarms only; Service Connect's
+        latency is per ECS service, and both revisions are the same service: docs/METRICS.md)."""
         old, new = own(stable, EcsStable), own(canary, EcsCanary)
         if not old.listener_rule or not new.target_group_arn:
             return None
@@ -448,6 +450,7 @@ class EcsNativeBackend(EcsServiceBackend):
             canary=target(new.target_group_arn, new.target_group_name),
             stable=target(old.target_group_arn, old.target_group_name),
             period=s.metric_period,
+            percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

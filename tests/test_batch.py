@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from workers.aws.cloudwatch import (
     METRIC_QUERIES_PER_CALL,
     CountsQuery,
     CountsRead,
+    LatencyQuery,
     Measurement,
     QueryFailed,
     Side,
@@ -408,6 +409,53 @@ def test_each_read_sums_only_its_own_window_of_a_wider_call() -> None:
     assert found[1] == Measurement(Counts(3, 0), Counts(3, 0))  # minutes -3..-1
 
 
+def with_latency(name: str) -> CountsQuery:
+    """`query(name)` with each side's p99 response time too (4 queries in all)."""
+
+    def metric(side: str) -> dict[str, Any]:
+        dims = [{"Name": "TargetGroup", "Value": f"{name}-{side}"}]
+        return {"Namespace": "N", "MetricName": "TargetResponseTime", "Dimensions": dims}
+
+    return replace(query(name), latency=LatencyQuery(metric("c"), metric("s"), 99.0, 1000.0))
+
+
+def test_each_read_keeps_its_own_latency_periods_of_a_wider_call() -> None:
+    early = CountsRead(with_latency("a"), NOW - timedelta(minutes=10), NOW - timedelta(minutes=5))
+    late = CountsRead(query("b"), NOW - timedelta(minutes=3), NOW)  # latency not judged
+    minutes = [NOW - timedelta(minutes=m) for m in range(10, 0, -1)]
+    client, stubber = stubbed(
+        {
+            "MetricDataResults": [
+                result("d0_c1", *[(t, 600.0) for t in minutes]),
+                result("d0_s1", *[(t, 1000.0) for t in minutes]),
+                result("d0_cl", *[(t, 0.2) for t in minutes]),
+                result("d0_sl", *[(t, 0.1) for t in minutes]),
+                result("d1_c1", *[(t, 1.0) for t in minutes]),
+                result("d1_s1", *[(t, 1.0) for t in minutes]),
+            ]
+        }
+    )
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "before-parameter-build.cloudwatch.GetMetricData", lambda params, **_: sent.append(params)
+    )
+    with stubber:
+        found = fetch_many(client, [early, late])
+    stats = {q["Id"]: q["MetricStat"]["Stat"] for q in sent[0]["MetricDataQueries"]}
+    sums = {f"d{i}_{side}1": "Sum" for i in (0, 1) for side in "cs"}
+    assert stats == {**sums, "d0_cl": "p99", "d0_sl": "p99"}  # one call, latency for a alone
+    first, second = found
+    assert isinstance(first, Measurement) and isinstance(second, Measurement)
+    assert (first.canary, first.stable) == (Counts(3000, 0), Counts(5000, 0))
+    assert first.latency is not None and second.latency is None
+    # Minutes -10..-6 only, each with its requests and its p99 in milliseconds.
+    assert [p.start for p in first.latency.periods] == [t.timestamp() for t in minutes[:5]]
+    assert {
+        (p.canary_requests, p.stable_requests, p.canary_ms, p.stable_ms)
+        for p in first.latency.periods
+    } == {(600, 1000, 200.0, 100.0)}
+
+
 def test_reads_beyond_one_calls_limits_take_more_calls(aws_env: None) -> None:
     with mock_aws():
         client = boto3.client("cloudwatch", region_name="us-east-1")
@@ -428,6 +476,21 @@ def test_reads_beyond_one_calls_limits_take_more_calls(aws_env: None) -> None:
         day = (NOW - timedelta(days=1), NOW)
         fetch_many(client, [CountsRead(query(f"d{i}"), *day) for i in range(40)])
         assert len(calls) == 2 and max(calls) * 1440 <= 100_800
+
+
+def test_latency_queries_count_towards_a_calls_500(aws_env: None) -> None:
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        calls: list[int] = []
+        client.meta.events.register(
+            "before-parameter-build.cloudwatch.GetMetricData",
+            lambda params, **_: calls.append(len(params["MetricDataQueries"])),
+        )
+        window = (NOW - timedelta(minutes=5), NOW)
+        reads = [CountsRead(with_latency(f"q{i}"), *window) for i in range(126)]
+        found = fetch_many(client, reads)
+        assert calls == [500, 4]  # 125 reads of 4 queries, then the last one's
+        assert all(isinstance(f, Measurement) for f in found)
 
 
 def test_a_batch_that_breaks_the_limit_is_refused_as_aws_would(aws_env: None) -> None:

@@ -16,6 +16,7 @@ from workers.domain.versions import CanaryRecord, StableRecord
 #: whenever a change would make a record an earlier release wrote unreadable (docs/UPGRADING.md).
 RECORD_SCHEMA = 1
 
+
 class Approval(BaseModel):
     """A person's decision at a gate."""
 

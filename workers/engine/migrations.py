@@ -53,9 +53,26 @@ class NewerSchema(ValueError):
 
 
 # records ----------------------------------------------------------------------------------------
+#: Shape 0's default App Mesh metric template: its `appmesh_virtual_node` dimension matches no
+#: series the CloudWatch agent publishes (docs/METRICS.md), so every step it judged read nothing.
+_SHAPE_0_DEFAULT_METRICS = {
+    "namespace": "ECS/ContainerInsights/Prometheus",
+    "metric_name": "envoy_http_downstream_rq_xx",
+    "statistic": "Sum",
+    "dimensions": {
+        "ClusterName": "{cluster}",
+        "TaskDefinitionFamily": "{family}",
+        "envoy_http_conn_manager_prefix": "ingress",
+        "envoy_response_code_class": "{code_class}",
+        "appmesh_virtual_node": "{virtual_node}",
+    },
+}
+
+
 def _record_0_to_1(raw: dict[str, Any]) -> dict[str, Any]:
     """Shape 0 (up to a3dc177): stable and canary were the backend's dicts without a `router`;
-    the settings snapshot may name per-load-balancer ALB metrics, refused since."""
+    the settings snapshot may hold the default App Mesh template of then, which matched no
+    series, and per-load-balancer ALB metrics, refused since."""
     # The record's own settings name the backend that made its versions (the catalogue's
     # default router was appmesh then, and the snapshot always wrote it out).
     router = (raw.get("settings") or {}).get("router") or "appmesh"
@@ -63,7 +80,12 @@ def _record_0_to_1(raw: dict[str, Any]) -> dict[str, Any]:
         version = raw.get(name)
         if isinstance(version, dict) and "router" not in version:
             raw[name] = {**version, "router": router}
-    alb = (raw.get("settings") or {}).get("alb_metrics")
+    settings = raw.get("settings") or {}
+    if settings.get("metrics") == _SHAPE_0_DEFAULT_METRICS:
+        # Never worse: that template read nothing anywhere; today's default reads the set
+        # deploy/cloudwatch-agent.json publishes (and, without that agent, nothing either).
+        settings.pop("metrics")
+    alb = settings.get("alb_metrics")
     if isinstance(alb, dict) and isinstance(alb.get("error_metrics"), list):
         # Metrics per load balancer only read nothing with a TargetGroup dimension: dropping them
         # changes no count the old release judged by (ALB_LOAD_BALANCER_ONLY_PREFIX).
@@ -225,7 +247,9 @@ def drop_unreadable_jobs(redis: Redis, queues: Iterable[str]) -> list[str]:
             queue.remove(job_id)
             scheduled.remove(job_id)
             redis.delete(Job.key_for(job_id))
-            log.warning("queue %s: job %s is not JSON (an earlier release's), dropped", name, job_id)
+            log.warning(
+                "queue %s: job %s is not JSON (an earlier release's), dropped", name, job_id
+            )
             dropped.append(job_id)
     return dropped
 

@@ -23,7 +23,9 @@ from moto import mock_aws
 from rq import Queue
 from rq.job import Job
 
+from tests.bot_harness import notifier
 from tests.fakes import RecordingScheduler, fake_runtime
+from tests.slack_mock import MockSlack
 from tests.test_engine import make_world, serving
 from tests.test_job_serializer import Planted
 from workers import api
@@ -33,6 +35,7 @@ from workers.domain.deployment import RECORD_SCHEMA
 from workers.domain.events import EVENT_SCHEMA, Approved, GateOpened, Refused, RollbackStarted
 from workers.domain.state import State
 from workers.engine.migrations import NewerSchema, drop_unreadable_jobs
+from workers.engine.outbox import deliver_pending
 from workers.engine.store import Store
 from workers.engine.watchdog import sweep
 from workers.runtime.queues import RqScheduler, queue_names, rq_queue
@@ -351,6 +354,12 @@ def test_an_in_flight_deployment_is_carried_to_its_end(
             assert api.decide_gate(dep_id, step, approve=True, actor="USAM", rt=world.rt).ok
         wanted = State.ROLLED_BACK if name.endswith("rolling_back") else State.PROMOTED
         assert dep.state == wanted, dep.reason
+        # all traffic on the canary promoted, or back on the stable the record names
+        version = dep.canary if wanted == State.PROMOTED else dep.stable
+        assert version is not None
+        assert world.weights() == {
+            getattr(version, "virtual_node", None) or version.target_group_name: 100
+        }  # type: ignore[union-attr]
         assert world.rt.store.lock_holder("payments") is None
         log = world.rt.store.events(dep_id)
         assert log[-1].kind == wanted.value and [e.seq for e in log] == list(range(len(log)))
@@ -359,3 +368,12 @@ def test_an_in_flight_deployment_is_carried_to_its_end(
         assert len(shown) > 3
         raw = json.loads(world.rt.redis.get(f"{OLD_PREFIX}:dep:{dep_id}"))
         assert raw["schema_version"] == RECORD_SCHEMA
+        # the outbox goes on from the old release's notes: only the events after them are told
+        # (this Slack world never saw the old card, so the notifier posts it anew)
+        with MockSlack(channels=["C1"]) as slack:
+            deliver_pending(world.rt, notifier(slack), dep_id)
+            said = "\n".join(m.shown() for m in slack.messages.values())
+        assert world.rt.store.delivered_upto(dep_id) == len(log) - 1
+        assert ("Promoted" if wanted == State.PROMOTED else "Rolled back") in said, said
+        if not name.endswith("provisioning"):  # told by the old release: never again
+            assert "Canary ready" not in said, said

@@ -1,8 +1,11 @@
 """What an earlier release left in Redis, read by this one: the one place stored shapes migrate.
 
 Every stored shape has a number. A Deployment record carries it (`schema_version`), and so does
-each event of a log (`schema_version` on every event); a record or event without one is shape 0,
-what the releases before typed events and typed version records wrote (up to commit a3dc177).
+each event of a log (`schema_version` on every event). A record without one is shape 0, what the
+releases before typed events and typed version records wrote (up to commit a3dc177); shape 0's
+migration leaves a typed record written before the number was stored as it is (its versions
+have their `router`). An event without one is shape 0 when it has shape 0's `data` dict, else a
+typed event written before the number was stored (shape 1).
 Reading goes through `read_deployment` and `read_event`: the JSON is parsed into a dict, each
 migration from its shape up to this release's is applied in turn (`RECORD_MIGRATIONS`,
 `EVENT_MIGRATIONS`: one function per step), and only then is it validated as today's type. A
@@ -195,10 +198,15 @@ EVENT_MIGRATIONS: dict[int, Migration] = {0: _event_0_to_1}
 
 # reading ----------------------------------------------------------------------------------------
 def migrate(
-    raw: dict[str, Any], migrations: dict[int, Migration], current: int, what: str
+    raw: dict[str, Any],
+    migrations: dict[int, Migration],
+    current: int,
+    what: str,
+    unnumbered: int = 0,
 ) -> dict[str, Any]:
-    """`raw` brought from its shape (`schema_version`, 0 when absent) up to `current`."""
-    found = raw.get("schema_version", 0)
+    """`raw` brought from its shape (`schema_version`; `unnumbered` when absent) up to
+    `current`."""
+    found = raw.get("schema_version", unnumbered)
     if not isinstance(found, int) or found < 0:
         raise ValueError(f"{what} has no readable stored shape ({found!r})")
     if found > current:
@@ -227,7 +235,10 @@ def read_event(raw: bytes | str) -> Event:
     """An event from the JSON of a log, whichever release wrote it."""
     data = _loads(raw, "an event")
     what = f"event {data.get('seq', '?')} ({data.get('kind', '?')})"
-    return EVENTS.validate_python(migrate(data, EVENT_MIGRATIONS, EVENT_SCHEMA, what))
+    # Typed events were written for a while before they carried their number: shape 0 is the
+    # one with a `data` dict (it always wrote one), the typed classes never had one.
+    unnumbered = 0 if "data" in data else 1
+    return EVENTS.validate_python(migrate(data, EVENT_MIGRATIONS, EVENT_SCHEMA, what, unnumbered))
 
 
 # jobs -------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import redis
 from moto import mock_aws
 from rq import Queue
 from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from tests.bot_harness import notifier
 from tests.fakes import RecordingScheduler, fake_runtime
@@ -295,10 +296,18 @@ def test_pickled_jobs_are_dropped_unread_and_the_watchdog_reschedules(
     assert len(old_jobs) == 2
     # a pickled job that would open a file if it were ever unpickled
     planted = Queue(names[1], connection=client).enqueue(print, Planted(tmp_path / "ran")).id
+    # ...and pickled jobs an old worker left started (RQ's "<id>:<execution>" entry) and failed
+    high = Queue(names[0], connection=client)
+    started, failed = high.enqueue(print, 1).id, high.enqueue(print, 2).id
+    high.remove(started)
+    high.remove(failed)
+    client.zadd(StartedJobRegistry(queue=high).key, {f"{started}:e1": 1e12})
+    client.zadd(FailedJobRegistry(queue=high).key, {failed: 1e12})
     RqScheduler(client, prefix).notify("someone")  # one of this release's, JSON
     dropped = drop_unreadable_jobs(client, names)
     old_ids = [j.decode() if isinstance(j, bytes) else j for j in old_jobs]
-    assert sorted(dropped) == sorted([*old_ids, planted])
+    assert sorted(dropped) == sorted([*old_ids, planted, started, failed])
+    assert not client.exists(StartedJobRegistry(queue=high).key, FailedJobRegistry(queue=high).key)
     assert not (tmp_path / "ran").exists()
     assert all(not client.exists(Job.key_for(j)) for j in dropped)
     left = rq_queue(names[2], client).get_job_ids()

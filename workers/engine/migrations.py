@@ -31,7 +31,14 @@ from typing import Any
 from redis import Redis
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
 from workers.analysis.templates import ALB_LOAD_BALANCER_ONLY_PREFIX
 from workers.domain.deployment import RECORD_SCHEMA, Deployment
@@ -243,26 +250,44 @@ def read_event(raw: bytes | str) -> Event:
 
 # jobs -------------------------------------------------------------------------------------------
 def drop_unreadable_jobs(redis: Redis, queues: Iterable[str]) -> list[str]:
-    """Remove the jobs of `queues` (waiting or scheduled) that the JSON serializer cannot read
-    (an earlier release's pickled jobs), without unpickling them; return their ids.
+    """Remove the jobs of `queues` (waiting, or in any of RQ's registries: scheduled, started,
+    failed...) that the JSON serializer cannot read (an earlier release's pickled jobs), without
+    unpickling them; return their ids.
 
     Their deployments lose nothing: the watchdog reschedules an overdue deployment, and the
     outbox is nudged by it as well."""
     dropped: list[str] = []
     for name in queues:
         queue = rq_queue(name, redis)
-        scheduled = ScheduledJobRegistry(queue=queue)
-        for job_id in [*queue.get_job_ids(), *scheduled.get_job_ids()]:
-            if _readable(redis, job_id):
-                continue
+        unreadable = {i for i in queue.get_job_ids() if not _readable(redis, i)}
+        for job_id in unreadable:
             queue.remove(job_id)
-            scheduled.remove(job_id)
+        for registry in _REGISTRIES:
+            key = registry(queue=queue).key
+            for entry in redis.zrange(key, 0, -1):
+                # A started job's entry is "<job id>:<execution id>" (RQ's parse_job_id).
+                job_id = registry.parse_job_id(entry)
+                if job_id in unreadable or not _readable(redis, job_id):
+                    redis.zrem(key, entry)
+                    unreadable.add(job_id)
+        for job_id in sorted(unreadable):
             redis.delete(Job.key_for(job_id))
             log.warning(
                 "queue %s: job %s is not JSON (an earlier release's), dropped", name, job_id
             )
-            dropped.append(job_id)
+        dropped += sorted(unreadable)
     return dropped
+
+
+#: Where RQ keeps a queue's jobs besides the queue itself.
+_REGISTRIES = (
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    CanceledJobRegistry,
+)
 
 
 def _readable(redis: Redis, job_id: str) -> bool:

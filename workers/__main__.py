@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from rq import SimpleWorker
 
+from workers.engine.migrations import drop_unreadable_jobs
 from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
 from workers.runtime.logs import configure_logging
@@ -152,6 +153,12 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     rt = get_runtime()
+    try:
+        # Before any worker dequeues: an earlier release's pickled jobs are dropped unread (their
+        # deployments are rescheduled by the watchdog below).
+        drop_unreadable_jobs(rt.redis, (high, default, notify))
+    except Exception:  # a Redis blip at start: the workers still start (RQ fails such jobs)
+        log.exception("dropping unreadable jobs failed")
     metrics = _serve_metrics(settings, rt)
     log.info(
         "workers: %d rollout (%d threads each), 1 notify; queues %s, %s, %s",

@@ -12,6 +12,10 @@ from workers.domain.samples import CheckSample, sample_of
 from workers.domain.state import State, is_active
 from workers.domain.versions import CanaryRecord, StableRecord
 
+#: The stored shape of a Deployment record: bumped with a migration in workers/engine/migrations.py
+#: whenever a change would make a record an earlier release wrote unreadable (docs/UPGRADING.md).
+RECORD_SCHEMA = 1
+
 
 class Approval(BaseModel):
     """A person's decision at a gate."""
@@ -33,6 +37,8 @@ class LastRead(BaseModel):
 class Deployment(BaseModel):
     """One canary deployment of one service; every change bumps `version` (compare-and-set)."""
 
+    #: The shape this record was stored in (RECORD_SCHEMA when written by this release).
+    schema_version: int = RECORD_SCHEMA
     id: str
     service: str
     image: str

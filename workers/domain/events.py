@@ -17,6 +17,10 @@ from workers.analysis.judge import Verdict
 from workers.domain.refusals import Forbidden, Refusal
 from workers.domain.state import State
 
+#: The stored shape of an event: bumped with a migration in workers/engine/migrations.py whenever
+#: a change would make an event an earlier release wrote unreadable (docs/UPGRADING.md).
+EVENT_SCHEMA = 1
+
 _REFUSAL_CODES = frozenset(r.value for r in [*Refusal, *Forbidden])
 
 
@@ -49,6 +53,8 @@ class Resources(BaseModel):
 class _Event(BaseModel):
     """What every event has: its place in the log and the state it left the deployment in."""
 
+    #: The shape this event was stored in (EVENT_SCHEMA when written by this release).
+    schema_version: int = EVENT_SCHEMA
     #: Position in the log (set by the store when written).
     seq: int = -1
     at: float

@@ -25,8 +25,9 @@ from redis.lock import Lock
 
 from workers import defaults
 from workers.domain.deployment import Deployment
-from workers.domain.events import EVENTS, Event
+from workers.domain.events import Event
 from workers.domain.samples import CheckSample
+from workers.engine.migrations import read_deployment, read_event
 
 
 class Conflict(Exception):
@@ -94,19 +95,20 @@ class Store:
     def get(self, dep_id: str) -> Deployment | None:
         """The deployment, or None if there is none with that id."""
         raw = self.redis.get(self._dep(dep_id))
-        return Deployment.model_validate_json(raw) if raw else None
+        # Whichever release wrote it; a newer one's shape is refused (workers/engine/migrations.py).
+        return read_deployment(raw) if raw else None
 
     def get_many(self, dep_ids: list[str]) -> list[Deployment]:
         """The deployments of `dep_ids` that exist, in that order, in one round trip."""
         if not dep_ids:
             return []
         raws = self.redis.mget([self._dep(i) for i in dep_ids])
-        return [Deployment.model_validate_json(raw) for raw in raws if raw]
+        return [read_deployment(raw) for raw in raws if raw]
 
     def events(self, dep_id: str, start: int = 0) -> list[Event]:
         """The deployment's events from `start` (0-based) on, in order."""
         raws = self.redis.lrange(self._events(dep_id), start, -1)
-        return [EVENTS.validate_json(raw) for raw in raws]
+        return [read_event(raw) for raw in raws]
 
     def samples(self, dep_id: str) -> list[CheckSample]:
         """What the deployment's checks saw, oldest first (at most `max_samples` of the newest)."""
@@ -177,7 +179,7 @@ class Store:
                 raw = pipe.get(key)
                 if not raw:
                     raise Conflict(None)
-                current = Deployment.model_validate_json(raw)
+                current = read_deployment(raw)  # written back in today's shape below
                 if current.version != expected_version:
                     raise Conflict(current)
                 updated = current.model_copy(deep=True)

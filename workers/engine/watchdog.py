@@ -17,7 +17,11 @@ def sweep(rt: Runtime) -> list[str]:
     now = rt.clock()
     rescheduled = []
     for dep_id in rt.store.active_ids():
-        dep = rt.store.get(dep_id)
+        try:
+            dep = rt.store.get(dep_id)
+        except ValueError as exc:  # unreadable here (a newer release's): the others still swept
+            log.error("deployment %s: cannot be read, left alone: %s", dep_id, exc)
+            continue
         if dep is None or not dep.active:
             continue
         due = dep.next_due_at if dep.next_due_at is not None else dep.updated_at

@@ -39,10 +39,11 @@ from bench.common import (
     figures,
     new_prefix,
     print_table,
+    signed,
 )
 from sandbox.processes import start_bot
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.slack_user import command_body, signed_headers
+from sandbox.slack_user import command_body
 
 
 def catalogue(services: int) -> dict[str, object]:
@@ -64,8 +65,7 @@ def signed_post(url: str, body: str) -> float:
     """POST a signed body; return the seconds until the response (the ack) arrived."""
     import urllib.request
 
-    headers = {k: v[0] for k, v in signed_headers(body, secret=SECRET).items()}
-    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    request = urllib.request.Request(url, data=body.encode(), headers=signed(body), method="POST")
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()
@@ -144,10 +144,6 @@ def measure(rounds: int = 5, concurrency: int = 50, client: str = "burst") -> tu
             bot.stop()
             clean_redis(redis, prefix)
     return figures(acks), all_answered
-
-
-def signed(body: str) -> dict[str, str]:
-    return {k: v[0] for k, v in signed_headers(body, secret=SECRET).items()}
 
 
 def rows(acks: Figures, concurrency: int) -> list[Row]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import Figures, Row, World, figures, print_table, weights_changed
+from bench.common import Figures, Row, deploy, figures, print_table, weights_changed
+from bench.common import world as bench_world
 from sandbox.metrics_feed import DelayedPublisher, put_envoy_counts
 from workers.analysis.templates import Version
 from workers.aws.appmesh.backend import revision_of
@@ -60,7 +61,7 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
     keys = [f"br{i:02d}" for i in range(services)]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        World(
+        bench_world(
             "breach",
             {k: "prod" for k in keys},
             defaults(interval),
@@ -69,7 +70,7 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
         ) as world,
     ):
         for key in keys:
-            world.deploy(key)
+            deploy(world, key)
         baking = world.wait_all(
             keys, lambda d: d.state == State.BAKING and d.checks >= 1, timeout=120
         )
@@ -80,10 +81,9 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
             time.sleep(rng.uniform(0, interval))
             dep = baking[key]
             assert isinstance(dep.stable, AppMeshStable) and isinstance(dep.canary, AppMeshCanary)
-            router = world.router(key)
             stable = {dep.stable.virtual_node: 100}
             target = Version(
-                world.services[key],
+                world.cluster_of(key),
                 dep.stable.family,
                 revision_of(dep.canary.task_definition_arn),
                 dep.canary.ecs_service_name,
@@ -94,7 +94,7 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
             put_envoy_counts(feed, target, requests=2000, errors=1000)
             deadline = t0 + RESTORE_TIMEOUT
             while time.perf_counter() < deadline:
-                if not weights_changed(router.read_weights, stable):
+                if not weights_changed(lambda k=key: world.weights(k), stable):
                     samples.append(time.perf_counter() - t0)
                     break
                 time.sleep(POLL)
@@ -113,7 +113,7 @@ def measure(services: int = 12, interval: int = 2, seed: int = 6) -> tuple[Breac
                 dep.recorded_stable(), dep.recorded_canary(), start=start, end=datetime.now(UTC)
             )
             bare.append(time.perf_counter() - t)
-        late = lateness.samples(world.redis, world.prefix)
+        late = lateness.samples(world.rt.redis, world.prefix)
     return Breach(figures(samples), figures(detected), figures(bare), figures(late)), (
         time.perf_counter() - started
     )

@@ -18,7 +18,18 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench.common import OPS, Figures, Row, World, figures, print_table, weights_changed
+from bench.common import (
+    OPS,
+    Figures,
+    Row,
+    click,
+    deploy,
+    figures,
+    print_table,
+    weights_changed,
+)
+from bench.common import world as bench_world
+from sandbox.world import World
 from workers.domain.state import State
 from workers.domain.versions import AppMeshStable
 from workers.slack.buttons import ABORT, APPROVE
@@ -57,21 +68,24 @@ def click_until(
     """
     dep = world.deployment_of(key)
     assert dep is not None and at_gate(dep), f"{key} is not at a gate"
-    router = world.router(key)
-    before = router.read_weights()
+
+    def read_weights() -> dict[str, int]:
+        return world.weights(key)
+
+    before = read_weights()
     value = f"{dep.id}:{dep.step_number + 1}"
     started = time.perf_counter()
-    status, _, _ = world.click(action_id, value, user=OPS)
+    status, _, _ = click(world, action_id, value, user=OPS)
     if status != 200:
         raise RuntimeError(f"click {action_id} on {key}: HTTP {status}")
     deadline = started + CLICK_TIMEOUT
     while time.perf_counter() < deadline:
-        if want is None and weights_changed(router.read_weights, before):
+        if want is None and weights_changed(read_weights, before):
             took = time.perf_counter() - started
             if closed is not None:
                 closed.append(gate_closed(world, dep.id, dep.step_number + 1, started))
             return took
-        if want is not None and not weights_changed(router.read_weights, want):
+        if want is not None and not weights_changed(read_weights, want):
             return time.perf_counter() - started
         time.sleep(POLL)
     raise TimeoutError(f"{key}: route unchanged {CLICK_TIMEOUT}s after {action_id}\n")
@@ -106,7 +120,7 @@ def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) 
     keys = approve_keys + abort_keys
     with (
         tempfile.TemporaryDirectory() as tmp,
-        World(
+        bench_world(
             "clicks",
             {k: "prod" for k in keys},
             DEFAULTS,
@@ -120,7 +134,7 @@ def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) 
         ) as world,
     ):
         for key in keys:
-            world.deploy(key)
+            deploy(world, key)
         approvals: list[float] = []
         aborts: list[float] = []
         closed: list[float] = []

@@ -1,8 +1,9 @@
 """What the benchmarks share: a running world of real processes, figures, Redis hygiene, RSS.
 
-A `World` is moto_server, `python -m workers` and `python -m bot` (HTTP) as child processes, the
-Slack emulator in this process, and the real Redis under a key prefix of its own, removed on
-stop. People act on it as Slack would: signed slash commands and button clicks over HTTP.
+The world is sandbox/world.py's `World` (moto_server, `python -m workers` and `python -m bot`
+over HTTP as child processes, the Slack emulator in this process), on the real Redis under a
+key prefix of its own, removed on stop: `world()` builds one for a benchmark. People act on it
+as Slack would: signed slash commands and button clicks over HTTP (`command`, `click`).
 """
 
 from __future__ import annotations
@@ -11,45 +12,29 @@ import concurrent.futures
 import contextlib
 import os
 import statistics
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
-import yaml
 from botocore.config import Config
 from redis import Redis
 
-from bench.latency_proxy import LatencyProxy
 from sandbox import seed as _seed
-from sandbox.processes import Process, start_bot, start_moto, start_workers
 from sandbox.seed import seed_appmesh_service
-from sandbox.simulator import TrafficSimulator
-from sandbox.slack_emulator import SlackEmulator
 from sandbox.slack_user import block_actions_body, command_body, signed_headers
-from sandbox.world import PUBLICATION_LAG
-from workers.aws.appmesh.router import AppMeshRouter
+from sandbox.world import CHANNEL, IMAGE, MESH, SECRET, TOKEN, World, forget_prefix
 from workers.aws.clients import AwsClients
-from workers.domain.deployment import Deployment
-from workers.engine.store import Store
-from workers.runtime.catalogue_file import CatalogueFile
-from workers.runtime.context import Runtime
 from workers.runtime.lateness import percentile
-from workers.runtime.queues import RqScheduler, queue_names, rq_queue
+
+__all__ = ["CHANNEL", "IMAGE", "MESH", "SECRET", "TOKEN"]
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-TOKEN = "xoxb-bench-token"
-SECRET = "bench-signing-secret"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/{key}:{tag}"
-CHANNEL = "C0BENCH"
 #: The requester, and someone else who may approve (four-eyes is on by default).
 DEV, OPS = "U0DEV", "U0OPS"
-MESH = "prod-mesh"
 
 
 # figures ---------------------------------------------------------------------------------------
@@ -112,22 +97,7 @@ def new_prefix(name: str) -> str:
 
 def clean_redis(redis: Redis, prefix: str) -> int:
     """Delete every key of this prefix, RQ's included (jobs named by uuid too); return how many."""
-    job_ids: set[bytes] = set()
-    for name in queue_names(prefix):
-        job_ids.update(redis.lrange(f"rq:queue:{name}", 0, -1))
-        for registry in redis.scan_iter(f"rq:*:{name}"):
-            if redis.type(registry) == b"zset":
-                job_ids.update(redis.zrange(registry, 0, -1))
-        rq_queue(name, redis).empty()
-    keys = set(redis.scan_iter(f"*{prefix}*"))
-    for job_id in job_ids:
-        text = job_id.decode()
-        keys.update((f"rq:job:{text}".encode(), f"rq:results:{text}".encode()))
-    deleted = 0
-    key_list = list(keys)
-    for start in range(0, len(key_list), 500):
-        deleted += int(redis.delete(*key_list[start : start + 500]))
-    return deleted
+    return forget_prefix(redis, prefix)
 
 
 # AWS -------------------------------------------------------------------------------------------
@@ -242,192 +212,74 @@ def weights_changed(read: Callable[[], dict[str, int]], before: dict[str, int]) 
 
 
 # the world -------------------------------------------------------------------------------------
-@dataclass
-class World:
-    """moto + workers + bot processes, the Slack emulator, and Redis under a prefix of its own."""
+def world(
+    name: str,
+    services: Mapping[str, str],
+    defaults: Mapping[str, object],
+    *,
+    workdir: Path,
+    worker_env: Mapping[str, str] | None = None,
+    traffic: Sequence[str] = (),
+    aws_front: Callable[[str], str] | None = None,
+) -> World:
+    """sandbox/world.py's world for a benchmark (not started): `services` (key -> ECS cluster)
+    on App Mesh, seeded concurrently (`seed`), the catalogue's `defaults`, the real Redis
+    (BENCH_REDIS_URL) under a prefix of its own, simulated users for `traffic` only, and
+    `aws_front` (a latency proxy or the AWS stand-in) before moto for the product's processes.
 
-    name: str
-    #: catalogue key -> ECS cluster
-    services: Mapping[str, str]
-    defaults: Mapping[str, object]
-    overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    worker_env: Mapping[str, str] = field(default_factory=dict)
-    workdir: Path = field(default_factory=lambda: Path("/tmp"))
-    seed_threads: int = 8
-    #: Services whose users send traffic (request counters written to CloudWatch every 0.5 s).
-    traffic: Sequence[str] = ()
-    requests_per_second: float = 200.0
-    #: Seconds added to each of the workers' AWS calls (a proxy in front of moto), 0 for none.
-    aws_latency: float = 0.0
-    prefix: str = ""
-    seed_seconds: float = 0.0
-    moto: Process | None = None
-    workers: Process | None = None
-    bot: Process | None = None
-    endpoint: str = ""
-    bot_url: str = ""
-    env: dict[str, str] = field(default_factory=dict)
+    The engine keeps its production timings (watchdog, run lock) except readiness polling;
+    `worker_env` adds to them (CANARY_WORKERS, CANARY_WORKER_THREADS...).
+    """
+    return World(
+        workdir=workdir,
+        services={key: {"cluster": cluster} for key, cluster in services.items()},
+        redis_url=REDIS_URL,
+        prefix=new_prefix(name),
+        defaults=dict(defaults),
+        engine_env={"CANARY_READY_POLL": "0.5"},
+        extra_env=dict(worker_env or {}),
+        traffic=list(traffic),
+        seeder=seed,
+        aws_front=aws_front,
+    )
 
-    def start(self) -> World:
-        self.prefix = self.prefix or new_prefix(self.name)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis = Redis.from_url(REDIS_URL)
-        self.redis.ping()
-        self.slack = SlackEmulator(channels=[CHANNEL]).start()
-        self.moto, self.endpoint = start_moto(self.workdir)
-        self.clients = aws_clients(self.endpoint)
-        self.seed_seconds = seed(self.clients, self.services, self.seed_threads)
-        catalogue: dict[str, Any] = {"defaults": dict(self.defaults), "services": {}}
-        for key, cluster in self.services.items():
-            catalogue["services"][key] = {
-                "cluster": cluster,
-                "mesh": MESH,
-                "virtual_router": f"{key}-vr",
-                "route": f"{key}-route",
-                **dict(self.overrides.get(key, {})),
-            }
-        path = self.workdir / "canary.yaml"
-        path.write_text(yaml.safe_dump(catalogue))
-        self.env = {
-            "REDIS_URL": REDIS_URL,
-            "CANARY_REDIS_PREFIX": self.prefix,
-            "CANARY_CONFIG": str(path),
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": self.slack.base_url,
-            "CANARY_READY_POLL": "0.5",
-            "LOG_LEVEL": "INFO",
-        }
-        worker_env = {**self.env, **self.worker_env}
-        self.proxy: LatencyProxy | None = None
-        if self.aws_latency > 0:
-            self.proxy = LatencyProxy(self.endpoint, self.aws_latency).__enter__()
-            worker_env["AWS_ENDPOINT_URL"] = self.proxy.url
-        self.workers = start_workers(worker_env, self.workdir)
-        self.bot, self.bot_url = start_bot(self.env, self.workdir)
-        self.rt = Runtime(
-            redis=self.redis,
-            store=Store(self.redis, self.prefix),
-            scheduler=RqScheduler(self.redis, self.prefix),
-            aws=lambda: self.clients,
-            catalogue_loader=CatalogueFile(path),
-        )
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, daemon=True)
-        self._ticker.start()
-        return self
 
-    def _tick(self) -> None:
-        sims = [
-            TrafficSimulator(
-                self.clients,
-                cluster=self.services[key],
-                mesh=MESH,
-                virtual_router=f"{key}-vr",
-                route=f"{key}-route",
-                requests_per_second=self.requests_per_second,
-                publication_lag=PUBLICATION_LAG,
-            )
-            for key in self.traffic
-        ]
-        last = time.time()
-        while sims and not self._stop.wait(0.5):
-            now = time.time()
-            for sim in sims:
-                with contextlib.suppress(Exception):  # a route being rewritten: next tick
-                    sim.tick(now - last)
-            last = now
+def signed(body: str) -> dict[str, str]:
+    """The headers Slack signs a request body with (one value each)."""
+    return {k: v[0] for k, v in signed_headers(body, secret=SECRET).items()}
 
-    def stop(self) -> None:
-        if hasattr(self, "_stop"):
-            self._stop.set()
-            self._ticker.join(timeout=5)
-        for proc in (self.bot, self.workers, self.moto):
-            if proc is not None:
-                with contextlib.suppress(Exception):
-                    proc.stop()
-        with contextlib.suppress(Exception):
-            self.slack.stop()
-        if getattr(self, "proxy", None) is not None:
-            self.proxy.__exit__()
-        clean_redis(self.redis, self.prefix)
 
-    def __enter__(self) -> World:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
+def post(w: World, body: str, timeout: float = 10.0) -> tuple[int, str, float]:
+    """POST a signed body to the bot; (status, body, seconds until the response)."""
+    request = urllib.request.Request(
+        f"{w.bot_url}/slack/events", data=body.encode(), headers=signed(body), method="POST"
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        text = answer.read().decode()
+        return answer.status, text, time.perf_counter() - started
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
-    # acting as Slack ----------------------------------------------------------------------------
-    def post(self, body: str, timeout: float = 10.0) -> tuple[int, str, float]:
-        """POST a signed body to the bot; (status, body, seconds until the response)."""
-        headers = {k: v[0] for k, v in signed_headers(body, secret=SECRET).items()}
-        request = urllib.request.Request(
-            f"{self.bot_url}/slack/events", data=body.encode(), headers=headers, method="POST"
-        )
-        started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            text = answer.read().decode()
-            return answer.status, text, time.perf_counter() - started
+def command(w: World, text: str, user: str = DEV) -> tuple[int, str, float]:
+    """A signed `/canary <text>`; (status, body, seconds until the ack)."""
+    body = command_body(text, user=user, channel=CHANNEL, response_url=w.slack.response_url())
+    return post(w, body)
 
-    def command(self, text: str, user: str = DEV) -> tuple[int, str, float]:
-        body = command_body(
-            text, user=user, channel=CHANNEL, response_url=self.slack.response_url()
-        )
-        return self.post(body)
 
-    def click(self, action_id: str, value: str, user: str = OPS) -> tuple[int, str, float]:
-        body = block_actions_body(
-            action_id,
-            value,
-            user=user,
-            channel=CHANNEL,
-            message_ts="1700000000.000009",
-            thread_ts="1700000000.000001",
-            response_url=self.slack.response_url(),
-        )
-        return self.post(body)
+def click(w: World, action_id: str, value: str, user: str = OPS) -> tuple[int, str, float]:
+    body = block_actions_body(
+        action_id,
+        value,
+        user=user,
+        channel=CHANNEL,
+        message_ts="1700000000.000009",
+        thread_ts="1700000000.000001",
+        response_url=w.slack.response_url(),
+    )
+    return post(w, body)
 
-    def deploy(self, key: str, tag: str = "v2", user: str = DEV) -> None:
-        status, text, _ = self.command(f"deploy {key} {IMAGE.format(key=key, tag=tag)}", user)
-        if status != 200:
-            raise RuntimeError(f"deploy {key}: HTTP {status} {text}")
 
-    # reading -----------------------------------------------------------------------------------
-    def deployment_of(self, key: str) -> Deployment | None:
-        holder = self.rt.store.lock_holder(key)
-        return self.rt.store.get(holder) if holder else None
-
-    def router(self, key: str) -> AppMeshRouter:
-        return AppMeshRouter(self.clients.appmesh, MESH, f"{key}-vr", f"{key}-route")
-
-    def wait_all(
-        self,
-        keys: Iterable[str],
-        until: Callable[[Deployment], bool],
-        timeout: float,
-        poll: float = 0.2,
-    ) -> dict[str, Deployment]:
-        """Wait until each service's running deployment satisfies `until`."""
-        pending, done = set(keys), {}
-        deadline = time.monotonic() + timeout
-        while pending:
-            for key in list(pending):
-                dep = self.deployment_of(key)
-                if dep is not None and until(dep):
-                    done[key] = dep
-                    pending.discard(key)
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(pending)} deployments not there after {timeout}s")
-            time.sleep(poll)
-        return done
-
-    def workers_log(self) -> str:
-        return self.workers.output()[-3000:] if self.workers else ""
+def deploy(w: World, key: str, tag: str = "v2", user: str = DEV) -> None:
+    status, text, _ = command(w, f"deploy {key} {IMAGE.format(key=key, tag=tag)}", user)
+    if status != 200:
+        raise RuntimeError(f"deploy {key}: HTTP {status} {text}")

@@ -3,6 +3,7 @@
 moto on loopback answers in about a millisecond; AWS's API endpoints take tens of milliseconds
 per call. Pointing the workers' AWS_ENDPOINT_URL here shows how the rollout worker copes when
 its jobs spend their time waiting, as they do in production (bench/in_flight.py --aws-latency-ms).
+bench/aws_standin.py builds on it: it answers a check's read calls itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import http.client
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 #: Headers that belong to one hop, not to the request being forwarded.
@@ -48,6 +50,29 @@ class LatencyProxy(ThreadingHTTPServer):
             conn.close()
             self._local.conn = None
 
+    def forward(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request upstream: (status, headers, body) of its answer."""
+        headers = {k: v for k, v in headers.items() if k.lower() not in _HOP}
+        for attempt in (1, 2):
+            conn = self.connection()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.getheaders(), response.read()
+            except (ConnectionError, http.client.HTTPException):
+                self.drop_connection()  # the upstream closed a kept-alive connection
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def handle_request_of(self, handler: BaseHTTPRequestHandler, body: bytes | None) -> None:
+        """Answer one request: here, forward it upstream after the delay."""
+        time.sleep(self.delay)  # ok: the latency this proxy exists to add
+        self.requests += 1
+        reply(handler, *self.forward(handler.command, handler.path, body, handler.headers))
+
     def __enter__(self) -> LatencyProxy:
         self._thread.start()
         return self
@@ -57,6 +82,20 @@ class LatencyProxy(ThreadingHTTPServer):
         self.server_close()
 
 
+def reply(
+    handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes
+) -> None:
+    """Write one HTTP answer (the hop's own headers replaced by a Content-Length)."""
+    handler.send_response(status)
+    for name, value in headers:
+        if name.lower() not in _HOP:
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LatencyProxy
@@ -64,28 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-        time.sleep(self.server.delay)  # ok: the latency this proxy exists to add
-        self.server.requests += 1
-        for attempt in (1, 2):
-            conn = self.server.connection()
-            try:
-                conn.request(self.command, self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                break
-            except (ConnectionError, http.client.HTTPException):
-                self.server.drop_connection()  # the upstream closed a kept-alive connection
-                if attempt == 2:
-                    raise
-        self.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in _HOP:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.server.handle_request_of(self, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
 

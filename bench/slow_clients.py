@@ -49,10 +49,11 @@ from bench.common import (
     memory_kb,
     new_prefix,
     print_table,
+    signed,
 )
 from sandbox.processes import ROOT, base_env, free_port, wait_for_http
 from sandbox.slack_emulator import SlackEmulator
-from sandbox.slack_user import command_body, signed_headers
+from sandbox.slack_user import command_body
 
 #: Slack gives up on an acknowledgement after 3 s; the goal is well inside it.
 GOAL = 1.0
@@ -171,8 +172,7 @@ class Slowloris:
 
 def ack(port: int, body: str) -> float | None:
     """Seconds from connect() to the whole acknowledgement; None when it never came."""
-    headers = {k: v[0] for k, v in signed_headers(body, secret=SECRET).items()}
-    request = http_post("127.0.0.1", port, "/slack/events", body, headers)
+    request = http_post("127.0.0.1", port, "/slack/events", body, signed(body))
     started = time.perf_counter()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP) as sock:

@@ -11,6 +11,10 @@ served moto answers them through sandbox.ecs_moto).
 
 The engine's end-to-end and fault tests use one without the bot (`bot=False`, see tests.stack):
 they call the API in-process through `rt`, kill the workers and `start_worker()` new ones.
+
+The benchmarks (bench/) build one too, with hundreds of services: their own catalogue defaults
+and engine timings, a `seeder` that seeds every App Mesh service at once, traffic for a few
+services only, and `aws_front` to put a latency proxy or an AWS stand-in before moto.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +52,7 @@ from workers.domain.deployment import Deployment
 from workers.engine.store import Store
 from workers.runtime.catalogue_file import CatalogueFile
 from workers.runtime.context import Runtime
-from workers.runtime.queues import RqScheduler
+from workers.runtime.queues import RqScheduler, queue_names, rq_queue
 from workers.slack.buttons import APPROVE
 
 log = logging.getLogger(__name__)
@@ -134,6 +138,34 @@ def is_alb(entry: Mapping[str, Any]) -> bool:
     return entry.get("router") == "alb"
 
 
+def prefix_keys(redis: Redis, prefix: str) -> set[bytes]:
+    """Every key of this prefix, RQ's included: its jobs are named by uuid, found through the
+    prefix's queues and registries."""
+    job_ids: set[bytes] = set()
+    for name in queue_names(prefix):
+        job_ids.update(redis.lrange(f"rq:queue:{name}", 0, -1))
+        for registry in redis.scan_iter(f"rq:*:{name}"):
+            if redis.type(registry) == b"zset":
+                job_ids.update(redis.zrange(registry, 0, -1))
+    keys = set(redis.scan_iter(f"*{prefix}*"))
+    for job_id in job_ids:
+        text = job_id.decode()
+        keys.update((f"rq:job:{text}".encode(), f"rq:results:{text}".encode()))
+    return keys
+
+
+def forget_prefix(redis: Redis, prefix: str) -> int:
+    """Delete every key of this prefix, RQ's included (`prefix_keys`); return how many."""
+    keys = prefix_keys(redis, prefix)
+    for name in queue_names(prefix):
+        rq_queue(name, redis).empty()
+    deleted = 0
+    key_list = list(keys)
+    for start in range(0, len(key_list), 500):
+        deleted += int(redis.delete(*key_list[start : start + 500]))
+    return deleted
+
+
 @dataclass
 class World:
     """Everything the bot needs, on 127.0.0.1; `start()` it, or use it as a context manager."""
@@ -169,6 +201,20 @@ class World:
     rules: dict[str, str] = field(default_factory=dict)
     #: What sandbox.seed_ecs_native made for each router-ecs service (target groups...).
     ecs_seeded: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The catalogue's defaults (time compressed to seconds unless a benchmark says otherwise).
+    defaults: Mapping[str, Any] = field(default_factory=lambda: dict(FAST_DEFAULTS))
+    #: The engine's timings for the bot and the workers (watchdog, readiness polling, run lock).
+    engine_env: Mapping[str, str] = field(default_factory=lambda: dict(FAST_ENV))
+    #: The services whose simulated users send traffic (None: every one).
+    traffic: Collection[str] | None = None
+    #: Seeds every App Mesh service (key -> ECS cluster) in one go, instead of one by one
+    #: through sandbox.seed (the benchmarks' hundreds of services).
+    seeder: Callable[[AwsClients, Mapping[str, str]], object] | None = None
+    #: Given moto's URL, the URL the product's processes use instead: a benchmark's latency
+    #: proxy or AWS stand-in in front of moto (None: moto itself).
+    aws_front: Callable[[str], str] | None = None
+    #: Seconds the seeding of the services took.
+    seed_seconds: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _ticker: threading.Thread | None = None
     _started_slack: bool = False
@@ -201,7 +247,11 @@ class World:
         moto, self.endpoint = start_moto(self.workdir)
         self.processes.append(moto)
         self.clients = aws_clients(self.endpoint)
-        catalogue: dict[str, Any] = {"defaults": FAST_DEFAULTS, "services": {}}
+        catalogue: dict[str, Any] = {"defaults": dict(self.defaults), "services": {}}
+        seeding = time.perf_counter()
+        if self.seeder is not None:
+            mesh = {k: self.cluster_of(k) for k, e in self.services.items() if not e.get("router")}
+            self.seeder(self.clients, mesh)
         for key, entry in self.services.items():
             image = IMAGE.format(key=key, tag="v1")
             if is_ecs(entry):
@@ -215,10 +265,14 @@ class World:
                 self.rules[key] = seeded["listener_rule"]
                 catalogue["services"][key] = alb_service_entry(key, self.rules[key], **entry)
             else:
-                seed_appmesh_service(self.clients, key=key, cluster=CLUSTER, mesh=MESH, image=image)
+                if self.seeder is None:
+                    seed_appmesh_service(
+                        self.clients, key=key, cluster=self.cluster_of(key), mesh=MESH, image=image
+                    )
                 catalogue["services"][key] = service_entry(key, **entry)
         if self.pipelines:
             catalogue["pipelines"] = {name: dict(p) for name, p in self.pipelines.items()}
+        self.seed_seconds = time.perf_counter() - seeding
         self.catalogue_path = self.workdir / "canary.yaml"
         self.catalogue_path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
         # The stables serve traffic before anyone deploys, as running services do: a deployment
@@ -232,12 +286,12 @@ class World:
             "REDIS_URL": self.redis_url,
             "CANARY_REDIS_PREFIX": self.prefix,
             "CANARY_CONFIG": str(self.catalogue_path),
-            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ENDPOINT_URL": self.aws_front(self.endpoint) if self.aws_front else self.endpoint,
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "SLACK_API_URL": self.slack.base_url,
             "LOG_LEVEL": "INFO",
-            **FAST_ENV,
+            **self.engine_env,
             **self.extra_env,
         }
         redis = Redis.from_url(self.redis_url)
@@ -283,9 +337,7 @@ class World:
         rt = getattr(self, "rt", None)
         if rt is not None and self.shares_redis:
             with contextlib.suppress(Exception):
-                keys = list(rt.redis.scan_iter(f"*{self.prefix}*"))
-                if keys:
-                    rt.redis.delete(*keys)
+                forget_prefix(rt.redis, self.prefix)
 
     @property
     def shares_redis(self) -> bool:
@@ -297,6 +349,14 @@ class World:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def process(self, name: str) -> Process:
+        """The child process of that name ("bot", "workers", "moto"...), the newest one."""
+        return next(p for p in reversed(self.processes) if p.name == name)
+
+    def cluster_of(self, key: str) -> str:
+        """The ECS cluster of service `key` (its entry's `cluster`, else the sandbox's)."""
+        return str(self.services[key].get("cluster", CLUSTER))
 
     def is_alb(self, key: str) -> bool:
         """True when the service `key` is behind an ALB listener rule rather than App Mesh."""
@@ -338,7 +398,7 @@ class World:
             )
         return TrafficSimulator(
             self.clients,
-            cluster=CLUSTER,
+            cluster=self.cluster_of(key),
             mesh=MESH,
             virtual_router=f"{key}-vr",
             route=f"{key}-route",
@@ -348,7 +408,8 @@ class World:
         )
 
     def _traffic(self) -> None:
-        sims = {key: self._simulator(key) for key in self.services}
+        users = self.services if self.traffic is None else self.traffic
+        sims = {key: self._simulator(key) for key in users}
         last = time.time()
         while not self._stop.wait(0.5):
             now = time.time()
@@ -472,6 +533,34 @@ class World:
 
     def deployment(self, dep_id: str) -> Deployment | None:
         return self.rt.store.get(dep_id)
+
+    def deployment_of(self, key: str) -> Deployment | None:
+        """The deployment running on service `key` now, if any."""
+        holder = self.rt.store.lock_holder(key)
+        return self.rt.store.get(holder) if holder else None
+
+    def wait_all(
+        self,
+        keys: Iterable[str],
+        until: Callable[[Deployment], bool],
+        timeout: float,
+        poll: float = 0.2,
+    ) -> dict[str, Deployment]:
+        """Wait until each service's running deployment satisfies `until`; return them."""
+        pending, done = set(keys), {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for key in list(pending):
+                dep = self.deployment_of(key)
+                if dep is not None and until(dep):
+                    done[key] = dep
+                    pending.discard(key)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} deployments not there after {timeout}s")
+            time.sleep(poll)
+        return done
 
     def dep(self, dep_id: str) -> Deployment:
         """The deployment, which must exist."""

@@ -1,0 +1,167 @@
+"""The benchmark's AWS stand-in (bench/aws_standin.py) answers botocore's real requests in the
+protocols botocore speaks (CloudWatch: Smithy RPC v2 CBOR; ECS: JSON 1.1; App Mesh: REST-JSON;
+ELBv2: query), its answers parse in boto3's clients, and everything else reaches moto."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.parsers import RpcV2CBORParser
+from botocore.serialize import RpcV2CBORSerializer
+from moto.server import ThreadedMotoServer
+
+from bench.aws_standin import AwsStandIn, TrafficModel
+from workers.analysis.templates import MetricTemplate, Version
+from workers.aws.clients import sandbox_clients
+from workers.aws.cloudwatch import alarms_firing, fetch_counts
+from workers.aws.ecs import canary_readiness
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        model = TrafficModel(requests_per_second=10, error_rate=0.1, firing={"high-5xx"})
+        with AwsStandIn(f"http://{host}:{port}", model=model) as proxy:
+            yield proxy
+    finally:
+        server.stop()
+
+
+def test_cloudwatch_reads_are_answered_from_the_model(standin: AwsStandIn) -> None:
+    cw = sandbox_clients(standin.url).cloudwatch
+    end = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    version = Version(
+        cluster="prod", family="payments", revision="7", ecs_service="payments-c", virtual_node="n"
+    )
+    canary, stable = fetch_counts(
+        cw,
+        MetricTemplate(),
+        canary=version,
+        stable=version,
+        start=end - timedelta(minutes=5),
+        end=end,
+        period_s=60,
+    )
+    # 10 requests a second over 5 periods of 60 s: 3,000 requests, 10 % of them 5xx.
+    assert (canary.requests, canary.errors) == (3000, 300)
+    assert (stable.requests, stable.errors) == (3000, 300)
+    page = cw.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "r",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/ApplicationELB",
+                        "MetricName": "RequestCount",
+                        "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/a/1"}],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=end - timedelta(minutes=3),
+        EndTime=end,
+    )
+    result = page["MetricDataResults"][0]
+    assert result["Values"] == [600.0, 600.0, 600.0]
+    assert result["Timestamps"][0] == end - timedelta(minutes=1)  # newest first, as by default
+    assert alarms_firing(cw, ["high-5xx", "latency"]) == ("high-5xx",)
+    assert standin.forwarded_counts() == {}  # none of them reached moto
+    assert standin.counts() == {"cloudwatch.GetMetricData": 2, "cloudwatch.DescribeAlarms": 1}
+
+
+def test_describe_services_is_moto_s_service_at_steady_state_until_it_is_written(
+    standin: AwsStandIn,
+) -> None:
+    ecs = boto3.client("ecs", endpoint_url=standin.url)
+    ecs.create_cluster(clusterName="prod")
+    arn = ecs.register_task_definition(
+        family="payments", containerDefinitions=[{"name": "app", "image": "app:v1", "memory": 64}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="prod", serviceName="payments", taskDefinition=arn, desiredCount=3)
+    clients = sandbox_clients(standin.url)
+    for _ in range(3):
+        ready = canary_readiness(clients, cluster="prod", ecs_service_name="payments")
+        assert (ready.ready, ready.running, ready.desired) == (True, 3, 3)
+    assert standin.forwarded_counts()["ecs.DescribeServices"] == 1  # then kept
+    ecs.update_service(cluster="prod", service="payments", desiredCount=5)
+    ready = canary_readiness(clients, cluster="prod", ecs_service_name="payments")
+    assert (ready.running, ready.desired) == (5, 5)  # the write was seen
+    assert standin.forwarded_counts()["ecs.DescribeServices"] == 2
+    missing = ecs.describe_services(cluster="prod", services=["nope"])
+    assert missing["services"] == [] and missing["failures"][0]["reason"] == "MISSING"
+    assert standin.counts()["ecs.DescribeServices"] == 5
+    assert standin.counts()["ecs.CreateService"] == 1  # forwarded, and counted by name
+
+
+def test_virtual_nodes_and_target_groups_are_moto_s_until_written(standin: AwsStandIn) -> None:
+    mesh = boto3.client("appmesh", endpoint_url=standin.url)
+    mesh.create_mesh(meshName="prod-mesh")
+    spec = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
+    mesh.create_virtual_node(meshName="prod-mesh", virtualNodeName="payments-v1", spec=spec)
+    for _ in range(2):
+        node = mesh.describe_virtual_node(meshName="prod-mesh", virtualNodeName="payments-v1")
+        assert node["virtualNode"]["virtualNodeName"] == "payments-v1"
+    mesh.delete_virtual_node(meshName="prod-mesh", virtualNodeName="payments-v1")
+    with pytest.raises(ClientError):  # the deletion was seen (plain moto's own error code)
+        mesh.describe_virtual_node(meshName="prod-mesh", virtualNodeName="payments-v1")
+    assert standin.counts()["appmesh.DescribeVirtualNode"] == 3
+    assert standin.forwarded_counts()["appmesh.DescribeVirtualNode"] == 2
+
+    ec2 = boto3.client("ec2", endpoint_url=standin.url)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    elbv2 = boto3.client("elbv2", endpoint_url=standin.url)
+    arn = elbv2.create_target_group(Name="payments", Protocol="HTTP", Port=80, VpcId=vpc)[
+        "TargetGroups"
+    ][0]["TargetGroupArn"]
+    for _ in range(2):
+        groups = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
+        assert [g["TargetGroupName"] for g in groups] == ["payments"]
+    assert standin.counts()["elbv2.DescribeTargetGroups"] == 2
+    assert standin.forwarded_counts()["elbv2.DescribeTargetGroups"] == 1
+    assert standin.counts()["ec2.CreateVpc"] == 1
+
+
+def test_cloudwatch_in_smithy_rpc_v2_cbor_too(standin: AwsStandIn) -> None:
+    """CloudWatch's model lists RPC v2 CBOR first; a botocore that picks it is answered too."""
+    cw = sandbox_clients(standin.url).cloudwatch
+    model = cw.meta.service_model
+    request = RpcV2CBORSerializer().serialize_to_request(
+        {"AlarmNames": ["high-5xx"]}, model.operation_model("DescribeAlarms")
+    )
+    answer = urllib.request.urlopen(
+        urllib.request.Request(
+            standin.url + request["url_path"],
+            data=request["body"],
+            headers={
+                **request["headers"],
+                "Authorization": "AWS4-HMAC-SHA256 Credential=a/20261201/us-east-1/monitoring/x",
+            },
+            method="POST",
+        ),
+        timeout=10,
+    )
+    parsed = RpcV2CBORParser().parse(
+        {"body": answer.read(), "headers": dict(answer.headers), "status_code": answer.status},
+        model.operation_model("DescribeAlarms").output_shape,
+    )
+    assert [(a["AlarmName"], a["StateValue"]) for a in parsed["MetricAlarms"]] == [
+        ("high-5xx", "ALARM")
+    ]
+    assert standin.counts() == {"cloudwatch.DescribeAlarms": 1}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.ack_first import AckFirst
 from bot.handlers import Handlers
 from bot.permissions import GroupDirectory
+from bot.refusal_log import RefusalLog
 from workers.runtime import telemetry
 from workers.runtime.context import Runtime, get_runtime
 from workers.runtime.settings import Settings, load_settings
@@ -29,9 +29,6 @@ LISTENER_THREADS = 64
 #: Threads doing the work after the acks (Redis, the engine's API, answers to Slack). Few, so
 #: that in a burst the acks are not queued behind that work for the interpreter's lock.
 WORK_THREADS = 4
-#: Refused signatures are logged at most once per this many seconds (with a count), so that a
-#: flood of forged requests cannot flood the log.
-REFUSAL_LOG_INTERVAL = 10.0
 
 log = logging.getLogger("bot")
 
@@ -51,7 +48,9 @@ class CanaryApp(App):
         #: Where the work after the acks runs; `close` waits for it.
         self.work = work
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
-        self._refusals = RefusalLog()
+        self._refusals = RefusalLog(
+            log, "refused a request with a missing, wrong or stale signature%s"
+        )
 
     def close(self) -> None:
         """Finish the work already handed over (answers to Slack), then take no more."""
@@ -134,26 +133,6 @@ _PARTS = (
     payload.to_message,
     payload.to_step,
 )
-
-
-class RefusalLog:
-    """One line per refused signature, none with the body; at most one per interval in a flood."""
-
-    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-        self._unlogged = 0
-
-    def note(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self.interval:
-                self._unlogged += 1
-                return
-            also, self._unlogged, self._last = self._unlogged, 0, now
-        more = f" (and {also} more in the last {self.interval:g} s)" if also else ""
-        log.warning("refused a request with a missing, wrong or stale signature%s", more)
 
 
 def create_app(

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from slack_sdk import WebClient
 
 from bot.pipeline_tokens import SecretSource, bearer, pipeline_for
+from bot.refusal_log import RefusalLog
 from workers import api
 from workers.domain.catalogue import Catalogue, ConfigError
 from workers.domain.deployment import Deployment
@@ -50,8 +49,6 @@ MAX_API_BODY = 16 * 1024
 _ID = r"[0-9a-z]{8}"
 _ONE = re.compile(rf"{COLLECTION}/({_ID})")
 _ABORT = re.compile(rf"{COLLECTION}/({_ID})/abort")
-#: Refused tokens are logged at most once per this many seconds, with a count.
-REFUSAL_LOG_INTERVAL = 10.0
 #: How a finished deployment ended, as the API and the CLI say it.
 OUTCOMES = {State.PROMOTED: "promoted", State.ROLLED_BACK: "rolled_back", State.FAILED: "failed"}
 #: What the engine's refusals of an abort mean to a pipeline.
@@ -219,7 +216,11 @@ class CiApi:
     #: None skips the question (as a slash command without a client does).
     client: WebClient | None = None
     secrets: SecretSource = named_secret
-    _refusals: _RefusalLog = field(default_factory=lambda: _RefusalLog())
+    _refusals: RefusalLog = field(
+        default_factory=lambda: RefusalLog(
+            log, "api: refused a request with a missing or unknown token%s"
+        )
+    )
 
     # WSGI ------------------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -406,23 +407,3 @@ def _read(environ: WSGIEnvironment) -> ApiRequest:
         body=body,
         too_large=too_large,
     )
-
-
-class _RefusalLog:
-    """One warning per refused token, none with the token; at most one per interval in a flood."""
-
-    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-        self._unlogged = 0
-
-    def note(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self.interval:
-                self._unlogged += 1
-                return
-            also, self._unlogged, self._last = self._unlogged, 0, now
-        more = f" (and {also} more in the last {self.interval:g} s)" if also else ""
-        log.warning("api: refused a request with a missing or unknown token%s", more)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import resource
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,8 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
+
+from workers.runtime.single_flight import SingleFlight
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -88,25 +88,16 @@ class BoundedHealth:
 
     def __init__(self, check: HealthCheck, timeout: float = HEALTH_TIMEOUT) -> None:
         self.check, self.timeout = check, timeout
-        self._running: Future[Health] | None = None
-        self._lock = threading.Lock()
+        # The probe says what failed, it does not crash.
+        self._checks = SingleFlight(
+            lambda: self.check(), lambda exc: Health(False, f"{type(exc).__name__}: {exc}")
+        )
 
     def __call__(self) -> Health:
-        with self._lock:
-            future = self._running
-            if future is None or future.done():
-                future = self._running = Future()
-                threading.Thread(target=self._run, args=(future,), daemon=True).start()
         try:
-            return future.result(self.timeout)
+            return self._checks(self.timeout)
         except FutureTimeout:
             return Health(False, f"no answer within {self.timeout:g} s")
-
-    def _run(self, future: Future[Health]) -> None:
-        try:
-            future.set_result(self.check())
-        except Exception as exc:  # the probe says what failed, it does not crash
-            future.set_result(Health(False, f"{type(exc).__name__}: {exc}"))
 
 
 #: A WSGI application (the CI door, bot.ci_api.CiApi).

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -29,6 +27,7 @@ from workers.domain.deployment import Deployment
 from workers.domain.state import ROLLBACKABLE, TERMINAL, State, Trigger
 from workers.engine.store import Store
 from workers.runtime.queues import queue_names, rq_queue
+from workers.runtime.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -286,30 +285,23 @@ class RedisGauges(Collector):
 
     def __init__(self, store: Callable[[], Store], timeout: float = REDIS_READ_TIMEOUT) -> None:
         self.store, self.timeout = store, timeout
-        self._running: Future[list[Metric]] | None = None
-        self._lock = threading.Lock()
+        self._reads = SingleFlight(lambda: list(self._read(self.store())), self._unread)
 
     def describe(self) -> Iterable[Metric]:
         return []  # read live: nothing to check against other collectors' names
 
     def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            future = self._running
-            if future is None or future.done():
-                future = self._running = Future()
-                threading.Thread(target=self._run, args=(future,), daemon=True).start()
         try:
-            return future.result(self.timeout)
+            return self._reads(self.timeout)
         except FutureTimeout:
             log.warning("metrics: Redis did not answer within %g s", self.timeout)
             return []
 
-    def _run(self, future: Future[list[Metric]]) -> None:
-        try:
-            future.set_result(list(self._read(self.store())))
-        except Exception as exc:  # a scrape must answer even when Redis does not
-            log.warning("metrics: could not read Redis (%s)", type(exc).__name__)
-            future.set_result([])
+    @staticmethod
+    def _unread(exc: Exception) -> list[Metric]:
+        # A scrape must answer even when Redis does not.
+        log.warning("metrics: could not read Redis (%s)", type(exc).__name__)
+        return []
 
     def _read(self, store: Store) -> Iterable[Metric]:
         deployments = GaugeMetricFamily(

@@ -332,22 +332,16 @@ class CiApi:
 
     def get(self, pipeline: str, catalogue: Catalogue, dep_id: str) -> Reply:
         rt = self.runtime()
-        dep = api.get_deployment(dep_id, rt=rt)
-        if dep is None:
-            return error(404, f"no deployment {dep_id}")
-        forbidden = _not_its_service(pipeline, catalogue, dep.service, "see deployments of")
-        if forbidden:
-            return forbidden
+        dep = _its_deployment(rt, pipeline, catalogue, dep_id, "see deployments of")
+        if isinstance(dep, Reply):
+            return dep
         return Reply(200, deployment_view(dep, thread_url(rt.store, dep.id)))
 
     def abort(self, pipeline: str, catalogue: Catalogue, dep_id: str) -> Reply:
         rt = self.runtime()
-        dep = api.get_deployment(dep_id, rt=rt)
-        if dep is None:
-            return error(404, f"no deployment {dep_id}")
-        forbidden = _not_its_service(pipeline, catalogue, dep.service, "abort")
-        if forbidden:
-            return forbidden
+        dep = _its_deployment(rt, pipeline, catalogue, dep_id, "abort")
+        if isinstance(dep, Reply):
+            return dep
         answer = api.abort(dep_id, actor=as_actor(pipeline), rt=rt)
         if not answer.ok:
             if answer.refusal == Refusal.UNKNOWN:
@@ -358,6 +352,16 @@ class CiApi:
         log.info("api: pipeline %s aborted deployment %s of %s", pipeline, dep_id, dep.service)
         now = answer.deployment or dep
         return Reply(202, deployment_view(now, thread_url(rt.store, dep_id)))
+
+
+def _its_deployment(
+    rt: Runtime, pipeline: str, catalogue: Catalogue, dep_id: str, verb: str
+) -> Deployment | Reply:
+    """Deployment `dep_id`, or the 404 (none such) or 403 (not `pipeline`'s service) to answer."""
+    dep = api.get_deployment(dep_id, rt=rt)
+    if dep is None:
+        return error(404, f"no deployment {dep_id}")
+    return _not_its_service(pipeline, catalogue, dep.service, verb) or dep
 
 
 def _not_its_service(pipeline: str, catalogue: Catalogue, service: str, verb: str) -> Reply | None:

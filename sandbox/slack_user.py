@@ -81,15 +81,7 @@ def block_actions_body(
         "message": {"ts": message_ts, "thread_ts": thread_ts, "text": ""},
         "response_url": response_url,
         "trigger_id": "1.2.3",
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": block_id,
-                "value": value,
-                "action_ts": str(time.time()),
-            }
-        ],
+        "actions": _clicked(action_id, block_id, value),
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -164,15 +156,7 @@ def home_click_body(
             "app_installed_team_id": team,
             "bot_id": "BBOT",
         },
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": block_id,
-                "value": value,
-                "action_ts": str(time.time()),
-            }
-        ],
+        "actions": _clicked(action_id, block_id, value),
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -296,3 +280,16 @@ def thread_link_ts(url: str) -> str:
     """The ts a permalink points at: ".../p1700000000000001" -> "1700000000.000001"."""
     digits = url.rstrip("/").rsplit("/p", 1)[-1].split("?", 1)[0]
     return f"{digits[:-6]}.{digits[-6:]}"
+
+
+def _clicked(action_id: str, block_id: str, value: str) -> list[dict[str, object]]:
+    """A block_actions payload's `actions`: the one button clicked, now."""
+    return [
+        {
+            "type": "button",
+            "action_id": action_id,
+            "block_id": block_id,
+            "value": value,
+            "action_ts": str(time.time()),
+        }
+    ]

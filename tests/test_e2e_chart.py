@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.slack_emulator import Upload
 from sandbox.slack_user import SlackUser
 from sandbox.world import CHANNEL, DANA, IMAGE, World
-from tests.test_e2e_slack import STARTED, _redis_url
+from tests.test_e2e_slack import STARTED, running_world
 
 SERVICES: dict[str, dict[str, object]] = {"search": {}, "web": {}}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("e2e-chart")), SERVICES, redis_url=_redis_url())
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+    yield from running_world(tmp_path_factory, "e2e-chart", SERVICES)
 
 
 @pytest.fixture(scope="module")

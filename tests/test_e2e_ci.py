@@ -15,13 +15,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.processes import ROOT, base_env
 from sandbox.world import CHANNEL, IMAGE, LEE, SAM, World
-from tests.test_e2e_slack import _redis_url
+from tests.test_e2e_slack import running_world
 from workers.domain.events import Requested
 from workers.slack.buttons import APPROVE
 
@@ -39,18 +38,13 @@ PIPELINES = {"ci": {"token_env": "CANARY_PIPELINE_TOKEN_CI", "services": ["payme
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(
-        Path(tmp_path_factory.mktemp("e2e-ci")),
+    yield from running_world(
+        tmp_path_factory,
+        "e2e-ci",
         SERVICES,
-        redis_url=_redis_url(),
         pipelines=PIPELINES,
         extra_env={"CANARY_PIPELINE_TOKEN_CI": TOKEN},
     )
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def cli(world: World, *argv: str, token: str = TOKEN, name: str = "cli") -> subprocess.Popen:

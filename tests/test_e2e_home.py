@@ -13,13 +13,12 @@ import copy
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.slack_emulator import HomeView
 from sandbox.world import DANA, IMAGE, LEE, SAM, World
-from tests.test_e2e_slack import STARTED, _redis_url, permalink, wait_weights
+from tests.test_e2e_slack import STARTED, permalink, running_world, wait_weights
 from workers.slack.buttons import APPROVE
 
 #: No `channel`: its gates may be decided from the App Home; approvers empty and four-eyes on
@@ -29,12 +28,7 @@ SERVICES: dict[str, dict[str, object]] = {"orders": {}}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("e2e-home")), SERVICES, redis_url=_redis_url())
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+    yield from running_world(tmp_path_factory, "e2e-home", SERVICES)
 
 
 def home_of(world: World, user: str, timeout: float = 30.0, **shows: str) -> HomeView:

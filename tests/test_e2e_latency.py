@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.world import DANA, IMAGE, World
-from tests.test_e2e_slack import STARTED, _redis_url, assert_reads
+from tests.test_e2e_slack import STARTED, assert_reads, running_world
 
 SERVICES: dict[str, dict[str, object]] = {
     "search": {"router": "alb", "gates": "auto"},  # +100 % p99, normal errors: rolled back
@@ -31,18 +30,9 @@ RULE = r"\(listener rule canary-sandbox/[0-9a-f]+\)"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(
-        Path(tmp_path_factory.mktemp("e2e-latency")),
-        SERVICES,
-        redis_url=_redis_url(),
-        rps=RPS,
-        latency_noise={"profile": 0.5},
+    yield from running_world(
+        tmp_path_factory, "e2e-latency", SERVICES, rps=RPS, latency_noise={"profile": 0.5}
     )
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 @pytest.fixture(scope="module")

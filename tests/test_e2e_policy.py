@@ -10,14 +10,13 @@ catalogue allows waits for an approver to accept the plan before any traffic mov
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.slack_user import SlackUser
 from sandbox.world import CHANNEL, DANA, IMAGE, SAM, World
-from tests.test_e2e_slack import STARTED, _redis_url
+from tests.test_e2e_slack import STARTED, running_world
 from workers.slack.buttons import APPROVE
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -30,12 +29,7 @@ SERVICES: dict[str, dict[str, object]] = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("e2e-policy")), SERVICES, redis_url=_redis_url())
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+    yield from running_world(tmp_path_factory, "e2e-policy", SERVICES)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -50,14 +51,24 @@ def _redis_url() -> str | None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("e2e-slack")), SERVICES, redis_url=_redis_url())
+def running_world(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    services: Mapping[str, Mapping[str, Any]],
+    **options: Any,
+) -> Iterator[World]:
+    """A module's sandbox World on the real Redis (`_redis_url`), stopped after its tests."""
+    w = World(Path(tmp_path_factory.mktemp(name)), services, redis_url=_redis_url(), **options)
     w.start()
     try:
         yield w
     finally:
         w.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from running_world(tmp_path_factory, "e2e-slack", SERVICES)
 
 
 @pytest.fixture(scope="module")

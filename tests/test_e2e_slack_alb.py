@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.slack_user import SlackUser
 from sandbox.world import DANA, IMAGE, LEE, SAM, World
-from tests.test_e2e_slack import STARTED, _redis_url, assert_reads
+from tests.test_e2e_slack import STARTED, assert_reads, running_world
 from workers.slack.buttons import APPROVE
 
 SERVICES: dict[str, dict[str, object]] = {
@@ -30,12 +29,7 @@ RULE = r"\(listener rule canary-sandbox/[0-9a-f]+\)"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("e2e-slack-alb")), SERVICES, redis_url=_redis_url())
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+    yield from running_world(tmp_path_factory, "e2e-slack-alb", SERVICES)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox.slack_user import command_body, signed_headers
 from sandbox.world import CHANNEL, DANA, IMAGE, LEE, SAM, SECRET, TOKEN, World
-from tests.test_e2e_slack import STARTED, _redis_url
+from tests.test_e2e_slack import STARTED, running_world
 from workers.domain.state import State
 from workers.slack.buttons import ABORT, APPROVE
 
@@ -28,12 +27,7 @@ SERVICES: dict[str, dict[str, object]] = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = World(Path(tmp_path_factory.mktemp("fault-slack")), SERVICES, redis_url=_redis_url())
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
+    yield from running_world(tmp_path_factory, "fault-slack", SERVICES)
 
 
 def start(world: World, key: str, tag: str = "v2") -> str:

@@ -10,9 +10,10 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
-from bot.app import create_app
+from bot.app import CanaryApp, create_app
 from bot.ci_api import CiApi
 from bot.pipeline_tokens import token_problems
 from bot.server import (
@@ -21,6 +22,7 @@ from bot.server import (
     HEALTH_PATH,
     METRICS_PATH,
     BoundedHealth,
+    DeadlineServer,
     Health,
     make_server,
 )
@@ -73,6 +75,18 @@ def _stop(*_: object) -> NoReturn:
     raise SystemExit(0)
 
 
+def _http_server(
+    app: CanaryApp, port: int, ci: CiApi, metrics: Callable[[], exposition.Page] | None = None
+) -> DeadlineServer:
+    """The HTTP server (readiness on /healthz, the CI door), stopped gently by SIGTERM/SIGINT."""
+    server = make_server(
+        app, "0.0.0.0", port, health=BoundedHealth(readiness), api=ci, metrics=metrics
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    return server
+
+
 def main() -> None:
     settings = load_settings()  # a bad variable stops the process here, named
     configure_logging(settings)  # LOG_LEVEL, LOG_FORMAT; no secret in any line
@@ -103,11 +117,7 @@ def main() -> None:
         if pipelines:
             # Pipelines reach the bot over HTTP whatever Slack uses (docs/CI.md); Slack's own
             # requests come over the socket (/slack/events answers 401 without a signing secret).
-            server = make_server(
-                app, "0.0.0.0", settings.port, health=BoundedHealth(readiness), api=ci
-            )
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, _stop)
+            server = _http_server(app, settings.port, ci)
             log.info(
                 "CI API listening on port %d (%s, %s) for pipelines %s",
                 int(server.effective_port),
@@ -122,16 +132,7 @@ def main() -> None:
         if metrics is not None:
             metrics.shutdown()
     else:
-        server = make_server(
-            app,
-            "0.0.0.0",
-            settings.port,
-            health=BoundedHealth(readiness),
-            api=ci,
-            metrics=lambda: exposition.page(registry),
-        )
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _stop)
+        server = _http_server(app, settings.port, ci, metrics=lambda: exposition.page(registry))
         # Tools that start the bot with PORT=0 read the port from this line.
         log.info(
             "canary bot listening on port %d (%s, %s, %s, %s)",

@@ -280,7 +280,9 @@ def worse_p(layers: Sequence[Stratum]) -> float | None:
     z = (observed - 0.5 - mean) / math.sqrt(var)
     skew = third / var**1.5
     # One Cornish-Fisher term: the upper tail of a right-skewed sum is heavier than the normal's.
-    z_adjusted = z - skew / 6 * (z * z - 1)
+    # Only above the mean and only where it makes p larger: far from the mean the expansion
+    # turns over (a left-skewed sum far below its mean came out as p < 0.000001).
+    z_adjusted = max(0.0, z - skew / 6 * (z * z - 1)) if z > 0 and skew > 0 else z
     return min(1.0, max(0.0, 1 - NormalDist().cdf(z_adjusted)))
 
 

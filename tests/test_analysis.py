@@ -142,8 +142,8 @@ def test_above_threshold_without_confidence_is_not_a_failure_and_says_so() -> No
     v = run(Counts(200, 3), Counts(1800, 9))
     assert v.outcome is Outcome.PASS
     assert "1.5 %" in v.reason
-    # P(Binomial(200, 1 %) >= 3) = 0.32, far above the 0.000225 of the end of step 1.
-    assert "above 1.0 % but within chance (p=0.32 against 1.0 %, boundary 0.000225)" in v.reason
+    # P(Binomial(200, 1 %) >= 3) = 0.32, far above the 0.000135 of the end of step 1.
+    assert "above 1.0 % but within chance (p=0.32 against 1.0 %, boundary 0.000135)" in v.reason
 
 
 def test_alarm_fails_whatever_the_counts() -> None:

@@ -523,7 +523,7 @@ def _ratio_text(x: float) -> str:
 
 
 def _small(x: float | None) -> str:
-    """A small probability written out to 3 significant digits: 0.0018, 0.000225."""
+    """A small probability written out to 3 significant digits: 0.0027, 0.000135."""
     if x is None or x <= 0:
         return "0"
     decimals = max(1, 2 - math.floor(math.log10(x)))

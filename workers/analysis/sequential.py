@@ -8,9 +8,8 @@ deployment, spent in two parts (docs/ANALYSIS.md has the reasoning and the measu
 
 * END_SHARE of it at the **end of each bake**, the look that decides whether the canary goes on:
   an exact p-value on all the evidence of the deployment so far must fall below
-  ``budget * END_SHARE * step_weight(step)`` (a quarter of it at the first step, half at the
-  second, then an eighth, a sixteenth...: the sum stays within the budget however many steps
-  there are);
+  ``budget * END_SHARE * step_weight(step)`` (15 % of it at the first step, 75 % at the second,
+  then 5 %, 2.5 %...: the sum stays within the budget however many steps there are);
 * the rest at **every look** (during the bake, while holding for data, at a gate, whatever
   their number) through an always-valid test: a likelihood ratio averaged over a few
   alternatives (an e-value) must reach ``1 / (budget * (1 - END_SHARE))``. By Ville's
@@ -40,6 +39,10 @@ THRESHOLD_BUDGET = 0.001
 #: Share of each budget spent by the exact tests at the ends of bakes; the rest goes to the
 #: always-valid test at every look.
 END_SHARE = 0.9
+#: Shares of the end-of-bake budget at the ends of the first and second steps; the rest is
+#: halved from step to step after them (step_weight).
+FIRST_STEP_SHARE = 0.15
+SECOND_STEP_SHARE = 0.75
 #: Alternatives the always-valid tests average over: the canary's 5xx odds this many times the
 #: stable's, or its 5xx rate this many times max_error_rate. Coarse on purpose: this test only has
 #: to stop clear breaches between the ends of bakes; the exact tests decide the close calls.
@@ -55,18 +58,19 @@ def end_alpha(budget: float, step_index: int) -> float:
 
 
 def step_weight(step_index: int) -> float:
-    """Share of the end-of-bake budget at a step: 1/4, 1/2, then 1/8, 1/16... (sum 1).
+    """Share of the end-of-bake budget at a step: 0.15, 0.75, then 0.05, 0.025... (sum 1).
 
-    The second step's end gets the most: it is the last look before the canary serves more than
-    a quarter of the traffic and the first with two steps of evidence. The first step's look
-    has little data (a small weight for one bake), so a big share would buy little; later steps
-    have more data, so they need less to reach the same power.
+    Most goes to the first two steps' ends, the looks before the canary serves more than a
+    quarter of the traffic (where a bad canary must be stopped), and most of that to the second:
+    it is the last of them and the first with two steps of evidence. The first step's look has
+    little data (a small weight for one bake), so a big share buys little; later steps have
+    more data, so they need less to reach the same power. docs/ANALYSIS.md has the measurements.
     """
     if step_index == 0:
-        return 0.25
+        return FIRST_STEP_SHARE
     if step_index == 1:
-        return 0.5
-    return 0.5 ** (step_index + 1)
+        return SECOND_STEP_SHARE
+    return (1 - FIRST_STEP_SHARE - SECOND_STEP_SHARE) * 0.5 ** (step_index - 1)
 
 
 def evidence_needed(budget: float) -> float:
@@ -276,7 +280,9 @@ def worse_p(layers: Sequence[Stratum]) -> float | None:
     z = (observed - 0.5 - mean) / math.sqrt(var)
     skew = third / var**1.5
     # One Cornish-Fisher term: the upper tail of a right-skewed sum is heavier than the normal's.
-    z_adjusted = z - skew / 6 * (z * z - 1)
+    # Only above the mean and only where it makes p larger: far from the mean the expansion
+    # turns over (a left-skewed sum far below its mean came out as p < 0.000001).
+    z_adjusted = max(0.0, z - skew / 6 * (z * z - 1)) if z > 0 and skew > 0 else z
     return min(1.0, max(0.0, 1 - NormalDist().cdf(z_adjusted)))
 
 

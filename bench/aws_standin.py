@@ -132,9 +132,15 @@ class TrafficModel:
     firing: set[str] = field(default_factory=set)
     #: At most this many data points per query (the newest), as a long window would give.
     max_points: int = 1440
+    #: Every version's response time at any percentile (`Stat: pNN`), in milliseconds.
+    latency_ms: float = 40.0
 
-    def per_period(self, metric: Mapping[str, Any], period: int) -> float:
-        """The value of one period of `metric` (a boto3 `Metric`): requests or errors."""
+    def per_period(self, metric: Mapping[str, Any], period: int, stat: str = "Sum") -> float:
+        """The value of one period of `metric` (a boto3 `Metric`) at `stat`: requests or errors
+        (Sum), or a latency at a percentile (ALB's TargetResponseTime is in seconds)."""
+        if re.fullmatch(r"p\d+(\.\d+)?", stat):
+            seconds = "ResponseTime" in str(metric.get("MetricName", ""))
+            return self.latency_ms / 1000.0 if seconds else self.latency_ms
         requests = self.requests_per_second * period
         kind = _code_class(metric)
         if kind == "all":
@@ -328,7 +334,7 @@ class AwsStandIn(LatencyProxy):
             stamps = [first + (skip + i) * period for i in range(count - skip)]
             if not ascending:
                 stamps.reverse()
-            value = self.model.per_period(stat["Metric"], period)
+            value = self.model.per_period(stat["Metric"], period, str(stat.get("Stat", "Sum")))
             results.append(
                 {
                     "Id": query["Id"],

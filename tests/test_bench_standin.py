@@ -16,10 +16,21 @@ from botocore.serialize import RpcV2CBORSerializer
 from moto.server import ThreadedMotoServer
 
 from bench.aws_standin import AwsStandIn, TrafficModel
-from workers.analysis.templates import MetricTemplate, Version
+from workers.analysis.templates import AlbMetricTemplate, MetricTemplate, Version
 from workers.aws.clients import sandbox_clients
-from workers.aws.cloudwatch import alarms_firing, fetch_counts
+from workers.aws.cloudwatch import (
+    AlbTarget,
+    CountsRead,
+    Measurement,
+    alarms_firing,
+    alb_query,
+    envoy_query,
+    fetch_counts,
+    fetch_many,
+    fetch_one,
+)
 from workers.aws.ecs import canary_readiness
+from workers.aws.presence import Presence, find_gone
 
 
 @pytest.fixture
@@ -84,6 +95,91 @@ def test_cloudwatch_reads_are_answered_from_the_model(standin: AwsStandIn) -> No
     assert alarms_firing(cw, ["high-5xx", "latency"]) == ("high-5xx",)
     assert standin.forwarded_counts() == {}  # none of them reached moto
     assert standin.counts() == {"cloudwatch.GetMetricData": 2, "cloudwatch.DescribeAlarms": 1}
+
+
+def test_a_batched_get_metric_data_is_parsed_by_the_products_fetch_many(
+    standin: AwsStandIn,
+) -> None:
+    """Three deployments' reads in one call (ids d<i>_c1.., ALB p99 latency as d<i>_cl/d<i>_sl),
+    windows unlike: each read sums only its own window's points and gets its own latency."""
+    cw = sandbox_clients(standin.url).cloudwatch
+    end = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def target(name: str) -> AlbTarget:
+        return AlbTarget(f"app/lb/{name}", f"targetgroup/{name}/1", name, "prod")
+
+    def alb(name: str) -> object:
+        return alb_query(
+            AlbMetricTemplate(),
+            canary=target(name + "-c"),
+            stable=target(name),
+            period=60,
+            percentile=99.0,
+        )
+
+    version = Version(
+        cluster="prod", family="orders", revision="3", ecs_service="orders-c", virtual_node="n"
+    )
+    reads = [
+        CountsRead(alb("payments"), end - timedelta(minutes=5), end),  # type: ignore[arg-type]
+        CountsRead(alb("search"), end - timedelta(minutes=3), end),  # type: ignore[arg-type]
+        CountsRead(
+            envoy_query(MetricTemplate(), canary=version, stable=version, period=60),
+            end - timedelta(minutes=4),
+            end - timedelta(minutes=1),
+        ),
+    ]
+    got = fetch_many(cw, reads)
+    assert standin.counts() == {"cloudwatch.GetMetricData": 1}  # one call for the three
+    assert all(isinstance(m, Measurement) for m in got)
+    first, second, envoy = (m for m in got if isinstance(m, Measurement))
+    # 10 requests a second: 5 periods of 60 s, then 3; Envoy's window is 3 periods.
+    assert (first.canary.requests, second.canary.requests) == (3000, 1800)
+    assert (envoy.canary.requests, envoy.canary.errors) == (1800, 180)
+    assert first.latency is not None and second.latency is not None and envoy.latency is None
+    assert len(first.latency.periods) == 5 and len(second.latency.periods) == 3
+    # TargetResponseTime p99 in seconds (0.04), read back in milliseconds.
+    assert {(p.canary_ms, p.stable_ms) for p in first.latency.periods} == {(40.0, 40.0)}
+    # Each member's figures are its lone read's.
+    assert [fetch_one(cw, r) for r in reads] == got
+    assert standin.forwarded_counts() == {}
+
+
+def test_batched_existence_reads_are_answered(standin: AwsStandIn) -> None:
+    """DescribeServices of several names in a cluster, DescribeTargetGroups of several ARNs,
+    DescribeAlarms of several names: one call each, through the product's own readers."""
+    ecs = boto3.client("ecs", endpoint_url=standin.url)
+    ecs.create_cluster(clusterName="prod")
+    arn = ecs.register_task_definition(
+        family="app", containerDefinitions=[{"name": "app", "image": "app:v1", "memory": 64}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    names = [f"svc{i}-c" for i in range(9)]
+    for name in names:
+        ecs.create_service(cluster="prod", serviceName=name, taskDefinition=arn, desiredCount=1)
+    ec2 = boto3.client("ec2", endpoint_url=standin.url)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    elbv2 = boto3.client("elbv2", endpoint_url=standin.url)
+    arns = [
+        elbv2.create_target_group(Name=f"tg{i}", Protocol="HTTP", Port=80, VpcId=vpc)[
+            "TargetGroups"
+        ][0]["TargetGroupArn"]
+        for i in range(3)
+    ]
+    canaries = [
+        Presence(cluster="prod", ecs_service=name, target_group_arn=arns[i % 3])
+        for i, name in enumerate(names)
+    ] + [Presence(cluster="prod", ecs_service="gone-c")]
+    clients = sandbox_clients(standin.url)
+    for _ in range(2):
+        gone = find_gone(clients, canaries)
+        assert gone[:9] == [None] * 9
+        assert gone[9] == "The canary's ECS service gone-c is missing."
+    assert standin.counts()["ecs.DescribeServices"] == 2  # the 10 names in one call, twice
+    assert standin.counts()["elbv2.DescribeTargetGroups"] == 2  # 3 ARNs in one call, twice
+    assert standin.forwarded_counts()["elbv2.DescribeTargetGroups"] == 1  # then kept
+    alarms = [f"alarm{i}" for i in range(30)] + ["high-5xx"]
+    assert alarms_firing(clients.cloudwatch, alarms) == ("high-5xx",)
+    assert standin.counts()["cloudwatch.DescribeAlarms"] == 1
 
 
 def test_describe_services_is_moto_s_service_at_steady_state_until_it_is_written(

@@ -31,6 +31,9 @@ from workers.runtime import lateness
 
 POLL = 0.02
 RESTORE_TIMEOUT = 30.0
+#: Seconds a check waits before reading a period (CloudWatch's publication lag): a breach
+#: written now is read at the first check at least this long after its period ends.
+METRIC_LAG = 2
 
 
 def defaults(interval: int) -> dict[str, object]:
@@ -39,7 +42,7 @@ def defaults(interval: int) -> dict[str, object]:
         "bake": "10m",  # stays at its first step, checked every interval
         "analysis_interval": f"{interval}s",
         "metric_period": "1s",
-        "metric_lag": "2s",
+        "metric_lag": f"{METRIC_LAG}s",
         "min_requests": 30,
         "ready_timeout": "30s",
         "gate_timeout": "10m",
@@ -125,15 +128,21 @@ def report(b: Breach) -> None:
     print(f"  lateness of the run's engine jobs: {b.lateness.text()}")
 
 
+def goal(interval: int) -> int:
+    """The goal in seconds: the next check (one interval), the publication lag it waits, 1 s."""
+    return interval + METRIC_LAG + 1
+
+
 def rows(b: Breach, interval: int) -> list[Row]:
     result = b.restored
     return [
         Row(
             f"breach in CloudWatch → 100 % stable (analysis_interval {interval} s)",
             "60 s analysis loops",
-            f"≤ interval + 1 s = {interval + 1} s",
+            # the check reads a period only metric_lag after it ends, so the lag adds to the wait
+            f"≤ interval + metric_lag + 1 s = {goal(interval)} s",
             result.text("s", 1, 2),
-            result.max <= interval + 1,
+            result.max <= goal(interval),
         )
     ]
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,13 @@ class InlineScheduler:
             time.sleep(wait)
         return heapq.heappop(self.jobs)
 
+    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
+        """Run jobs due within `within` seconds, soonest first (the checks a batched read may
+        serve: workers.engine.batch); mirrors tests/fakes.py, which bench does not import."""
+        horizon = time.time() + within
+        soon = [j.args for j in sorted(self.jobs) if j.kind == "run" and j.due <= horizon]
+        return soon[:limit]
+
 
 class CallCounter:
     """Counts the AWS operations made through some clients (botocore `before-call` hook)."""
@@ -172,6 +180,12 @@ def run_deployment(workdir: Path, gates: str = "manual", traffic_rps: int = AMPL
             requests_per_second=traffic_rps,
             publication_lag=PUBLICATION_LAG,
         )
+        # The stable has served before anyone deploys, as running services do: provisioning
+        # first checks that CloudWatch has its series (workers.engine.steps.provision). Ten
+        # seconds of traffic stamped long enough ago to be published already.
+        now = time.time()
+        for back in range(20, 10, -1):
+            traffic.tick(1.0, at=datetime.fromtimestamp(now - back, UTC))
         path = workdir / "canary.yaml"
         service = {
             "cluster": "prod",

@@ -92,7 +92,8 @@ def click_until(
 
 
 def gate_closed(world: World, dep_id: str, step: int, started: float) -> float:
-    """Seconds from `started` until the gate message of `step` shows no buttons."""
+    """Seconds from `started` until the gate message of `step` shows no buttons (CLICK_TIMEOUT
+    when it still shows them then)."""
     deadline = started + CLICK_TIMEOUT
     while time.perf_counter() < deadline:
         notes = world.rt.store.notes(dep_id)
@@ -101,7 +102,10 @@ def gate_closed(world: World, dep_id: str, step: int, started: float) -> float:
         if message is not None and not message.buttons():
             return time.perf_counter() - started
         time.sleep(POLL)
-    raise TimeoutError(f"{dep_id}: gate {step} still open {CLICK_TIMEOUT}s after the click")
+    # Not an abort of the run: the notifier may still be waiting out Slack's per-channel post
+    # limit (every deployment here shares one channel); the row counts these apart.
+    print(f"  {dep_id}: gate {step} still open {CLICK_TIMEOUT:.0f} s after the click")
+    return CLICK_TIMEOUT
 
 
 class Clicks(NamedTuple):
@@ -110,6 +114,8 @@ class Clicks(NamedTuple):
     #: Approve click → the gate's message without buttons.
     gate_closed: Figures
     seconds: float
+    #: Gates still showing buttons CLICK_TIMEOUT after the click (counted as CLICK_TIMEOUT).
+    gate_closed_timeouts: int = 0
 
 
 def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) -> Clicks:
@@ -165,7 +171,12 @@ def measure(approvers: int = 8, aborters: int = 12, threads: int | None = None) 
         if pending_gates or pending_aborts:
             print(f"warning: gates never reached: {sorted(pending_gates) + sorted(pending_aborts)}")
     took = time.perf_counter() - started
-    return Clicks(figures(approvals), figures(aborts), figures(closed), took)
+    timeouts = sum(1 for c in closed if c >= CLICK_TIMEOUT)
+    return Clicks(figures(approvals), figures(aborts), figures(closed), took, timeouts)
+
+
+def still_open(timeouts: int) -> str:
+    return f"; {timeouts} still open at {CLICK_TIMEOUT:.0f} s, counted as such" if timeouts else ""
 
 
 def rows(clicks: Clicks) -> list[Row]:
@@ -189,7 +200,7 @@ def rows(clicks: Clicks) -> list[Row]:
             "Approve click → gate message closed (buttons gone, approval and shift shown)",
             "-",
             "-",
-            clicks.gate_closed.text(),
+            clicks.gate_closed.text() + still_open(clicks.gate_closed_timeouts),
         ),
     ]
 

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -276,9 +277,17 @@ class World:
         self.catalogue_path = self.workdir / "canary.yaml"
         self.catalogue_path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
         # The stables serve traffic before anyone deploys, as running services do: a deployment
-        # first checks that CloudWatch has the stable's series (workers.engine.steps.provision).
-        serving_since = time.monotonic()
-        self._ticker = threading.Thread(target=self._traffic, name="traffic", daemon=True)
+        # first checks that CloudWatch has the stable's series (workers.engine.steps.provision),
+        # so a second of it, stamped far enough back to be past the publication lag, is
+        # published now, before anyone can deploy; the ticker carries on from here.
+        users = self.services if self.traffic is None else self.traffic
+        sims = {key: self._simulator(key) for key in users}
+        served = datetime.fromtimestamp(time.time() - PUBLICATION_LAG - 1.0, UTC)
+        for sim in sims.values():
+            sim.tick(1.0, at=served)
+        self._ticker = threading.Thread(
+            target=self._traffic, args=(sims,), name="traffic", daemon=True
+        )
         self._ticker.start()
         self.slack.start()
         self._started_slack = True
@@ -306,8 +315,6 @@ class World:
         if self.bot:
             bot, self.bot_url = start_bot(self.env, self.workdir)
             self.processes.append(bot)
-        # ... and their first data points are published (a tick, then the publication lag).
-        time.sleep(max(0.0, serving_since + PUBLICATION_LAG + 1.0 - time.monotonic()))
 
     def start_worker(self) -> Process:
         """Start one more `python -m workers` (e.g. after killing the others with SIGKILL)."""
@@ -407,9 +414,9 @@ class World:
             publication_lag=PUBLICATION_LAG,
         )
 
-    def _traffic(self) -> None:
-        users = self.services if self.traffic is None else self.traffic
-        sims = {key: self._simulator(key) for key in users}
+    def _traffic(
+        self, sims: Mapping[str, TrafficSimulator | AlbTrafficSimulator | EcsTrafficSimulator]
+    ) -> None:
         last = time.time()
         while not self._stop.wait(0.5):
             now = time.time()

@@ -25,7 +25,6 @@ from workers.aws.cloudwatch import (
     alarms_firing,
     alb_query,
     envoy_query,
-    fetch_counts,
     fetch_many,
     fetch_one,
 )
@@ -59,15 +58,9 @@ def test_cloudwatch_reads_are_answered_from_the_model(standin: AwsStandIn) -> No
     version = Version(
         cluster="prod", family="payments", revision="7", ecs_service="payments-c", virtual_node="n"
     )
-    canary, stable = fetch_counts(
-        cw,
-        MetricTemplate(),
-        canary=version,
-        stable=version,
-        start=end - timedelta(minutes=5),
-        end=end,
-        period_s=60,
-    )
+    query = envoy_query(MetricTemplate(), canary=version, stable=version, period=60)
+    found = fetch_one(cw, CountsRead(query, end - timedelta(minutes=5), end))
+    canary, stable = found.canary, found.stable
     # 10 requests a second over 5 periods of 60 s: 3,000 requests, 10 % of them 5xx.
     assert (canary.requests, canary.errors) == (3000, 300)
     assert (stable.requests, stable.errors) == (3000, 300)

@@ -24,10 +24,12 @@ from workers.analysis.judge import Counts
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate, Version
 from workers.aws.cloudwatch import (
     AlbTarget,
+    CountsRead,
     MissingAlarmError,
     alarms_firing,
-    fetch_alb_counts,
-    fetch_counts,
+    alb_query,
+    envoy_query,
+    fetch_one,
 )
 
 TEMPLATE = MetricTemplate()
@@ -71,7 +73,9 @@ class CallCounter:
 
 def fetch(client: Any, template: MetricTemplate = TEMPLATE, **kwargs: Any) -> tuple[Counts, Counts]:
     window = {"start": NOW - timedelta(minutes=5), "end": NOW, "period_s": 60, **kwargs}
-    return fetch_counts(client, template, canary=CANARY, stable=STABLE, **window)
+    query = envoy_query(template, canary=CANARY, stable=STABLE, period=window["period_s"])
+    found = fetch_one(client, CountsRead(query, window["start"], window["end"]))
+    return found.canary, found.stable
 
 
 def put(cloudwatch: Any, version: Version, requests: int, errors: int, at: datetime) -> None:
@@ -280,18 +284,20 @@ def test_a_crashing_canarys_failed_connections_count_against_it(cloudwatch: Any)
             connection_errors=failed,
             timestamp=at,
         )
-    window = {"start": NOW - timedelta(minutes=5), "end": NOW, "period_s": 60}
 
-    counts = fetch_alb_counts(
-        cloudwatch, AlbMetricTemplate(), canary=canary, stable=stable, **window
-    )
+    def alb_counts(template: AlbMetricTemplate) -> tuple[Counts, Counts]:
+        query = alb_query(template, canary=canary, stable=stable, period=60)
+        found = fetch_one(cloudwatch, CountsRead(query, NOW - timedelta(minutes=5), NOW))
+        return found.canary, found.stable
+
+    counts = alb_counts(AlbMetricTemplate())
 
     assert counts == (Counts(300, 32), Counts(300, 1))
     # What an earlier default summed per target group reads nothing: it exists per load balancer.
     elb_only = AlbMetricTemplate.model_construct(
         **{**AlbMetricTemplate().__dict__, "error_metrics": ["HTTPCode_ELB_5XX_Count"]}
     )
-    old = fetch_alb_counts(cloudwatch, elb_only, canary=canary, stable=stable, **window)
+    old = alb_counts(elb_only)
     assert old == (Counts(300, 0), Counts(300, 0))
 
 

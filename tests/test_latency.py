@@ -28,7 +28,7 @@ from workers.analysis.latency import (
     t_statistic,
 )
 from workers.analysis.templates import AlbMetricTemplate
-from workers.aws.cloudwatch import AlbTarget, fetch_alb_measurement
+from workers.aws.cloudwatch import AlbTarget, CountsRead, alb_query, fetch_one
 from workers.domain.catalogue import ConfigError, parse_catalogue
 from workers.domain.durations import DurationError, format_milliseconds, parse_milliseconds
 
@@ -313,16 +313,8 @@ def test_a_check_reads_each_periods_p99_in_the_counts_own_call(cloudwatch: Any) 
         "before-parameter-build.cloudwatch.GetMetricData", lambda params, **_: calls.append(params)
     )
 
-    found = fetch_alb_measurement(
-        cloudwatch,
-        AlbMetricTemplate(),
-        canary=canary,
-        stable=stable,
-        start=NOW - timedelta(minutes=5),
-        end=NOW,
-        period_s=60,
-        percentile=99.0,
-    )
+    query = alb_query(AlbMetricTemplate(), canary=canary, stable=stable, period=60, percentile=99.0)
+    found = fetch_one(cloudwatch, CountsRead(query, NOW - timedelta(minutes=5), NOW))
 
     assert len(calls) == 1  # counts and latency together
     stats = {q["Id"]: q["MetricStat"]["Stat"] for q in calls[0]["MetricDataQueries"]}

@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from slack_bolt import App
 
 from bot import cli
-from bot.ci_api import MAX_API_BODY, CiApi, parse_deploy_request
+from bot.ci_api import MAX_API_BODY, CiApi
+from bot.ci_records import parse_deploy_request
 from bot.pipeline_tokens import MIN_TOKEN_LENGTH, bearer, pipeline_for, token_problems
 from sandbox.processes import ROOT
 from tests.bot_harness import (

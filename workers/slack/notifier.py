@@ -61,9 +61,20 @@ log = logging.getLogger(__name__)
 
 #: Kinds after which a still-open gate message loses its buttons.
 _CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
-#: States the card skips unless they last SETTLE seconds: the engine leaves them within a job.
-_PASSING = frozenset({State.SHIFTING, State.ROLLING_BACK, State.CLEANING_UP})
 SETTLE = 2.0
+#: Seconds a promotion's tear-down may last before the card says so: it waits for ECS to stop
+#: the old version's tasks, which get 30 s to stop by default (`stopTimeout`,
+#: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html),
+#: so the card most often goes from the post-promotion bake straight to "Done".
+TEAR_DOWN_SETTLE = 30.0
+#: States the card skips unless they last that many seconds: the engine leaves them within a job
+#: (or, tearing down, once AWS has drained the old version's tasks).
+_PASSING = {
+    State.SHIFTING: SETTLE,
+    State.ROLLING_BACK: SETTLE,
+    State.CLEANING_UP: SETTLE,
+    State.TEARING_DOWN: TEAR_DOWN_SETTLE,
+}
 #: Kinds after which the Roll back button of the 100 % message is gone.
 _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
 
@@ -132,8 +143,9 @@ class SlackNotifier:
         """Update the card when what it shows has changed since the last post or update.
 
         A state the engine leaves within a job or two (shifting, rolling back) is shown only
-        once it has lasted `SETTLE` seconds: most often the card goes straight to the next one,
-        which saves a chat.update per step. Returns the seconds to wait before looking again.
+        once it has lasted `SETTLE` seconds, a promotion's tear-down once it has lasted
+        `TEAR_DOWN_SETTLE`: most often the card goes straight to the next one, which saves a
+        chat.update per step. Returns the seconds to wait before looking again.
         """
         with sorted_failures(deployment.id):
             again = self._refresh(store, deployment)
@@ -186,10 +198,11 @@ class SlackNotifier:
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel or notes.get("unreachable"):
             return None
-        if deployment.state in _PASSING:
-            wait = SETTLE - (self.clock() - deployment.state_since)
+        settle = _PASSING.get(deployment.state)
+        if settle is not None:
+            wait = settle - (self.clock() - deployment.state_since)
             if wait > 0:
-                return min(wait, SETTLE)
+                return min(wait, settle)
         url = notes.get("thread_url")
         digest = _digest(render_card(deployment, thread_url=url))
         if digest == notes.get("card_hash"):

@@ -99,6 +99,9 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
     prefix = settings.canary_redis_prefix
     rate = settings.canary_aws_calls_per_second
     return Runtime(
+        # The path from these settings: reading the environment at every command costs more than
+        # the command (pydantic-settings reads .env each time).
+        catalogue_loader=CatalogueFile(settings.canary_config),
         call_budget=CallBudget(redis, f"{prefix}:aws-budget", rate) if rate > 0 else None,
         redis=redis,
         store=Store(redis, prefix, retention_from(settings)),

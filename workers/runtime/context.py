@@ -118,11 +118,12 @@ _current: Runtime | None = None
 _building = threading.Lock()
 
 
-def get_runtime() -> Runtime:
-    """This process's Runtime (built on first use; shared by the worker threads)."""
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """This process's Runtime (built on first use, from `settings` when given, else from the
+    environment; shared by the worker threads)."""
     global _current
     if _current is None:
         with _building:
             if _current is None:
-                _current = runtime_from_env()
+                _current = runtime_from_env(settings)
     return _current

@@ -38,6 +38,7 @@ from workers.domain.pipelines import pipeline_of
 from workers.domain.state import State
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
+from workers.slack import posting
 from workers.slack.answers import thread_unreachable
 from workers.slack.card import render_card
 from workers.slack.chart_upload import ChartRequest, chart_occasion
@@ -45,7 +46,6 @@ from workers.slack.client import make_client, permanent, sorted_failures
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.format import Message, context, mention, when, why
 from workers.slack.home_publisher import note_change
-from workers.slack.posting import edit, post_once
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -209,7 +209,7 @@ class SlackNotifier:
             return None
         message = render_card(deployment, now=self.clock(), thread_url=url)
         try:
-            edit(self.client, channel, card_ts, message)
+            posting.edit(self.client, channel, card_ts, message)
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
@@ -235,7 +235,7 @@ class SlackNotifier:
         if not card_ts:
             card = render_card(dep, now=self.clock())
             try:
-                card_ts = self._post_once(store, dep.id, "card", channel, card)
+                card_ts = posting.post_once(self.client, store, dep.id, "card", channel, card)
             except SlackApiError as exc:
                 failure = permanent(exc, Kind.UNREACHABLE)
                 if failure is None:
@@ -279,7 +279,7 @@ class SlackNotifier:
         store.set_notes(dep.id, {"thread_url": ""})
         card = render_card(dep, now=self.clock())
         try:
-            card_ts = self._post_once(store, dep.id, f"card@{n}", channel, card)
+            card_ts = posting.post_once(self.client, store, dep.id, f"card@{n}", channel, card)
         except SlackApiError as exc:
             unreachable = permanent(exc, Kind.UNREACHABLE)
             if unreachable is None:
@@ -302,7 +302,8 @@ class SlackNotifier:
         if n < 2 or notes.get(f"card@{n}:told"):
             return
         try:
-            told = self._post_once(
+            told = posting.post_once(
+                self.client,
                 store,
                 dep_id,
                 f"card@{n}:told",
@@ -325,7 +326,9 @@ class SlackNotifier:
         notes = store.notes(dep.id)
         channel, card_ts = notes["card_channel"], notes["card_ts"]
         try:
-            return self._post_once(store, dep.id, what, channel, message, thread_ts=card_ts)
+            return posting.post_once(
+                self.client, store, dep.id, what, channel, message, thread_ts=card_ts
+            )
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
@@ -336,8 +339,14 @@ class SlackNotifier:
             new_card = self._repost_card(store, dep, failure)
             if new_card is None:
                 return None
-            return self._post_once(
-                store, dep.id, f"{what}@{new_card}", channel, message, thread_ts=new_card
+            return posting.post_once(
+                self.client,
+                store,
+                dep.id,
+                f"{what}@{new_card}",
+                channel,
+                message,
+                thread_ts=new_card,
             )
 
     def _unreachable(
@@ -474,19 +483,6 @@ class SlackNotifier:
         store.set_notes(dep.id, {"rollback_ts": ""})
 
     # Slack calls -----------------------------------------------------------------------------
-    def _post_once(
-        self,
-        store: Store,
-        dep_id: str,
-        what: str,
-        channel: str,
-        message: Message,
-        *,
-        thread_ts: str | None = None,
-    ) -> str:
-        """Post a message at most once (workers/slack/posting.py)."""
-        return post_once(self.client, store, dep_id, what, channel, message, thread_ts=thread_ts)
-
     def _update(self, store: Store, dep: Deployment, ts: str, message: Message) -> str | None:
         """Edit a thread message; one someone deleted is posted anew (saying so), once.
 
@@ -495,7 +491,7 @@ class SlackNotifier:
         notes = store.notes(dep.id)
         channel = notes["card_channel"]
         try:
-            edit(self.client, channel, ts, message)
+            posting.edit(self.client, channel, ts, message)
             return ts
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)

@@ -33,7 +33,8 @@ from workers.domain.state import State
 from workers.engine.machine import Engine
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
-from workers.slack.notifier import SETTLE, TEAR_DOWN_SETTLE
+from workers.slack.card import TEAR_DOWN_SETTLE
+from workers.slack.notifier import SETTLE
 
 
 # the thread ------------------------------------------------------------------------------------

@@ -35,12 +35,11 @@ from workers.domain.events import (
     Shifted,
 )
 from workers.domain.pipelines import pipeline_of
-from workers.domain.state import State
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
 from workers.slack import posting
 from workers.slack.answers import thread_unreachable
-from workers.slack.card import render_card
+from workers.slack.card import PASSING, SETTLE, render_card
 from workers.slack.chart_upload import ChartRequest, chart_occasion
 from workers.slack.client import make_client, permanent, sorted_failures
 from workers.slack.errors import Kind, SlackFailure, classify
@@ -61,20 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Kinds after which a still-open gate message loses its buttons.
 _CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
-SETTLE = 2.0
-#: Seconds a promotion's tear-down may last before the card says so: it waits for ECS to stop
-#: the old version's tasks, which get 30 s to stop by default (`stopTimeout`,
-#: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html),
-#: so the card most often goes from the post-promotion bake straight to "Done".
-TEAR_DOWN_SETTLE = 30.0
-#: States the card skips unless they last that many seconds: the engine leaves them within a job
-#: (or, tearing down, once AWS has drained the old version's tasks).
-_PASSING = {
-    State.SHIFTING: SETTLE,
-    State.ROLLING_BACK: SETTLE,
-    State.CLEANING_UP: SETTLE,
-    State.TEARING_DOWN: TEAR_DOWN_SETTLE,
-}
 #: Kinds after which the Roll back button of the 100 % message is gone.
 _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
 
@@ -144,8 +129,9 @@ class SlackNotifier:
 
         A state the engine leaves within a job or two (shifting, rolling back) is shown only
         once it has lasted `SETTLE` seconds, a promotion's tear-down once it has lasted
-        `TEAR_DOWN_SETTLE`: most often the card goes straight to the next one, which saves a
-        chat.update per step. Returns the seconds to wait before looking again.
+        `TEAR_DOWN_SETTLE` (`PASSING`, workers.slack.card): most often the card goes straight
+        to the next one, which saves a chat.update per step. Returns the seconds to wait before
+        looking again.
         """
         with sorted_failures(deployment.id):
             again = self._refresh(store, deployment)
@@ -198,7 +184,7 @@ class SlackNotifier:
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel or notes.get("unreachable"):
             return None
-        settle = _PASSING.get(deployment.state)
+        settle = PASSING.get(deployment.state)
         if settle is not None:
             wait = settle - (self.clock() - deployment.state_since)
             if wait > 0:

@@ -95,3 +95,25 @@ def test_a_runtime_reads_the_catalogue_as_it_is_now(
     assert rt.catalogue().service("payments").approvers == ["U0SAM"]
     write(path, "U0LEE, U0DANA")
     assert rt.catalogue().service("payments").approvers == ["U0LEE", "U0DANA"]
+
+
+def test_a_process_runtime_never_reads_the_environment_for_its_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path comes from the settings the process read at start: reading the environment at
+    every command cost more CPU than the command itself."""
+    from workers.runtime import catalogue_file
+    from workers.runtime.context import runtime_from_env
+    from workers.runtime.settings import Settings
+
+    path = tmp_path / "canary.yaml"
+    write(path, "U0SAM")
+    rt = runtime_from_env(Settings(canary_config=path))
+
+    def read_again() -> Settings:
+        raise AssertionError("the environment was read again")
+
+    monkeypatch.setattr(catalogue_file, "load_settings", read_again)
+    assert rt.catalogue().service("payments").approvers == ["U0SAM"]
+    write(path, "U0LEE")
+    assert rt.catalogue().service("payments").approvers == ["U0LEE"]

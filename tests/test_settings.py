@@ -113,3 +113,59 @@ def test_a_process_refuses_to_start_on_a_bad_value(process: str, name: str, valu
 
 def _names() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
+
+
+def test_the_worker_reads_its_settings_once_and_passes_them_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m workers` reads the environment once, before its imports (the metrics
+    directory depends on it); its supervisor, its runtime and its catalogue use that reading."""
+    import signal
+
+    import workers.__main__ as worker
+    from workers.runtime import context
+
+    settings = Settings(canary_config=tmp_path / "canary.yaml", canary_redis_prefix="once")
+
+    def read_again() -> Settings:
+        raise AssertionError("the settings were read again")
+
+    monkeypatch.setattr(worker, "load_settings", read_again)
+    monkeypatch.setattr(context, "load_settings", read_again)
+    monkeypatch.setattr(context, "_current", None)
+    monkeypatch.setattr(worker, "drop_unreadable_jobs", lambda redis, queues: [])
+    monkeypatch.setattr(worker, "configure_logging", lambda given: None)  # pytest's stay
+    handlers: dict[int, object] = {}
+    monkeypatch.setattr(
+        signal, "signal", lambda signum, handler: handlers.setdefault(signum, handler)
+    )
+
+    class Child:
+        """A worker process that is never started (the supervisor's loop is what is tested)."""
+
+        def __init__(self, target: object, args: tuple[Settings, object], daemon: bool) -> None:
+            assert args[0] is settings  # each child gets the same reading
+            self.pid, self.exitcode = None, None
+
+        def start(self) -> None: ...
+
+        def is_alive(self) -> bool:
+            return False
+
+        def join(self, timeout: float) -> None: ...
+
+    class Fork:
+        Process = Child
+
+    monkeypatch.setattr(worker.multiprocessing, "get_context", lambda method: Fork())
+    swept: list[context.Runtime] = []
+
+    def sweep_once(rt: context.Runtime) -> None:
+        swept.append(rt)
+        handlers[signal.SIGTERM](signal.SIGTERM, None)  # type: ignore[operator]
+
+    monkeypatch.setattr(worker, "sweep", sweep_once)
+    assert worker.main(settings) == 0
+    [rt] = swept
+    assert rt is context._current and rt.store.prefix == "once"
+    assert rt.catalogue_loader.path == tmp_path / "canary.yaml"  # type: ignore[attr-defined]

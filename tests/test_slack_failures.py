@@ -30,6 +30,7 @@ from workers import api
 from workers.domain.state import State
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
+from workers.slack import posting
 from workers.slack.errors import Kind, classify
 from workers.slack.format import Message
 
@@ -213,7 +214,7 @@ def test_a_deleted_card_is_posted_anew_and_the_thread_says_so_once(mock: MockSla
 
 
 def test_a_rate_limited_notice_of_the_new_card_still_comes_first_in_its_thread(
-    mock: MockSlack,
+    mock: MockSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Slack answers 429 to the notice under the re-posted card: the next delivery tells it
     before any later reply (seen under load in tests/test_e2e_slack_failures.py)."""
@@ -223,16 +224,16 @@ def test_a_rate_limited_notice_of_the_new_card_still_comes_first_in_its_thread(
     slack = notifier(mock)
     deliver_pending(rt, slack, dep_id)
     mock.delete_as_user(PAYMENTS_CHANNEL, card_of(mock, rt, dep_id))
-    real = slack._post_once
+    real = posting.post_once
     refused: list[str] = []
 
-    def once_429(store, dep, what, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def once_429(client, store, dep, what, *args, **kwargs):  # type: ignore[no-untyped-def]
         if what.endswith(":told") and not refused:
             refused.append(what)
             raise _api_error(429, "ratelimited", {"Retry-After": "1"})
-        return real(store, dep, what, *args, **kwargs)
+        return real(client, store, dep, what, *args, **kwargs)
 
-    slack._post_once = once_429  # type: ignore[method-assign]
+    monkeypatch.setattr(posting, "post_once", once_429)
     assert api.decide_gate(dep_id, 2, approve=True, actor=SAM, rt=rt).ok
     advance(rt, dep_id, State.BAKING, [event("shifted", weight=25, route="route r")])
     deliver_pending(rt, slack, dep_id)  # the card is posted again; its notice meets the 429

@@ -34,6 +34,7 @@ from workers.runtime.context import Runtime
 from workers.runtime.queues import queue_names, rq_queue
 from workers.slack import home_publisher
 from workers.slack.buttons import ABORT, APPROVE
+from workers.slack.card import TEAR_DOWN_SETTLE
 from workers.slack.client import make_client
 from workers.slack.home import MAX_HOME_BLOCKS, HomeSnapshot, render_home
 from workers.slack.home_publisher import Viewers, note_change, refresh_homes, snapshot
@@ -329,6 +330,21 @@ def test_a_state_change_asks_for_one_refresh_and_a_check_none(
     assert refresh_homes(rt, client(mock)) == 1
     home = mock.home(SAM)
     assert home is not None and home.button(APPROVE, f"{dep_id}:2") is not None
+
+
+def test_a_tear_down_asks_for_a_refresh_only_once_it_lasts(
+    rt: Runtime, mock: MockSlack, slack: Slack
+) -> None:
+    """As the card: a promotion's tear-down waiting for AWS to drain is skipped unless it lasts
+    TEAR_DOWN_SETTLE seconds (most go straight to "Done")."""
+    dep_id = at_gate(slack, rt, mock, "search")
+    dep = api.get_deployment(dep_id, rt=rt)
+    assert dep is not None
+    tearing_down = dep.model_copy(update={"state": State.TEARING_DOWN, "state_since": time.time()})
+    Viewers(rt.redis, rt.store.prefix).seen(SAM, time.time())
+    assert note_change(rt.store, tearing_down, tearing_down.state_since + 1) is False
+    later = tearing_down.state_since + TEAR_DOWN_SETTLE
+    assert note_change(rt.store, tearing_down, later) is True
 
 
 def test_a_home_slack_refuses_never_stops_the_outbox(

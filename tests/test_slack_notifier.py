@@ -33,6 +33,7 @@ from workers.domain.state import State
 from workers.engine.machine import Engine
 from workers.engine.outbox import deliver_pending
 from workers.runtime.context import Runtime
+from workers.slack.card import TEAR_DOWN_SETTLE
 from workers.slack.notifier import SETTLE
 
 
@@ -226,6 +227,70 @@ def test_checks_alone_never_update_the_card(mock: MockSlack) -> None:
             deliver_pending(rt, note, dep_id)
         assert len(mock.api_calls("chat.update")) == updates, state
     assert "Waiting for approval" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
+
+
+def at_full_weight(rt: Runtime, dep_id: str) -> None:
+    """The shift to 100 %: the post-promotion bake."""
+
+    def full(d: Deployment) -> None:
+        d.step_index = 3
+
+    shifted = event("shifted", weight=100, route="route payments-route", post_promotion_bake=900)
+    advance(rt, dep_id, State.POST_PROMOTION, [shifted], mutate=full)
+
+
+def bake_passed(rt: Runtime, dep_id: str) -> None:
+    """The post-promotion bake passed: the engine tears the old version down."""
+    bake = verdict((5000, 2), (50000, 30))
+    advance(rt, dep_id, State.TEARING_DOWN, [event("step_passed", weight=100, verdict=bake)])
+
+
+def test_a_tear_down_waiting_for_aws_to_drain_costs_no_slack_call(mock: MockSlack) -> None:
+    """The post-promotion bake's verdict is told by "Promoted" (the next message), and the card
+    goes from the bake straight to "Done": while AWS drains the old version's tasks (the engine
+    looks again every few seconds, adding no event), nothing is posted nor edited."""
+    rt = make_runtime()
+    dep_id = started(rt)
+    note = notifier(mock)
+    deliver_pending(rt, note, dep_id)
+    at_full_weight(rt, dep_id)
+    deliver_pending(rt, note, dep_id)
+    card_ts = rt.store.notes(dep_id)["card_ts"]
+    calls = len(mock.calls)
+
+    bake_passed(rt, dep_id)
+    rt.scheduler.jobs.clear()
+    deliver_pending(rt, note, dep_id)
+    assert mock.calls[calls:] == []
+    # The card looks again once the tear-down has lasted long enough to be worth telling.
+    assert rt.scheduler.notifies and 0 < rt.scheduler.notifies[-1].delay <= TEAR_DOWN_SETTLE
+    advance(rt, dep_id, State.TEARING_DOWN)  # a look at the drain: no event
+    deliver_pending(rt, note, dep_id)
+    assert mock.calls[calls:] == []
+
+    promoted = event("promoted", took=600, approvers=[], checks=20, old={"ecs_service": "v41"})
+    advance(rt, dep_id, State.PROMOTED, [promoted], mutate=lambda d: setattr(d, "finished_at", 1))
+    deliver_pending(rt, note, dep_id)
+    # "Promoted" with the bake's verdict, the 100 % message losing Roll back, the card "Done".
+    assert sorted(c.method for c in mock.calls[calls:]) == [
+        "chat.postMessage",
+        "chat.update",
+        "chat.update",
+    ]
+    last = mock.thread(PAYMENTS_CHANNEL, card_ts)[-1].shown()
+    assert last.startswith("Promoted ✅") and "✅ Post-promotion bake passed" in last
+    assert "Done ✅" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
+
+
+def test_a_long_tear_down_shows_on_the_card(mock: MockSlack) -> None:
+    rt = make_runtime()
+    dep_id = started(rt)
+    deliver_pending(rt, notifier(mock), dep_id)
+    at_full_weight(rt, dep_id)
+    bake_passed(rt, dep_id)
+    later = notifier(mock, clock=lambda: time.time() + TEAR_DOWN_SETTLE)
+    deliver_pending(rt, later, dep_id)
+    assert "Promoted, removing the old version" in mock.channel(PAYMENTS_CHANNEL)[0].shown()
 
 
 def test_rolled_back_thread_says_why_and_by_whom(mock: MockSlack) -> None:

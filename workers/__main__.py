@@ -11,14 +11,15 @@ from workers.runtime.settings import load_settings
 
 # prometheus_client chooses where metrics live when it is first imported: with the metrics on,
 # every process of the worker keeps its figures in one directory that the supervisor serves the
-# sum of (workers/runtime/exposition.py), so the variable is set before the imports below.
-if (
-    __name__ == "__main__"
-    and sys.argv[1:2] != ["doctor"]
-    and load_settings().canary_metrics_port is not None
-    and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=defaults.METRICS_DIR_PREFIX)
+# sum of (workers/runtime/exposition.py), so the variable is set before the imports below. The
+# settings are read here, once, and passed on (the doctor reads its own): a bad variable stops
+# the process here, named.
+if __name__ == "__main__" and sys.argv[1:2] != ["doctor"]:
+    SETTINGS = load_settings()
+    if SETTINGS.canary_metrics_port is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix=defaults.METRICS_DIR_PREFIX
+        )
 
 import contextlib
 import ctypes
@@ -126,9 +127,11 @@ def _gone(child: multiprocessing.process.BaseProcess, metrics: WSGIServer | None
         process_gone(child.pid)
 
 
-def main() -> int:
-    """Start the rollout and notification workers, then watch over them and the deployments."""
-    settings = load_settings()  # a bad variable stops the process here, named
+def main(settings: Settings | None = None) -> int:
+    """Start the rollout and notification workers, then watch over them and the deployments.
+
+    `settings` None: read from the environment now (a bad variable stops the process, named)."""
+    settings = settings or load_settings()
     configure_logging(settings)
     high, default, notify = queue_names(settings.canary_redis_prefix)
     rollout_workers = settings.canary_workers
@@ -152,7 +155,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    rt = get_runtime()
+    rt = get_runtime(settings)  # built before the fork: every child shares it
     try:
         # Before any worker dequeues: an earlier release's pickled jobs are dropped unread (their
         # deployments are rescheduled by the watchdog below).
@@ -200,4 +203,4 @@ if __name__ == "__main__":
         from workers.doctor import main as doctor
 
         sys.exit(doctor(sys.argv[2:]))
-    sys.exit(main())
+    sys.exit(main(SETTINGS))

@@ -99,6 +99,9 @@ def runtime_from_env(settings: Settings | None = None) -> Runtime:
     prefix = settings.canary_redis_prefix
     rate = settings.canary_aws_calls_per_second
     return Runtime(
+        # The path from these settings: reading the environment at every command costs more than
+        # the command (pydantic-settings reads .env each time).
+        catalogue_loader=CatalogueFile(settings.canary_config),
         call_budget=CallBudget(redis, f"{prefix}:aws-budget", rate) if rate > 0 else None,
         redis=redis,
         store=Store(redis, prefix, retention_from(settings)),
@@ -115,11 +118,12 @@ _current: Runtime | None = None
 _building = threading.Lock()
 
 
-def get_runtime() -> Runtime:
-    """This process's Runtime (built on first use; shared by the worker threads)."""
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """This process's Runtime (built on first use, from `settings` when given, else from the
+    environment; shared by the worker threads)."""
     global _current
     if _current is None:
         with _building:
             if _current is None:
-                _current = runtime_from_env()
+                _current = runtime_from_env(settings)
     return _current

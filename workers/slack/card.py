@@ -25,6 +25,21 @@ from workers.slack.format import (
 
 #: Width of the weight bar on the card, in cells.
 BAR_CELLS = 20
+#: Seconds the card and the App Home wait before showing a state the engine leaves within a
+#: job or two: most often they go straight to the next one.
+SETTLE = 2.0
+#: Seconds a promotion's tear-down may last before the card says so: it waits for ECS to stop
+#: the old version's tasks, which get 30 s to stop by default (`stopTimeout`,
+#: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html),
+#: so the card most often goes from the post-promotion bake straight to "Done".
+TEAR_DOWN_SETTLE = 30.0
+#: States shown only once they have lasted that many seconds.
+PASSING: dict[State, float] = {
+    State.SHIFTING: SETTLE,
+    State.ROLLING_BACK: SETTLE,
+    State.CLEANING_UP: SETTLE,
+    State.TEARING_DOWN: TEAR_DOWN_SETTLE,
+}
 
 
 # the card --------------------------------------------------------------------------------------

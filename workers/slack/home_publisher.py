@@ -21,10 +21,10 @@ from slack_sdk.models.views import View
 
 from workers.domain.catalogue import ConfigError
 from workers.domain.deployment import Deployment
-from workers.domain.state import State
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
 from workers.runtime.queues import JOB_TTL, RESULT_TTL, queue_names, rq_queue
+from workers.slack.card import PASSING
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.home import HISTORY_PER_SERVICE, HomeSnapshot, render_home
 
@@ -42,10 +42,6 @@ MIN_INTERVAL = 5.0
 PENDING_TTL = 120
 #: Times a refresh Slack rate-limited is tried again (each after Slack's Retry-After).
 MAX_ATTEMPTS = 5
-#: States the home skips unless they last this long: the engine leaves them within a job
-#: (as the card does: workers.slack.notifier).
-SETTLE = 2.0
-_PASSING = frozenset({State.SHIFTING, State.ROLLING_BACK, State.CLEANING_UP})
 #: Slack answers that no refresh can get past (the Home tab is off, the token cannot).
 _STOP = frozenset({"not_enabled"})
 #: A person's Slack id (a viewer): anything else is not stored.
@@ -144,7 +140,8 @@ def note_change(store: Store, deployment: Deployment, now: float | None = None) 
     whether a refresh was asked for."""
     try:
         now = time.time() if now is None else now
-        if deployment.state in _PASSING and now - deployment.state_since < SETTLE:
+        settle = PASSING.get(deployment.state)  # as the card: skipped unless it lasts
+        if settle is not None and now - deployment.state_since < settle:
             return False  # it is about to leave this state: the next delivery tells the next one
         key = f"{deployment.state.value}:{deployment.step_index}"
         if store.notes(deployment.id).get("home_state") == key:

@@ -35,17 +35,16 @@ from workers.domain.events import (
     Shifted,
 )
 from workers.domain.pipelines import pipeline_of
-from workers.domain.state import State
 from workers.engine.store import Store
 from workers.runtime.settings import SettingsError, load_settings
+from workers.slack import posting
 from workers.slack.answers import thread_unreachable
-from workers.slack.card import render_card
+from workers.slack.card import PASSING, SETTLE, render_card
 from workers.slack.chart_upload import ChartRequest, chart_occasion
 from workers.slack.client import make_client, permanent, sorted_failures
 from workers.slack.errors import Kind, SlackFailure, classify
 from workers.slack.format import Message, context, mention, when, why
 from workers.slack.home_publisher import note_change
-from workers.slack.posting import edit, post_once
 from workers.slack.thread import (
     Log,
     ended_by,
@@ -61,9 +60,6 @@ log = logging.getLogger(__name__)
 
 #: Kinds after which a still-open gate message loses its buttons.
 _CLOSES_GATE = frozenset({"approved", "rollback_started", "rolled_back", "promoted", "failed"})
-#: States the card skips unless they last SETTLE seconds: the engine leaves them within a job.
-_PASSING = frozenset({State.SHIFTING, State.ROLLING_BACK, State.CLEANING_UP})
-SETTLE = 2.0
 #: Kinds after which the Roll back button of the 100 % message is gone.
 _CLOSES_ROLLBACK = frozenset({"rollback_started", "rolled_back", "promoted", "failed"})
 
@@ -132,8 +128,10 @@ class SlackNotifier:
         """Update the card when what it shows has changed since the last post or update.
 
         A state the engine leaves within a job or two (shifting, rolling back) is shown only
-        once it has lasted `SETTLE` seconds: most often the card goes straight to the next one,
-        which saves a chat.update per step. Returns the seconds to wait before looking again.
+        once it has lasted `SETTLE` seconds, a promotion's tear-down once it has lasted
+        `TEAR_DOWN_SETTLE` (`PASSING`, workers.slack.card): most often the card goes straight
+        to the next one, which saves a chat.update per step. Returns the seconds to wait before
+        looking again.
         """
         with sorted_failures(deployment.id):
             again = self._refresh(store, deployment)
@@ -186,17 +184,18 @@ class SlackNotifier:
         card_ts, channel = notes.get("card_ts"), notes.get("card_channel")
         if not card_ts or not channel or notes.get("unreachable"):
             return None
-        if deployment.state in _PASSING:
-            wait = SETTLE - (self.clock() - deployment.state_since)
+        settle = PASSING.get(deployment.state)
+        if settle is not None:
+            wait = settle - (self.clock() - deployment.state_since)
             if wait > 0:
-                return min(wait, SETTLE)
+                return min(wait, settle)
         url = notes.get("thread_url")
         digest = _digest(render_card(deployment, thread_url=url))
         if digest == notes.get("card_hash"):
             return None
         message = render_card(deployment, now=self.clock(), thread_url=url)
         try:
-            edit(self.client, channel, card_ts, message)
+            posting.edit(self.client, channel, card_ts, message)
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
@@ -222,7 +221,7 @@ class SlackNotifier:
         if not card_ts:
             card = render_card(dep, now=self.clock())
             try:
-                card_ts = self._post_once(store, dep.id, "card", channel, card)
+                card_ts = posting.post_once(self.client, store, dep.id, "card", channel, card)
             except SlackApiError as exc:
                 failure = permanent(exc, Kind.UNREACHABLE)
                 if failure is None:
@@ -266,7 +265,7 @@ class SlackNotifier:
         store.set_notes(dep.id, {"thread_url": ""})
         card = render_card(dep, now=self.clock())
         try:
-            card_ts = self._post_once(store, dep.id, f"card@{n}", channel, card)
+            card_ts = posting.post_once(self.client, store, dep.id, f"card@{n}", channel, card)
         except SlackApiError as exc:
             unreachable = permanent(exc, Kind.UNREACHABLE)
             if unreachable is None:
@@ -289,7 +288,8 @@ class SlackNotifier:
         if n < 2 or notes.get(f"card@{n}:told"):
             return
         try:
-            told = self._post_once(
+            told = posting.post_once(
+                self.client,
                 store,
                 dep_id,
                 f"card@{n}:told",
@@ -312,7 +312,9 @@ class SlackNotifier:
         notes = store.notes(dep.id)
         channel, card_ts = notes["card_channel"], notes["card_ts"]
         try:
-            return self._post_once(store, dep.id, what, channel, message, thread_ts=card_ts)
+            return posting.post_once(
+                self.client, store, dep.id, what, channel, message, thread_ts=card_ts
+            )
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)
             if failure is None:
@@ -323,8 +325,14 @@ class SlackNotifier:
             new_card = self._repost_card(store, dep, failure)
             if new_card is None:
                 return None
-            return self._post_once(
-                store, dep.id, f"{what}@{new_card}", channel, message, thread_ts=new_card
+            return posting.post_once(
+                self.client,
+                store,
+                dep.id,
+                f"{what}@{new_card}",
+                channel,
+                message,
+                thread_ts=new_card,
             )
 
     def _unreachable(
@@ -461,19 +469,6 @@ class SlackNotifier:
         store.set_notes(dep.id, {"rollback_ts": ""})
 
     # Slack calls -----------------------------------------------------------------------------
-    def _post_once(
-        self,
-        store: Store,
-        dep_id: str,
-        what: str,
-        channel: str,
-        message: Message,
-        *,
-        thread_ts: str | None = None,
-    ) -> str:
-        """Post a message at most once (workers/slack/posting.py)."""
-        return post_once(self.client, store, dep_id, what, channel, message, thread_ts=thread_ts)
-
     def _update(self, store: Store, dep: Deployment, ts: str, message: Message) -> str | None:
         """Edit a thread message; one someone deleted is posted anew (saying so), once.
 
@@ -482,7 +477,7 @@ class SlackNotifier:
         notes = store.notes(dep.id)
         channel = notes["card_channel"]
         try:
-            edit(self.client, channel, ts, message)
+            posting.edit(self.client, channel, ts, message)
             return ts
         except SlackApiError as exc:
             failure = permanent(exc, Kind.GONE, Kind.UNREACHABLE)

@@ -38,7 +38,8 @@ MIN_TAIL = 5
 #: One-sided confidence of rule 3's Student t test at the look that decides a step (the first
 #: with its bake over) and at every other look (during the bake, holding, at a gate). The
 #: latency rule's share of the deployment's false-rollback budget: at most 0.1 % of healthy
-#: canaries with latency noisy on each side (docs/ANALYSIS.md, "The overall budget"); measured,
+#: canaries with latency noisy on each side (docs/ANALYSIS.md, "The latency rule's share of
+#: the budget"); measured,
 #: not guaranteed, since CloudWatch's per-period percentiles are not an exact model.
 DECIDING_CONFIDENCE = 0.99
 EVERY_LOOK_CONFIDENCE = 0.999

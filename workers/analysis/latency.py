@@ -39,8 +39,8 @@ MIN_TAIL = 5
 #: with its bake over) and at every other look (during the bake, holding, at a gate). The
 #: latency rule's share of the deployment's false-rollback budget: at most 0.1 % of healthy
 #: canaries with latency noisy on each side (docs/ANALYSIS.md, "The latency rule's share of
-#: the budget"); measured,
-#: not guaranteed, since CloudWatch's per-period percentiles are not an exact model.
+#: the budget"); measured, not guaranteed, since CloudWatch's per-period percentiles are not an
+#: exact model.
 DECIDING_CONFIDENCE = 0.99
 EVERY_LOOK_CONFIDENCE = 0.999
 #: How the catalogue writes a percentile: p50, p90, p99, p99.9 (CloudWatch's `pNN.NN`).

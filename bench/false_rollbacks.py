@@ -13,12 +13,13 @@ one every minute (log-normal, sigma 0.2). Each minute's p99 per version is the n
 p99 of that minute's requests, drawn exactly as an order statistic (Beta(k, n + 1 - k) of a
 uniform sample).
 Each figure is measured for the old per-look rule and for the product's own
-`workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps).
+`workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps);
+`--rule latency` measures the product's latency rule alone (its 5xx failures ignored).
 
 Run from the repository root:
 
     nice -n 10 .venv/bin/python -m bench.false_rollbacks [--trials N] [--jobs J] [--quick]
-        [--seed S] [--only TEXT] [--rule before|after|both]
+        [--seed S] [--only TEXT] [--rule before|after|both|latency]
 
 Each figure is simulated in batches until its 95 % Wilson interval is within ±0.3 points
 (at least MIN_TRIALS deployments), or from exactly --trials deployments (for ±0.3 points:
@@ -47,7 +48,7 @@ from workers.analysis.judge import (
     wilson_lower_bound,
     worse_than_stable_p,
 )
-from workers.analysis.latency import LatencyLimits, LatencyPeriod, LatencySeries
+from workers.analysis.latency import LatencyLimits, LatencyPeriod, LatencySeries, judge_latency
 
 STABLE_RATE = 0.005  # the stable's true 5xx rate
 THRESHOLD_PCT = 1.0  # max_error_rate
@@ -109,9 +110,27 @@ def new_rule(look: Look) -> Outcome:
     ).outcome
 
 
-RULES: dict[str, Rule] = {"before (per look)": old_rule, "after (error budget)": new_rule}
-#: --rule choices: the short name of each column.
-RULE_KEYS = {"before": "before (per look)", "after": "after (error budget)"}
+def latency_rule(look: Look) -> Outcome:
+    """The product's latency rule alone (its 5xx failures ignored): its own false alarms."""
+    found = judge_latency(look.latency, LATENCY_LIMITS, deciding=look.end_of_bake)
+    if found is not None and found.breached:
+        return Outcome.FAIL
+    if look.bake_complete and look.canary.requests >= MIN_REQUESTS:
+        return Outcome.PASS
+    return Outcome.BAKING
+
+
+RULES: dict[str, Rule] = {
+    "before (per look)": old_rule,
+    "after (error budget)": new_rule,
+    "latency rule alone": latency_rule,
+}
+#: --rule choices: the short name of each column ("both": before and after).
+RULE_KEYS = {
+    "before": "before (per look)",
+    "after": "after (error budget)",
+    "latency": "latency rule alone",
+}
 
 
 def p99_ms(rng: np.random.Generator, requests: int, factor: float) -> float | None:
@@ -324,7 +343,8 @@ def main() -> None:
         "every minute; Poisson traffic (req/s of the whole service) split by weight.\n"
         "Each figure: share of simulated deployments, ± its 95 % Wilson interval, n deployments.\n"
     )
-    names = [RULE_KEYS[args.rule]] if args.rule != "both" else list(RULES)
+    both = [RULE_KEYS["before"], RULE_KEYS["after"]]
+    names = [RULE_KEYS[args.rule]] if args.rule != "both" else both
     rows = [k for k, s in enumerate(SCENARIOS) if args.only in s.name]
     tasks = [(k, name, args.seed + k, trials) for k in rows for name in names]
     print(f"| measure | goal | {' | '.join(names)} |")

@@ -24,8 +24,9 @@ from workers.analysis.latency import (
     min_period_requests,
     parse_percentile,
     percentile_stat,
-    t_quantile_99,
+    t_quantile,
     t_statistic,
+    t_upper_tail,
 )
 from workers.analysis.templates import AlbMetricTemplate
 from workers.aws.cloudwatch import AlbTarget, CountsRead, alb_query, fetch_one
@@ -99,12 +100,65 @@ def test_over_in_most_periods_but_within_their_spread_is_no_breach() -> None:
     assert found is not None and not found.breached and found.increase_over == 3
 
 
-def test_the_t_quantiles_are_students() -> None:
-    scipy_stats = pytest.importorskip("scipy.stats")
-    for df in (2, 3, 4, 10, 29, 30, 31, 45, 100, 1000):
-        assert t_quantile_99(df) == pytest.approx(float(scipy_stats.t.ppf(0.99, df)), abs=2e-3)
+def test_the_t_quantiles_by_hand() -> None:
+    # Closed forms: with 1 degree of freedom t is Cauchy, tan(pi (c - 1/2)); with 2,
+    # (2c - 1) / sqrt(2 c (1 - c)). The levels used: 99 % at the look that decides, 99.9 % else.
+    assert t_quantile(1, 0.99) == pytest.approx(math.tan(math.pi * 0.49), rel=1e-8)  # 31.82
+    assert t_quantile(2, 0.99) == pytest.approx(0.98 / math.sqrt(2 * 0.99 * 0.01), rel=1e-8)
+    assert t_quantile(2, 0.999) == pytest.approx(0.998 / math.sqrt(2 * 0.999 * 0.001), rel=1e-8)
+    # Printed tables (3, 4 and 29 df; 99 % and 99.9 %), as the sentences round them.
+    assert [f"{t_quantile(df, 0.99):.2f}" for df in (2, 3, 4, 29)] == [
+        "6.96",
+        "4.54",
+        "3.75",
+        "2.46",
+    ]
+    assert [f"{t_quantile(df, 0.999):.2f}" for df in (2, 3, 4, 29)] == [
+        "22.33",
+        "10.21",
+        "7.17",
+        "3.40",
+    ]
+    # The upper tail with 2 df is (1 - t / sqrt(t^2 + 2)) / 2.
+    assert t_upper_tail(3.0, 2) == pytest.approx((1 - 3 / math.sqrt(11)) / 2, rel=1e-12)
+    assert t_upper_tail(0.0, 7) == 0.5
+    for bad in ((0, 1.0), (3, -1.0)):
+        with pytest.raises(ValueError):
+            t_upper_tail(bad[1], bad[0])
+    with pytest.raises(ValueError, match="confidence"):
+        t_quantile(4, 1.0)
     assert t_statistic([0.1, 0.2, 0.3]) == pytest.approx(0.2 / (0.1 / 3**0.5))
     assert t_statistic([0.1, 0.1, 0.1]) == math.inf
+
+
+def test_the_t_quantiles_are_students() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for confidence in (0.95, 0.99, 0.995, 0.999, 0.9999):
+        for df in (1, 2, 3, 4, 5, 10, 29, 30, 31, 45, 100, 1000, 1440):
+            expected = float(scipy_stats.t.ppf(confidence, df))
+            assert t_quantile(df, confidence) == pytest.approx(expected, rel=1e-7)
+    for df in (1, 2, 3, 4, 9, 50, 501):
+        for t in (0.0, 0.3, 1.0, 2.5, 7.0, 40.0):
+            expected = float(scipy_stats.t.sf(t, df))
+            assert t_upper_tail(t, df) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+def test_the_look_that_decides_at_99_every_other_look_at_99_9() -> None:
+    # All five periods over +25 %: log(ratio / 1.25) = 0.182, 0.077, 0.247, 0.113, 0.148,
+    # mean 0.154, standard deviation 0.065, standard error 0.029: t = 5.26. Beyond 3.75 (99 %,
+    # 4 df) at the end of the bake, within 7.17 (99.9 %) at any other look.
+    steady = series((300, 200), (270, 200), (320, 200), (280, 200), (290, 200))
+    at_end = judge_latency(steady, LIMIT_25)
+    assert at_end is not None and at_end.breached
+    assert at_end.reason.endswith("beyond their spread (t=5.3 > 3.75)")
+    other = judge_latency(steady, LIMIT_25, deciding=False)
+    assert other is not None and not other.breached and other.increase_over == 5
+    # judge() takes the look that decides from end_of_bake (by default from bake_complete).
+    assert verdict(steady).outcome == Outcome.FAIL
+    assert verdict(steady, bake_complete=False).outcome == Outcome.BAKING
+    assert verdict(steady, end_of_bake=False).outcome == Outcome.PASS  # holding, at a gate
+    # A clear breach is stopped at once, at any look.
+    assert verdict(series(*[(412, 198)] * 3), bake_complete=False).outcome == Outcome.FAIL
 
 
 def test_a_spike_on_both_sides_is_no_breach() -> None:

@@ -302,8 +302,9 @@ def judge(
 
     `latency` (the step's per-period percentiles, from the same fetch as the counts) and
     `latency_limits` (the catalogue's latency keys) add the latency rule of
-    workers/analysis/latency.py: a persistent breach fails the step after the 5xx rules; a
-    judged latency is named in the sentence of a pass.
+    workers/analysis/latency.py: a persistent breach fails the step after the 5xx rules (its
+    spread test at 99 % at the look that decides, at 99.9 % at every other look); a judged
+    latency is named in the sentence of a pass.
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -326,7 +327,9 @@ def judge(
     threshold_e = seq.threshold_evidence(all_canary.requests, all_canary.errors, theta)
     worse_e = seq.worse_evidence(layers)
     finding = (
-        None if alarms_only or latency_limits is None else judge_latency(latency, latency_limits)
+        None
+        if alarms_only or latency_limits is None
+        else judge_latency(latency, latency_limits, deciding=deciding)
     )
     figures = Figures(
         threshold_p=seq.threshold_p(all_canary.requests, all_canary.errors, theta),

@@ -14,10 +14,11 @@ on the effect, made honest over many looks by persistence (docs/ANALYSIS.md, "La
   than `max_latency_increase`, in **more than half** of the judged whole periods of the step,
   and in at least MIN_PERIODS of them: one slow minute, on either side, never rolls back;
 * and beyond the periods' own spread: the mean over the periods of log(canary / stable) (or of
-  log(canary / ceiling)) must exceed the limit's log by T_CONFIDENCE's one-sided Student t
-  quantile of standard errors. Latency that is noisy on each side separately (tasks on
-  different hosts, a pause now and then) widens that spread, so it makes a breach harder to
-  declare instead of easier.
+  log(canary / ceiling)) must exceed the limit's log by a one-sided Student t quantile of
+  standard errors: at 99 % at the look that decides the step (the first with its bake over),
+  at 99.9 % at every other look, which need only stop clear breaches early. Latency that is
+  noisy on each side separately (tasks on different hosts, a pause now and then) widens that
+  spread, so it makes a breach harder to declare instead of easier.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import median
 from typing import Any
 
@@ -33,15 +35,14 @@ from typing import Any
 MIN_PERIODS = 3
 #: Requests expected beyond the percentile in a period for it to be judged (500 for p99).
 MIN_TAIL = 5
-#: One-sided Student t quantiles at 99 % for 2..30 degrees of freedom (scipy.stats.t.ppf(0.99,
-#: df), pinned in tests/test_latency.py); beyond 30, the Cornish-Fisher expansion.
-_T99 = (
-    6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718,
-    2.681, 2.650, 2.624, 2.602, 2.583, 2.567, 2.552, 2.539, 2.528, 2.518,
-    2.508, 2.500, 2.492, 2.485, 2.479, 2.473, 2.467, 2.462, 2.457,
-)  # fmt: skip
-#: Normal quantile at 99 %, for the expansion.
-_Z99 = 2.3263478740408408
+#: One-sided confidence of rule 3's Student t test at the look that decides a step (the first
+#: with its bake over) and at every other look (during the bake, holding, at a gate). The
+#: latency rule's share of the deployment's false-rollback budget: at most 0.1 % of healthy
+#: canaries with latency noisy on each side (docs/ANALYSIS.md, "The latency rule's share of
+#: the budget"); measured, not guaranteed, since CloudWatch's per-period percentiles are not an
+#: exact model.
+DECIDING_CONFIDENCE = 0.99
+EVERY_LOOK_CONFIDENCE = 0.999
 #: How the catalogue writes a percentile: p50, p90, p99, p99.9 (CloudWatch's `pNN.NN`).
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,2})?)")
 
@@ -190,14 +191,43 @@ class LatencyFinding:
         )
 
 
-def t_quantile_99(df: int) -> float:
-    """The one-sided 99 % quantile of Student's t with `df` degrees of freedom (df >= 2)."""
-    if df < 2:
-        raise ValueError(f"need at least 2 degrees of freedom, got {df}")
-    if df - 2 < len(_T99):
-        return _T99[df - 2]
-    z = _Z99
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+def t_upper_tail(t: float, df: int) -> float:
+    """P(T > t) for Student's t with `df` >= 1 degrees of freedom and t >= 0, exactly, by the
+    finite series of Abramowitz & Stegun 26.7.3-4 (plain Python: scipy would cost ~75 MB in
+    every worker, docs/BENCHMARKS.md; tests/test_latency.py checks it against scipy)."""
+    if df < 1 or t < 0:
+        raise ValueError(f"need df >= 1 and t >= 0, got df={df}, t={t}")
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2:  # odd: (2/pi) (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+        term, total = 1.0, 1.0 if df > 1 else 0.0
+        for k in range(2, df - 1, 2):
+            term *= c2 * k / (k + 1)
+            total += term
+        inside = 2 / math.pi * (theta + s * math.cos(theta) * total)
+    else:  # even: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        term = total = 1.0
+        for k in range(1, df - 2, 2):
+            term *= c2 * k / (k + 1)
+            total += term
+        inside = s * total
+    return max(0.0, (1 - inside) / 2)
+
+
+@lru_cache(maxsize=256)
+def t_quantile(df: int, confidence: float) -> float:
+    """The one-sided `confidence` quantile of Student's t with `df` >= 1 degrees of freedom:
+    the t whose upper tail is 1 - confidence, by bisection on the exact tail (to 1e-9)."""
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+    tail = 1 - confidence
+    low, high = 0.0, 1.0
+    while t_upper_tail(high, df) > tail:
+        low, high = high, 2 * high
+    while high - low > 1e-9 * high:
+        mid = (low + high) / 2
+        low, high = (mid, high) if t_upper_tail(mid, df) > tail else (low, mid)
+    return (low + high) / 2
 
 
 def t_statistic(excess: Sequence[float]) -> float:
@@ -211,9 +241,9 @@ def t_statistic(excess: Sequence[float]) -> float:
     return mean / math.sqrt(var / n)
 
 
-def _beyond_spread(excess: Sequence[float]) -> tuple[float, float]:
+def _beyond_spread(excess: Sequence[float], confidence: float) -> tuple[float, float]:
     """(t, the quantile it must exceed) for the log excesses of the judged periods."""
-    return t_statistic(excess), t_quantile_99(len(excess) - 1)
+    return t_statistic(excess), t_quantile(len(excess) - 1, confidence)
 
 
 def _persistent(over: int, judged: int) -> bool:
@@ -221,11 +251,16 @@ def _persistent(over: int, judged: int) -> bool:
     return judged >= MIN_PERIODS and over >= MIN_PERIODS and 2 * over > judged
 
 
-def judge_latency(series: LatencySeries | None, limits: LatencyLimits) -> LatencyFinding | None:
+def judge_latency(
+    series: LatencySeries | None, limits: LatencyLimits, *, deciding: bool = True
+) -> LatencyFinding | None:
     """The latency finding of one look, or None when latency is not judged (no limit set, no
-    series fetched, or fewer than MIN_PERIODS periods with enough requests)."""
+    series fetched, or fewer than MIN_PERIODS periods with enough requests). `deciding`: the
+    look that decides the step (the first with its bake over), judged at DECIDING_CONFIDENCE;
+    every other look at EVERY_LOOK_CONFIDENCE."""
     if series is None or not limits.enabled:
         return None
+    confidence = DECIDING_CONFIDENCE if deciding else EVERY_LOOK_CONFIDENCE
     q = series.percentile
     need = min_period_requests(q)
     canary_judged = [
@@ -258,14 +293,15 @@ def judge_latency(series: LatencySeries | None, limits: LatencyLimits) -> Latenc
     need_ceiling = need_stable = math.inf
     if len(ceiling) >= MIN_PERIODS and limits.max_ms:
         t_ceiling, need_ceiling = _beyond_spread(
-            [math.log(max(p.canary_ms or 0, 1e-9) / limits.max_ms) for p in ceiling]
+            [math.log(max(p.canary_ms or 0, 1e-9) / limits.max_ms) for p in ceiling], confidence
         )
     if len(compared) >= MIN_PERIODS:
         t_stable, need_stable = _beyond_spread(
             [
                 math.log(max(p.canary_ms or 0, 1e-9) / (p.stable_ms or 1)) - math.log(factor)
                 for p in compared
-            ]
+            ],
+            confidence,
         )
     over_ceiling = _persistent(ceiling_over, len(ceiling)) and t_ceiling > need_ceiling
     over_stable = _persistent(increase_over, len(compared)) and t_stable > need_stable

@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from workers.aws.base import Backend, ManagedBackend
 
 #: How far before the deployment the stable's counts are read at provisioning (its baseline):
-#: an hour is 60 times the 10 % step's bake of stable traffic, close enough in time that the
-#: time of day has moved little (docs/ANALYSIS.md, "A baseline").
+#: an hour of the stable serving everything is about 7 times what it serves in the first two
+#: 5-minute bakes (at 90 % and 75 %), and close enough in time that the time of day has moved
+#: little (docs/ANALYSIS.md, "A baseline").
 BASELINE_WINDOW = timedelta(hours=1)
 
 

@@ -13,13 +13,18 @@ one every minute (log-normal, sigma 0.2). Each minute's p99 per version is the n
 p99 of that minute's requests, drawn exactly as an order statistic (Beta(k, n + 1 - k) of a
 uniform sample).
 Each figure is measured for the old per-look rule and for the product's own
-`workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier steps);
+`workers.analysis.judge.judge`, called as the engine calls it (with the deployment's earlier
+steps and the stable's baseline: its counts over BASELINE_WINDOW before the deployment, which
+the engine reads at provisioning; in the model the stable serves the whole service's traffic
+then, at its usual rate), and without the baseline (a backend or a read that gave none).
+The "outage" figures double both versions' 5xx rates during the deployment (not before it):
+what the baseline must not blame on the canary.
 `--rule latency` measures the product's latency rule alone (its 5xx failures ignored).
 
 Run from the repository root:
 
     nice -n 10 .venv/bin/python -m bench.false_rollbacks [--trials N] [--jobs J] [--quick]
-        [--seed S] [--only TEXT] [--rule before|after|both|latency]
+        [--seed S] [--only TEXT] [--rule before|after|no-baseline|latency|all]
 
 Each figure is simulated in batches until its 95 % Wilson interval is within ±0.3 points
 (at least MIN_TRIALS deployments), or from exactly --trials deployments (for ±0.3 points:
@@ -49,6 +54,7 @@ from workers.analysis.judge import (
     worse_than_stable_p,
 )
 from workers.analysis.latency import LatencyLimits, LatencyPeriod, LatencySeries, judge_latency
+from workers.engine.steps import BASELINE_WINDOW
 
 STABLE_RATE = 0.005  # the stable's true 5xx rate
 THRESHOLD_PCT = 1.0  # max_error_rate
@@ -78,6 +84,8 @@ class Look:
     end_of_bake: bool
     earlier: tuple[StepCounts, ...]
     latency: LatencySeries | None = None
+    #: The stable's counts over BASELINE_WINDOW before the deployment.
+    baseline: Counts | None = None
 
 
 #: A rule answers one look: FAIL, PASS, or anything else to keep looking.
@@ -97,6 +105,15 @@ def old_rule(look: Look) -> Outcome:
 
 def new_rule(look: Look) -> Outcome:
     """The product's decision, called as the engine calls it (docs/ANALYSIS.md)."""
+    return _judge(look, look.baseline)
+
+
+def no_baseline_rule(look: Look) -> Outcome:
+    """The product's decision when the engine has no baseline (none read, or an old record)."""
+    return _judge(look, None)
+
+
+def _judge(look: Look, baseline: Counts | None) -> Outcome:
     return judge(
         look.canary,
         look.stable,
@@ -107,6 +124,7 @@ def new_rule(look: Look) -> Outcome:
         end_of_bake=look.end_of_bake,
         latency=look.latency,
         latency_limits=LATENCY_LIMITS,
+        baseline=baseline,
     ).outcome
 
 
@@ -122,13 +140,15 @@ def latency_rule(look: Look) -> Outcome:
 
 RULES: dict[str, Rule] = {
     "before (per look)": old_rule,
-    "after (error budget)": new_rule,
+    "after (error budget, baseline)": new_rule,
+    "after, no baseline": no_baseline_rule,
     "latency rule alone": latency_rule,
 }
-#: --rule choices: the short name of each column ("both": before and after).
+#: --rule choices: the short name of each column ("all": the three 5xx columns).
 RULE_KEYS = {
     "before": "before (per look)",
-    "after": "after (error budget)",
+    "after": "after (error budget, baseline)",
+    "no-baseline": "after, no baseline",
     "latency": "latency rule alone",
 }
 
@@ -150,12 +170,17 @@ def deployment(
     rules: Sequence[Rule],
     latency_factor: float = 1.0,
     own_noise: float = 0.0,
+    during: float = 1.0,
 ) -> list[int | None]:
     """For each rule, the step (0-based) at which it rolled the deployment back, or None.
 
     The rules see the same traffic; a rule that has failed or passed a step stops looking at it
-    (the benchmark passes one rule at a time).
+    (the benchmark passes one rule at a time). `during` multiplies both versions' 5xx rates
+    during the deployment (an outage), not before it.
     """
+    window = BASELINE_WINDOW.total_seconds()
+    before = int(rng.poisson(rps * window))
+    baseline = Counts(before, int(rng.binomial(before, STABLE_RATE)))
     failed: list[int | None] = [None] * len(rules)
     earlier: list[list[StepCounts]] = [[] for _ in rules]
     alive = list(range(len(rules)))
@@ -168,9 +193,9 @@ def deployment(
         while looking and look_number < BAKE_LOOKS + MAX_HOLD_LOOKS:
             look_number += 1
             n = int(rng.poisson(rps * 60 * weight))
-            cn, ce = cn + n, ce + int(rng.binomial(n, canary_rate))
+            cn, ce = cn + n, ce + int(rng.binomial(n, min(1.0, canary_rate * during)))
             m = int(rng.poisson(rps * 60 * (1 - weight))) if weight < 1 else 0
-            sn, se = sn + m, se + int(rng.binomial(m, STABLE_RATE))
+            sn, se = sn + m, se + int(rng.binomial(m, min(1.0, STABLE_RATE * during)))
             load = math.exp(float(rng.normal(0.0, LOAD_SIGMA)))
             # Noise of each version's own (its hosts, its pauses), on top of the shared load.
             own_c, own_s = (math.exp(float(x)) for x in rng.normal(0.0, own_noise, 2))
@@ -192,6 +217,7 @@ def deployment(
                     end_of_bake=look_number == BAKE_LOOKS,
                     earlier=tuple(earlier[i]),
                     latency=LatencySeries(99.0, tuple(periods)),
+                    baseline=baseline,
                 )
                 outcome = rules[i](look)
                 if outcome is Outcome.FAIL:
@@ -240,6 +266,7 @@ class Scenario:
     goal: str
     latency_factor: float = 1.0  # the canary's response times against the stable's
     own_noise: float = 0.0  # sigma of each version's own log-normal noise, a minute
+    during: float = 1.0  # both versions' 5xx rates times this during the deployment (an outage)
 
     def counts(self, failed_at: int | None) -> bool:
         """Whether a deployment counts towards this figure."""
@@ -254,6 +281,22 @@ SCENARIOS = (
     Scenario("healthy canary rolled back, 100 req/s", 100, STABLE_RATE, len(STEPS), "≤ 0.5 %"),
     Scenario("2× 5xx (1 %) caught before 25 %, 100 req/s", 100, 0.01, CAUGHT_BEFORE, "≥ 99 %"),
     Scenario("5× 5xx (2.5 %) caught before 25 %, 10 req/s", 10, 0.025, CAUGHT_BEFORE, "≥ 99 %"),
+    Scenario(
+        "healthy canary, both versions' 5xx doubled during the deployment (outage), 10 req/s",
+        10,
+        STABLE_RATE,
+        len(STEPS),
+        "(bound 2 %)",
+        during=2.0,
+    ),
+    Scenario(
+        "healthy canary, both versions' 5xx doubled during the deployment (outage), 100 req/s",
+        100,
+        STABLE_RATE,
+        len(STEPS),
+        "(bound 2 %)",
+        during=2.0,
+    ),
     Scenario(
         "p99 latency +50 % caught before 25 %, 100 req/s",
         100,
@@ -294,6 +337,7 @@ def measure(scenario: Scenario, rule: Rule, *, seed: int, trials: int | None = N
                 [rule],
                 latency_factor=scenario.latency_factor,
                 own_noise=scenario.own_noise,
+                during=scenario.during,
             )
             hits += scenario.counts(failed_at)
             done += 1
@@ -330,7 +374,10 @@ def main() -> None:
         "--only", default="", help="run only the figures whose name contains this text"
     )
     parser.add_argument(
-        "--rule", choices=("both", *RULE_KEYS), default="both", help="which rule's column"
+        "--rule",
+        choices=("all", *RULE_KEYS),
+        default="all",
+        help="which rule's column (after: the product as the engine calls it, with the baseline)",
     )
     args = parser.parse_args()
     if args.trials is not None and args.trials < 1:
@@ -343,8 +390,8 @@ def main() -> None:
         "every minute; Poisson traffic (req/s of the whole service) split by weight.\n"
         "Each figure: share of simulated deployments, ± its 95 % Wilson interval, n deployments.\n"
     )
-    both = [RULE_KEYS["before"], RULE_KEYS["after"]]
-    names = [RULE_KEYS[args.rule]] if args.rule != "both" else both
+    every = [RULE_KEYS[k] for k in ("before", "after", "no-baseline")]
+    names = [RULE_KEYS[args.rule]] if args.rule != "all" else every
     rows = [k for k, s in enumerate(SCENARIOS) if args.only in s.name]
     tasks = [(k, name, args.seed + k, trials) for k in rows for name in names]
     print(f"| measure | goal | {' | '.join(names)} |")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
@@ -92,6 +92,13 @@ class Figures:
     latency_percentile: float | None = None
     canary_latency_ms: float | None = None
     stable_latency_ms: float | None = None
+    #: The stable's counts from before the deployment (its baseline), when the engine read them;
+    #: the p-value of the canary's deployment counts against them pooled with the stable's
+    #: deployment counts (one-sided Fisher); and, at the end of a bake, the looser boundary the
+    #: stratified p-value must then be below (docs/ANALYSIS.md, "A baseline").
+    baseline: Counts | None = None
+    baseline_p: float | None = None
+    worse_loose_boundary: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +113,9 @@ class Figures:
             "latency_percentile": self.latency_percentile,
             "canary_latency_ms": self.canary_latency_ms,
             "stable_latency_ms": self.stable_latency_ms,
+            "baseline": _opt_counts_dict(self.baseline),
+            "baseline_p": self.baseline_p,
+            "worse_loose_boundary": self.worse_loose_boundary,
         }
 
     @classmethod
@@ -130,6 +140,9 @@ class Figures:
             latency_percentile=opt_float("latency_percentile"),
             canary_latency_ms=opt_float("canary_latency_ms"),
             stable_latency_ms=opt_float("stable_latency_ms"),
+            baseline=opt_counts("baseline"),
+            baseline_p=opt_float("baseline_p"),
+            worse_loose_boundary=opt_float("worse_loose_boundary"),
         )
 
 
@@ -282,6 +295,7 @@ def judge(
     alarms_only: bool = False,
     latency: LatencySeries | None = None,
     latency_limits: LatencyLimits | None = None,
+    baseline: Counts | None = None,
 ) -> Verdict:
     """Judge a look at a step from its cumulative counts since the step's weight was applied.
 
@@ -305,6 +319,13 @@ def judge(
     workers/analysis/latency.py: a persistent breach fails the step after the 5xx rules (its
     spread test at 99 % at the look that decides, at 99.9 % at every other look); a judged
     latency is named in the sentence of a pass.
+
+    `baseline`: the stable's counts over a window before the deployment (the engine reads them
+    at provisioning). With them, the end-of-bake "worse than the stable" failure needs both the
+    stratified p-value at or below the looser boundary of seq.OUTAGE_BUDGET and the p-value of
+    the canary against the stable's baseline and deployment counts pooled at or below the
+    step's WORSE_BUDGET boundary. Without them (None, or no request in them) the rule is as it
+    was; the always-valid test at every look never uses them.
     """
     if not 0 <= max_error_rate_pct < 100:
         raise ValueError(f"max_error_rate_pct must be in [0, 100), got {max_error_rate_pct}")
@@ -348,6 +369,23 @@ def judge(
     )
     lower_pct = None if lower is None else lower * 100
     p_value = seq.worse_p(layers)
+    # The stable before the deployment, pooled with its deployment counts: a sharper estimate
+    # of its rate, valid as long as that rate did not move (hence the stratified test as well).
+    pooled = baseline_p = None
+    if baseline is not None and baseline.requests and p_value is not None:
+        pooled = Counts(
+            baseline.requests + all_stable.requests, baseline.errors + all_stable.errors
+        )
+        baseline_p = worse_than_stable_p(all_canary, pooled)
+    if baseline_p is not None:
+        figures = replace(
+            figures,
+            baseline=baseline,
+            baseline_p=baseline_p,
+            worse_loose_boundary=(
+                seq.end_alpha(seq.OUTAGE_BUDGET, step_number - 1) if deciding else None
+            ),
+        )
 
     def verdict(outcome: Outcome, reason: str, code: ReasonCode) -> Verdict:
         return Verdict(
@@ -420,8 +458,19 @@ def judge(
             f"{_ratio_text(worse_e)} to 1, {_ratio_text(needed)} needed at any look",
             ReasonCode.WORSE_THAN_STABLE,
         )
-    wb = figures.worse_boundary
-    if p_value is not None and wb is not None and p_value <= wb:
+    wb, lb = figures.worse_boundary, figures.worse_loose_boundary
+    if p_value is not None and wb is not None and baseline_p is not None and lb is not None:
+        if p_value <= lb and baseline_p <= wb:
+            assert baseline is not None and pooled is not None
+            return verdict(
+                Outcome.FAIL,
+                f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below "
+                f"{_small(lb)}; and with the stable's {_rate_with_counts(baseline)} before the "
+                f"deployment, {_rate_with_counts(pooled)} in all: {_p_text(baseline_p)} "
+                f"(Fisher), below {_small(wb)}; the boundaries at the end of step {step_number}",
+                ReasonCode.WORSE_THAN_STABLE,
+            )
+    elif p_value is not None and wb is not None and p_value <= wb:
         return verdict(
             Outcome.FAIL,
             f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below {_small(wb)}, "
@@ -434,10 +483,18 @@ def judge(
             Outcome.FAIL, f"{finding.reason}; {_canary_so_far(canary)}", ReasonCode.LATENCY
         )
     latency_text = f"; {finding.reason}" if finding is not None and finding.reason else ""
+    baseline_text = (
+        f"; with the stable's {_rate_with_counts(baseline)} before the deployment: "
+        f"{_p_text(baseline_p)}"
+        + (f" (boundary {_small(wb)}, and {_small(lb)} step by step)" if wb and lb else "")
+        if baseline_p is not None and baseline is not None
+        else ""
+    )
     if bake_complete and canary.requests >= max(min_requests, 1):
         return verdict(
             Outcome.PASS,
             _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
+            + baseline_text
             + latency_text,
             ReasonCode.HEALTHY,
         )
@@ -455,6 +512,7 @@ def judge(
         Outcome.BAKING,
         "baking, no breach so far: "
         + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
+        + baseline_text
         + latency_text,
         ReasonCode.HEALTHY,
     )

@@ -36,6 +36,13 @@ from statistics import NormalDist
 WORSE_BUDGET = 0.004
 #: Chance, over a whole deployment, that a canary exactly at max_error_rate is failed as above it.
 THRESHOLD_BUDGET = 0.001
+#: With the stable's counts from before the deployment (a baseline), the end-of-bake "worse"
+#: failure needs two exact tests to agree (an intersection-union rule, docs/ANALYSIS.md): the
+#: comparison with the stable's baseline and deployment counts pooled at WORSE_BUDGET's
+#: boundary, and the stratified comparison (the deployment's minutes only) at this looser
+#: budget's. A stationary stable: false rollbacks stay within WORSE_BUDGET; an outage that moves
+#: both versions' rates during the deployment voids the pooled test, and this bounds them then.
+OUTAGE_BUDGET = 0.02
 #: Share of each budget spent by the exact tests at the ends of bakes; the rest goes to the
 #: always-valid test at every look.
 END_SHARE = 0.9

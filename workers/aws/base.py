@@ -19,7 +19,9 @@ from workers.aws.cloudwatch import (
     CountsQuery,
     CountsRead,
     Measurement,
+    QueryFailed,
     alarms_firing,
+    fetch_many,
     fetch_one,
     series_present,
 )
@@ -135,6 +137,16 @@ class Backend(Protocol):
     def judged_by_alarms_only(self, stable: StableRecord) -> bool:
         """True when no published metric tells the two versions apart."""
 
+    def stable_query(self, stable: StableRecord) -> CountsQuery | None:
+        """The stable's side of `count_query` alone, before any canary exists (None when no
+        metric tells the versions apart)."""
+
+    def stable_counts(
+        self, stable: StableRecord, *, start: datetime, end: datetime
+    ) -> Counts | None:
+        """The stable's requests and 5xx between start and end through `stable_query` (one
+        GetMetricData; QueryFailed when CloudWatch answers a query short), None without one."""
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -228,6 +240,21 @@ class EcsServiceBackend:
 
     def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery | None:
         raise NotImplementedError
+
+    def stable_query(self, stable: StableRecord) -> CountsQuery | None:
+        raise NotImplementedError
+
+    def stable_counts(
+        self, stable: StableRecord, *, start: datetime, end: datetime
+    ) -> Counts | None:
+        query = self.stable_query(stable)
+        if query is None:
+            return None
+        # Not lenient: a query answered short gives no baseline rather than a wrong one.
+        found = fetch_many(self.clients.cloudwatch, [CountsRead(query, start, end)])[0]
+        if isinstance(found, QueryFailed):
+            raise found
+        return found.stable
 
     def counts(
         self,

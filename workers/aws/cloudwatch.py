@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -169,6 +169,12 @@ class CountsQuery:
         """The read's Measurement from the sums and per-period values per local id."""
         canary, stable = self.fold(sums)
         return Measurement(canary, stable, self.latency_of(points))
+
+
+def stable_only(query: CountsQuery) -> CountsQuery:
+    """The query's stable side alone (its canary side reads nothing, no latency): the stable's
+    counts before a canary exists (the baseline read at provisioning)."""
+    return replace(query, canary=Side(requests=(), errors=()), latency=None)
 
 
 def _key(metric: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from workers.analysis.judge import StepCounts, Verdict
+from workers.analysis.judge import Counts, StepCounts, Verdict
 from workers.domain.catalogue import ServiceConfig
 from workers.domain.events import Cause
 from workers.domain.pipelines import Origin
@@ -32,6 +32,16 @@ class LastRead(BaseModel):
     step_started_at: float | None
     window_end: int
     canary_requests: int
+
+
+class Baseline(BaseModel):
+    """The stable's requests and 5xx over whole periods [start, end) before the deployment,
+    read at provisioning: a sharper estimate of its rate for judging the canary against it
+    (workers/analysis/judge.py, docs/ANALYSIS.md "A baseline")."""
+
+    start: int
+    end: int
+    stable: Counts
 
 
 class Deployment(BaseModel):
@@ -82,6 +92,9 @@ class Deployment(BaseModel):
     #: The final counts of each step already left, in order: the canary runs the same image at
     #: every step, so the judging of later steps weighs them too (workers/analysis/sequential.py).
     evidence: list[StepCounts] = Field(default_factory=list)
+    #: The stable's counts before the deployment; None when not read (judged by alarms only, a
+    #: failed read, or a record written before baselines were).
+    baseline: Baseline | None = None
     #: When the next job is due; the watchdog reschedules deployments far past it.
     next_due_at: float | None = None
     problems: list[str] = Field(default_factory=list)

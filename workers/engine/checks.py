@@ -223,6 +223,8 @@ def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
         alarms_only=backend.judged_by_alarms_only(stable) and bool(s.alarms),
         latency=latency,
         latency_limits=s.latency_limits,
+        # The stable's counts before the deployment (read at provisioning; None on old records).
+        baseline=dep.baseline.stable if dep.baseline is not None else None,
     )
 
 

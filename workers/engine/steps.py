@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from workers import defaults
+from workers.analysis.window import metric_window
+from workers.aws.cloudwatch import QueryFailed
 from workers.aws.errors import AwsStepError, RolledBackByAws
 from workers.aws.removal import Removal
 from workers.doctor import SERIES_WINDOW, missing_series
-from workers.domain.deployment import Deployment
+from workers.domain.deployment import Baseline, Deployment
 from workers.domain.durations import format_duration
 from workers.domain.events import (
     Cause,
@@ -41,6 +45,12 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from workers.aws.base import Backend, ManagedBackend
+
+#: How far before the deployment the stable's counts are read at provisioning (its baseline):
+#: an hour of the stable serving everything is about 7 times what it serves in the first two
+#: 5-minute bakes (at 90 % and 75 %), and close enough in time that the time of day has moved
+#: little (docs/ANALYSIS.md, "A baseline").
+BASELINE_WINDOW = timedelta(hours=1)
 
 
 def provision(engine: Engine, dep: Deployment) -> None:
@@ -68,10 +78,12 @@ def provision(engine: Engine, dep: Deployment) -> None:
     if missing:
         engine.roll_back(dep, by=Cause.NO_METRICS, actor=None, reason=missing)
         return
+    # Read before the canary exists: the stable alone, over the hour before.
+    baseline = read_baseline(engine, dep, backend, stable)
     canary = backend.provision(stable, name=canary_name(dep), image=dep.image, deployment_id=dep.id)
 
     def provisioned(d: Deployment) -> None:
-        d.canary, d.attempts = canary, 0
+        d.canary, d.attempts, d.baseline = canary, 0, baseline
 
     told = Provisioned(
         at=engine.now(),
@@ -94,6 +106,27 @@ def missing_stable_series(engine: Engine, backend: Backend, stable: StableRecord
     minutes = int(SERIES_WINDOW.total_seconds() // 60)
     why = missing_series(series, minutes)
     return f"the stable publishes no metric series the checks could read: {why}"
+
+
+def read_baseline(
+    engine: Engine, dep: Deployment, backend: Backend, stable: StableRecord
+) -> Baseline | None:
+    """The stable's counts over the whole published periods of the last BASELINE_WINDOW (one
+    GetMetricData through the backend's own count query); None when it is judged by alarms
+    only or the read failed: the deployment is then judged on its own minutes, as before."""
+    s, now = dep.settings, engine.now()
+    window = metric_window(now - BASELINE_WINDOW.total_seconds(), now, s.metric_period, s.lag)
+    if window.empty:
+        return None
+    start, end = (datetime.fromtimestamp(t, UTC) for t in (window.start, window.end))
+    try:
+        counts = backend.stable_counts(stable, start=start, end=end)
+    except (BotoCoreError, ClientError, QueryFailed) as exc:
+        log.warning(
+            "deployment %s: no baseline, reading the stable's counts failed: %s", dep.id, exc
+        )
+        return None
+    return None if counts is None else Baseline(start=window.start, end=window.end, stable=counts)
 
 
 def wait_ready(engine: Engine, dep: Deployment) -> None:

@@ -21,7 +21,7 @@ from workers.aws.alb.router import (
     target_group_dimension,
 )
 from workers.aws.base import EcsServiceBackend, own
-from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query
+from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query, stable_only
 from workers.aws.errors import is_not_found
 from workers.aws.presence import Presence
 from workers.aws.removal import Removal
@@ -75,23 +75,28 @@ class AlbBackend(EcsServiceBackend):
 
     def count_query(self, stable: StableRecord, canary: CanaryRecord) -> CountsQuery:
         s, old = self.s, own(stable, AlbStable)
-        load_balancer = load_balancer_dimension(old.load_balancer_arn)
-
-        def target(version: AlbStable | AlbCanary) -> AlbTarget:
-            return AlbTarget(
-                load_balancer=load_balancer,
-                target_group=target_group_dimension(version.target_group_arn),
-                target_group_name=version.target_group_name,
-                cluster=s.cluster,
-            )
-
         return alb_query(
             s.alb_metrics,
-            canary=target(own(canary, AlbCanary)),
-            stable=target(old),
+            canary=self._alb_target(old, own(canary, AlbCanary)),
+            stable=self._alb_target(old, old),
             period=s.metric_period,
             # The target groups' TargetResponseTime at the percentile, in the counts' own call.
             percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
+        )
+
+    def stable_query(self, stable: StableRecord) -> CountsQuery:
+        old = own(stable, AlbStable)
+        mine = self._alb_target(old, old)
+        return stable_only(
+            alb_query(self.s.alb_metrics, canary=mine, stable=mine, period=self.s.metric_period)
+        )
+
+    def _alb_target(self, stable: AlbStable, version: AlbStable | AlbCanary) -> AlbTarget:
+        return AlbTarget(
+            load_balancer=load_balancer_dimension(stable.load_balancer_arn),
+            target_group=target_group_dimension(version.target_group_arn),
+            target_group_name=version.target_group_name,
+            cluster=self.s.cluster,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -17,7 +17,7 @@ from workers.aws.appmesh.provisioning import (
 )
 from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.base import EcsServiceBackend, own
-from workers.aws.cloudwatch import CountsQuery, envoy_query
+from workers.aws.cloudwatch import CountsQuery, envoy_query, stable_only
 from workers.aws.errors import is_not_found
 from workers.aws.removal import Removal
 from workers.domain.traffic import TrafficRouter
@@ -71,6 +71,13 @@ class AppMeshBackend(EcsServiceBackend):
             canary=self.version(old, own(canary, AppMeshCanary)),
             stable=self.version(old, old),
             period=self.s.metric_period,
+        )
+
+    def stable_query(self, stable: StableRecord) -> CountsQuery:
+        old = own(stable, AppMeshStable)
+        mine = self.version(old, old)
+        return stable_only(
+            envoy_query(self.s.metrics, canary=mine, stable=mine, period=self.s.metric_period)
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -26,7 +26,7 @@ from workers.aws.alb.router import (
 from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import ensure_canary_task_definition
-from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query
+from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query, stable_only
 from workers.aws.ecs import (
     Readiness,
     check_name,
@@ -451,6 +451,20 @@ class EcsNativeBackend(EcsServiceBackend):
             stable=target(old.target_group_arn, old.target_group_name),
             period=s.metric_period,
             percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
+        )
+
+    def stable_query(self, stable: StableRecord) -> CountsQuery | None:
+        old = own(stable, EcsStable)
+        if not old.listener_rule:
+            return None  # judged by alarms only: no series counts the stable alone
+        mine = AlbTarget(
+            load_balancer=load_balancer_dimension(old.listener_rule),
+            target_group=target_group_dimension(old.target_group_arn),
+            target_group_name=old.target_group_name,
+            cluster=self.s.cluster,
+        )
+        return stable_only(
+            alb_query(self.s.alb_metrics, canary=mine, stable=mine, period=self.s.metric_period)
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

@@ -17,7 +17,9 @@ What it answers itself, after `delay` seconds, as AWS's protocols say (botocore'
   `DescribeTargetGroups` (query): moto's first answer, kept until a write of the same service
   or resource passes through; an ECS service is told at steady state (running = desired).
 
-Everything else (provisioning, route weights, Cloud Map, EC2) goes to moto after the same delay.
+Everything else (provisioning, route weights, Cloud Map, EC2) goes to moto after the same delay,
+unless the stand-in holds ECS, App Mesh and Cloud Map itself (`memory`, bench/aws_memory.py:
+what a benchmark of thousands of deployments needs, since moto cannot provision them in time).
 Every call is counted by API (`calls`), and whether it was answered here or forwarded.
 """
 
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.model import ServiceModel
@@ -44,6 +46,9 @@ from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import CBORSerializer
 
 from bench.latency_proxy import LatencyProxy, reply
+
+if TYPE_CHECKING:
+    from bench.aws_memory import MemoryAws
 
 #: The services the workers talk to, by botocore name.
 SERVICES = ("cloudwatch", "ecs", "appmesh", "elbv2", "servicediscovery", "ec2")
@@ -220,11 +225,15 @@ class AwsStandIn(LatencyProxy):
         model: TrafficModel | None = None,
         *,
         answer: bool = True,
+        memory: MemoryAws | None = None,
     ) -> None:
-        """`answer=False`: forward every call to moto, only counting them (moto's own figures)."""
+        """`answer=False`: forward every call to moto, only counting them (moto's own figures).
+        `memory`: ECS, App Mesh and Cloud Map answered from memory too (bench/aws_memory.py),
+        so that nothing of the App Mesh backend's reaches moto."""
         super().__init__(upstream, delay)
         self.model = model or TrafficModel()
         self.answer = answer
+        self.memory = memory
         self.calls: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -266,6 +275,10 @@ class AwsStandIn(LatencyProxy):
                 return self._encode(call, self._metric_data(self._decode(call, body)))
             if call.operation == "DescribeAlarms":
                 return self._encode(call, self._alarms(self._decode(call, body)))
+        if self.memory is not None:
+            answered = self.memory.handle(call, method, path, body)
+            if answered is not None:
+                return answered
         if call.api == "ecs.DescribeServices":
             return self._describe_services(call, method, path, headers, body)
         if call.api == "appmesh.DescribeVirtualNode":

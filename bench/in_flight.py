@@ -43,12 +43,14 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis import Redis
 from rq import Worker
 
+from bench.aws_memory import MemoryAws
 from bench.aws_standin import AwsStandIn, TrafficModel
 from bench.common import (
     Figures,
@@ -58,9 +60,12 @@ from bench.common import (
     figures,
     memory_kb,
     print_table,
+    seed,
+    seed_memory,
     world,
 )
 from sandbox.world import World, prefix_keys
+from workers.aws.clients import AwsClients
 from workers.defaults import WORKER_THREADS
 from workers.domain.deployment import Deployment
 from workers.domain.state import State
@@ -197,15 +202,28 @@ def measure(
     aws_latency_ms: float = 0.0,
     standin: bool = True,
     ramp_minutes: float = 7.0,
+    memory: bool = False,
 ) -> Result:
+    """`memory`: the stand-in holds ECS, App Mesh and Cloud Map itself (bench/aws_memory.py) and
+    the services are seeded there, not into moto: what thousands of deployments need."""
     keys = [f"svc{i:04d}" for i in range(deployments)]
     services = {k: f"c{i // CLUSTER_SIZE:03d}" for i, k in enumerate(keys)}
     fronts: list[AwsStandIn] = []
+    held = MemoryAws() if memory else None
 
     def front(moto: str) -> str:
-        proxy = AwsStandIn(moto, aws_latency_ms / 1000, TrafficModel(), answer=standin)
-        fronts.append(proxy.__enter__())
-        return proxy.url
+        if not fronts:
+            proxy = AwsStandIn(
+                moto, aws_latency_ms / 1000, TrafficModel(), answer=standin, memory=held
+            )
+            fronts.append(proxy.__enter__())
+        return fronts[0].url
+
+    def seeder(clients: AwsClients, mesh: Mapping[str, str]) -> float:
+        if held is None:
+            return seed(clients, mesh)
+        front(str(clients.ecs.meta.endpoint_url))
+        return seed_memory(held, mesh)
 
     try:
         with (
@@ -221,6 +239,7 @@ def measure(
                     **({"CANARY_WORKER_THREADS": str(threads)} if threads else {}),
                 },
                 aws_front=front,
+                seeder=seeder,
             ) as w,
         ):
             return _run(w, keys, interval, window, workers, threads, ramp_minutes, fronts[0])
@@ -412,6 +431,11 @@ def main() -> None:
     )
     parser.add_argument("--moto", action="store_true", help="every AWS call to moto (counted)")
     parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="ECS, App Mesh and Cloud Map in the stand-in's memory, not moto (for thousands)",
+    )
+    parser.add_argument(
         "--ramp-minutes", type=float, default=7.0, help="then measure those baking so far"
     )
     args = parser.parse_args()
@@ -428,6 +452,7 @@ def main() -> None:
                 aws_latency_ms=args.aws_latency_ms,
                 standin=not args.moto,
                 ramp_minutes=args.ramp_minutes,
+                memory=args.memory,
             )
             report(result)
             table += rows(result)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.session
 from botocore.model import ServiceModel
 from botocore.parsers import RpcV2CBORParser
-from botocore.serialize import CBORSerializer
+from botocore.serialize import RpcV2CBORSerializer
 
 from bench.latency_proxy import LatencyProxy, reply
 
@@ -178,7 +178,7 @@ def _epoch(value: Any) -> float:
 
 _CBOR_IN = RpcV2CBORParser()
 # botocore's own CBOR encoder, driven by the output shape (no CBOR library in the venv).
-_CBOR_OUT = CBORSerializer()
+_CBOR_OUT = RpcV2CBORSerializer()  # its CBOR encoder knows timestamps
 
 
 def decode_cbor(body: bytes) -> dict[str, Any]:

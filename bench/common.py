@@ -225,7 +225,7 @@ def seed_memory(memory: MemoryAws, services: Mapping[str, str]) -> float:
         appmesh=_Direct(memory, "appmesh"),
         servicediscovery=_Direct(memory, "servicediscovery"),
     )
-    clients.appmesh.create_mesh(meshName=MESH, spec={"egressFilter": {"type": "DROP_ALL"}})
+    _seed._ensure_mesh(clients.appmesh, MESH)
     shared: dict[str, dict[str, str]] = {}
     for cluster in sorted(set(services.values())):
         _seed._ensure_cluster(clients.ecs, cluster)

@@ -139,21 +139,40 @@ class TrafficModel:
     max_points: int = 1440
     #: Every version's response time at any percentile (`Stat: pNN`), in milliseconds.
     latency_ms: float = 40.0
+    #: ECS services (Envoy's TaskGroup "service:<name>") failing since an epoch second: from
+    #: then on `failing_error_rate` of their requests are 5xx (bench/in_flight.py --breaches).
+    failing: dict[str, float] = field(default_factory=dict)
+    failing_error_rate: float = 0.5
 
-    def per_period(self, metric: Mapping[str, Any], period: int, stat: str = "Sum") -> float:
-        """The value of one period of `metric` (a boto3 `Metric`) at `stat`: requests or errors
-        (Sum), or a latency at a percentile (ALB's TargetResponseTime is in seconds)."""
+    def failing_since(self, metric: Mapping[str, Any]) -> float | None:
+        for dim in metric.get("Dimensions", []):
+            if dim.get("Name") == "TaskGroup":
+                return self.failing.get(str(dim.get("Value", "")).removeprefix("service:"))
+        return None
+
+    def per_period(
+        self, metric: Mapping[str, Any], period: int, stat: str = "Sum", start: float = 0.0
+    ) -> float:
+        """The value of one period of `metric` (a boto3 `Metric`), the one starting at `start`
+        (epoch seconds), at `stat`: requests or errors (Sum), or a latency at a percentile
+        (ALB's TargetResponseTime is in seconds). A failing service's period has errors for the
+        part of it after its failure began."""
         if re.fullmatch(r"p\d+(\.\d+)?", stat):
             seconds = "ResponseTime" in str(metric.get("MetricName", ""))
             return self.latency_ms / 1000.0 if seconds else self.latency_ms
         requests = self.requests_per_second * period
+        rate = self.error_rate
+        since = self.failing_since(metric) if self.failing else None
+        if since is not None:
+            share = min(max(start + period - since, 0.0), period) / period
+            rate += (self.failing_error_rate - self.error_rate) * share
         kind = _code_class(metric)
         if kind == "all":
             return requests
         if kind == "5":
-            return requests * self.error_rate
+            return requests * rate
         if kind == "2":
-            return requests * (1.0 - self.error_rate)
+            return requests * (1.0 - rate)
         return 0.0
 
 
@@ -347,13 +366,17 @@ class AwsStandIn(LatencyProxy):
             stamps = [first + (skip + i) * period for i in range(count - skip)]
             if not ascending:
                 stamps.reverse()
-            value = self.model.per_period(stat["Metric"], period, str(stat.get("Stat", "Sum")))
+            metric, how = stat["Metric"], str(stat.get("Stat", "Sum"))
+            if self.model.failing and self.model.failing_since(metric) is not None:
+                values = [self.model.per_period(metric, period, how, t) for t in stamps]
+            else:
+                values = [self.model.per_period(metric, period, how)] * len(stamps)
             results.append(
                 {
                     "Id": query["Id"],
                     "Label": stat["Metric"].get("MetricName", query["Id"]),
                     "Timestamps": [datetime.fromtimestamp(t, UTC) for t in stamps],
-                    "Values": [value] * len(stamps),
+                    "Values": values,
                     "StatusCode": "Complete",
                 }
             )

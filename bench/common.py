@@ -283,6 +283,7 @@ def world(
     traffic: Sequence[str] = (),
     aws_front: Callable[[str], str] | None = None,
     seeder: Callable[[AwsClients, Mapping[str, str]], object] = seed,
+    entries: Mapping[str, Mapping[str, object]] | None = None,
 ) -> World:
     """sandbox/world.py's world for a benchmark (not started): `services` (key -> ECS cluster)
     on App Mesh, seeded concurrently (`seed`), the catalogue's `defaults`, the real Redis
@@ -290,11 +291,15 @@ def world(
     `aws_front` (a latency proxy or the AWS stand-in) before moto for the product's processes.
 
     The engine keeps its production timings (watchdog, run lock) except readiness polling;
-    `worker_env` adds to them (CANARY_WORKERS, CANARY_WORKER_THREADS...).
+    `worker_env` adds to them (CANARY_WORKERS, CANARY_WORKER_THREADS...); `entries` adds
+    catalogue settings to some services (key -> settings).
     """
     return World(
         workdir=workdir,
-        services={key: {"cluster": cluster} for key, cluster in services.items()},
+        services={
+            key: {"cluster": cluster, **(entries or {}).get(key, {})}
+            for key, cluster in services.items()
+        },
         redis_url=REDIS_URL,
         prefix=new_prefix(name),
         defaults=dict(defaults),

@@ -11,7 +11,15 @@ read calls of a check itself (GetMetricData, DescribeServices, DescribeVirtualNo
 DescribeTargetGroups, DescribeAlarms) at `--aws-latency-ms`, costing next to no CPU, and
 forwards the rest (provisioning, route weights) to moto. So the figures are the product's, not
 moto's, which spends about 145 ms of CPU on one GetMetricData. `--moto` sends every call to moto
-(still counted) as the benchmark did before.
+(still counted) as the benchmark did before. Both are the default path and right for hundreds.
+
+`--memory` is for thousands: the stand-in also holds ECS, App Mesh and Cloud Map in memory
+(bench/aws_memory.py), the services are seeded there (a Cloud Map namespace per cluster of 25)
+and the engine provisions, shifts and removes its canaries there; nothing reaches moto. moto
+cannot provision thousands in time (a ramp of 5,000 through it did not finish in 15 min).
+`--breaches K` (with `--memory`) adds K deployments whose canaries the stand-in fails one after
+another once the window is measured, and times each until the stand-in receives the UpdateRoute
+that puts the stable back at 100 %, while all the others keep being checked.
 
 Once all are baking (or `--ramp-minutes` is up: the run goes on with those baking), the engine's
 lateness samples (workers/runtime/lateness.py) are reset and a window of steady state is

@@ -375,3 +375,38 @@ def test_cloud_map_in_smithy_rpc_v2_cbor_too(held: tuple[AwsStandIn, MemoryAws])
             assert [n["Name"] for n in parsed["Namespaces"]] == ["c000.local"]
         else:
             assert parsed["Error"]["Code"] == "ServiceNotFound"
+
+
+def test_a_failing_canary_has_errors_from_the_second_it_fails(
+    held: tuple[AwsStandIn, MemoryAws],
+) -> None:
+    """TrafficModel.failing (in_flight --breaches): the canary's 5xx share is
+    `failing_error_rate` in the periods after its failure began, in part in the period it began
+    in, and nothing changes for the other versions."""
+    standin, _ = held
+    since = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+    standin.model.failing["svc0001-abc123"] = since.timestamp()
+    cw = sandbox_clients(standin.url).cloudwatch
+
+    def errors(service: str) -> list[float]:
+        metric = {
+            "Namespace": "ECS/ContainerInsights/Envoy",
+            "MetricName": "envoy_http_downstream_rq_xx",
+            "Dimensions": [
+                {"Name": "TaskGroup", "Value": f"service:{service}"},
+                {"Name": "envoy_response_code_class", "Value": "5"},
+            ],
+        }
+        answer = cw.get_metric_data(
+            MetricDataQueries=[
+                {"Id": "e", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}}
+            ],
+            StartTime=since - timedelta(seconds=90),
+            EndTime=since + timedelta(seconds=150),
+            ScanBy="TimestampAscending",
+        )
+        return answer["MetricDataResults"][0]["Values"]
+
+    per_period = standin.model.requests_per_second * 60
+    assert errors("svc0001-abc123") == [0.0, 0.25 * per_period, 0.5 * per_period, 0.5 * per_period]
+    assert errors("svc0001") == [0.0] * 4

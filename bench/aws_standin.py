@@ -17,7 +17,9 @@ What it answers itself, after `delay` seconds, as AWS's protocols say (botocore'
   `DescribeTargetGroups` (query): moto's first answer, kept until a write of the same service
   or resource passes through; an ECS service is told at steady state (running = desired).
 
-Everything else (provisioning, route weights, Cloud Map, EC2) goes to moto after the same delay.
+Everything else (provisioning, route weights, Cloud Map, EC2) goes to moto after the same delay,
+unless the stand-in holds ECS, App Mesh and Cloud Map itself (`memory`, bench/aws_memory.py:
+what a benchmark of thousands of deployments needs, since moto cannot provision them in time).
 Every call is counted by API (`calls`), and whether it was answered here or forwarded.
 """
 
@@ -36,14 +38,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.model import ServiceModel
 from botocore.parsers import RpcV2CBORParser
-from botocore.serialize import CBORSerializer
+from botocore.serialize import RpcV2CBORSerializer
 
 from bench.latency_proxy import LatencyProxy, reply
+
+if TYPE_CHECKING:
+    from bench.aws_memory import MemoryAws
 
 #: The services the workers talk to, by botocore name.
 SERVICES = ("cloudwatch", "ecs", "appmesh", "elbv2", "servicediscovery", "ec2")
@@ -134,21 +139,40 @@ class TrafficModel:
     max_points: int = 1440
     #: Every version's response time at any percentile (`Stat: pNN`), in milliseconds.
     latency_ms: float = 40.0
+    #: ECS services (Envoy's TaskGroup "service:<name>") failing since an epoch second: from
+    #: then on `failing_error_rate` of their requests are 5xx (bench/in_flight.py --breaches).
+    failing: dict[str, float] = field(default_factory=dict)
+    failing_error_rate: float = 0.5
 
-    def per_period(self, metric: Mapping[str, Any], period: int, stat: str = "Sum") -> float:
-        """The value of one period of `metric` (a boto3 `Metric`) at `stat`: requests or errors
-        (Sum), or a latency at a percentile (ALB's TargetResponseTime is in seconds)."""
+    def failing_since(self, metric: Mapping[str, Any]) -> float | None:
+        for dim in metric.get("Dimensions", []):
+            if dim.get("Name") == "TaskGroup":
+                return self.failing.get(str(dim.get("Value", "")).removeprefix("service:"))
+        return None
+
+    def per_period(
+        self, metric: Mapping[str, Any], period: int, stat: str = "Sum", start: float = 0.0
+    ) -> float:
+        """The value of one period of `metric` (a boto3 `Metric`), the one starting at `start`
+        (epoch seconds), at `stat`: requests or errors (Sum), or a latency at a percentile
+        (ALB's TargetResponseTime is in seconds). A failing service's period has errors for the
+        part of it after its failure began."""
         if re.fullmatch(r"p\d+(\.\d+)?", stat):
             seconds = "ResponseTime" in str(metric.get("MetricName", ""))
             return self.latency_ms / 1000.0 if seconds else self.latency_ms
         requests = self.requests_per_second * period
+        rate = self.error_rate
+        since = self.failing_since(metric) if self.failing else None
+        if since is not None:
+            share = min(max(start + period - since, 0.0), period) / period
+            rate += (self.failing_error_rate - self.error_rate) * share
         kind = _code_class(metric)
         if kind == "all":
             return requests
         if kind == "5":
-            return requests * self.error_rate
+            return requests * rate
         if kind == "2":
-            return requests * (1.0 - self.error_rate)
+            return requests * (1.0 - rate)
         return 0.0
 
 
@@ -173,7 +197,7 @@ def _epoch(value: Any) -> float:
 
 _CBOR_IN = RpcV2CBORParser()
 # botocore's own CBOR encoder, driven by the output shape (no CBOR library in the venv).
-_CBOR_OUT = CBORSerializer()
+_CBOR_OUT = RpcV2CBORSerializer()  # its CBOR encoder knows timestamps
 
 
 def decode_cbor(body: bytes) -> dict[str, Any]:
@@ -220,11 +244,15 @@ class AwsStandIn(LatencyProxy):
         model: TrafficModel | None = None,
         *,
         answer: bool = True,
+        memory: MemoryAws | None = None,
     ) -> None:
-        """`answer=False`: forward every call to moto, only counting them (moto's own figures)."""
+        """`answer=False`: forward every call to moto, only counting them (moto's own figures).
+        `memory`: ECS, App Mesh and Cloud Map answered from memory too (bench/aws_memory.py),
+        so that nothing of the App Mesh backend's reaches moto."""
         super().__init__(upstream, delay)
         self.model = model or TrafficModel()
         self.answer = answer
+        self.memory = memory
         self.calls: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -266,6 +294,10 @@ class AwsStandIn(LatencyProxy):
                 return self._encode(call, self._metric_data(self._decode(call, body)))
             if call.operation == "DescribeAlarms":
                 return self._encode(call, self._alarms(self._decode(call, body)))
+        if self.memory is not None:
+            answered = self.memory.handle(call, method, path, body)
+            if answered is not None:
+                return answered
         if call.api == "ecs.DescribeServices":
             return self._describe_services(call, method, path, headers, body)
         if call.api == "appmesh.DescribeVirtualNode":
@@ -334,13 +366,17 @@ class AwsStandIn(LatencyProxy):
             stamps = [first + (skip + i) * period for i in range(count - skip)]
             if not ascending:
                 stamps.reverse()
-            value = self.model.per_period(stat["Metric"], period, str(stat.get("Stat", "Sum")))
+            metric, how = stat["Metric"], str(stat.get("Stat", "Sum"))
+            if self.model.failing and self.model.failing_since(metric) is not None:
+                values = [self.model.per_period(metric, period, how, t) for t in stamps]
+            else:
+                values = [self.model.per_period(metric, period, how)] * len(stamps)
             results.append(
                 {
                     "Id": query["Id"],
                     "Label": stat["Metric"].get("MetricName", query["Id"]),
                     "Timestamps": [datetime.fromtimestamp(t, UTC) for t in stamps],
-                    "Values": [value] * len(stamps),
+                    "Values": values,
                     "StatusCode": "Complete",
                 }
             )

@@ -18,11 +18,17 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from redis import Redis
 
+from bench.aws_memory import AwsError, MemoryAws
+from bench.aws_standin import service_model
 from sandbox import seed as _seed
 from sandbox.seed import seed_appmesh_service
 from sandbox.slack_user import block_actions_body, command_body, signed_headers
@@ -142,40 +148,95 @@ def seed(clients: AwsClients, services: Mapping[str, str], threads: int = 8) -> 
         _seed._ensure_cluster(clients.ecs, cluster)
 
     def one(key: str) -> None:
-        cloudmap = clients.servicediscovery.create_service(
-            Name=key,
-            NamespaceId=first["namespace_id"],
-            CreatorRequestId=f"{first['namespace_id']}-{key}",
-            DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": 10}]},
-            HealthCheckCustomConfig={"FailureThreshold": 1},
-        )["Service"]
-        node = f"{key}-v1"
-        node_arn = _seed._ensure_virtual_node(
-            clients.appmesh, MESH, node, "http", first["namespace"], cloudmap_name=key
-        )
-        _seed._ensure_virtual_router(clients.appmesh, MESH, f"{key}-vr", "http")
-        task_definition = _seed._ensure_task_definition(
-            clients.ecs, key, IMAGE.format(key=key, tag="v1"), node_arn
-        )
-        _seed._ensure_ecs_service(
-            clients.ecs,
-            cluster=services[key],
-            name=key,
-            task_definition_arn=task_definition,
-            desired_count=2,
-            registry_arn=cloudmap["Arn"],
-            subnet_id=first["subnet"],
-            group_id=first["security_group"],
-        )
-        clients.appmesh.create_route(
-            meshName=MESH,
-            virtualRouterName=f"{key}-vr",
-            routeName=f"{key}-route",
-            spec=_seed._route_spec("http", key, node, True),
-        )
+        seed_one(clients, key, services[key], first)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(one, keys[1:]))
+    return time.perf_counter() - started
+
+
+def seed_one(clients: Any, key: str, cluster: str, shared: Mapping[str, str]) -> None:
+    """One App Mesh service as sandbox.seed makes it, in the namespace, subnet and security
+    group of `shared` (sandbox.seed's names: namespace_id, namespace, subnet, security_group);
+    `clients` has boto3-like ecs, appmesh and servicediscovery clients."""
+    cloudmap = clients.servicediscovery.create_service(
+        Name=key,
+        NamespaceId=shared["namespace_id"],
+        CreatorRequestId=f"{shared['namespace_id']}-{key}",
+        DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": 10}]},
+        HealthCheckCustomConfig={"FailureThreshold": 1},
+    )["Service"]
+    node = f"{key}-v1"
+    node_arn = _seed._ensure_virtual_node(
+        clients.appmesh, MESH, node, "http", shared["namespace"], cloudmap_name=key
+    )
+    _seed._ensure_virtual_router(clients.appmesh, MESH, f"{key}-vr", "http")
+    task_definition = _seed._ensure_task_definition(
+        clients.ecs, key, IMAGE.format(key=key, tag="v1"), node_arn
+    )
+    _seed._ensure_ecs_service(
+        clients.ecs,
+        cluster=cluster,
+        name=key,
+        task_definition_arn=task_definition,
+        desired_count=2,
+        registry_arn=cloudmap["Arn"],
+        subnet_id=shared["subnet"],
+        group_id=shared["security_group"],
+    )
+    clients.appmesh.create_route(
+        meshName=MESH,
+        virtualRouterName=f"{key}-vr",
+        routeName=f"{key}-route",
+        spec=_seed._route_spec("http", key, node, True),
+    )
+
+
+class _Direct:
+    """A boto3-like client of one service of the stand-in's memory: the seeding's calls made
+    without HTTP (thousands of services in seconds), through the same code that answers them."""
+
+    def __init__(self, memory: MemoryAws, service: str) -> None:
+        self.memory, self.service = memory, service
+        model = service_model(service)
+        self.operations = {xform_name(op): op for op in model.operation_names}
+
+    def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
+        operation = self.operations[name]
+
+        def call(**request: Any) -> dict[str, Any]:
+            try:
+                return self.memory.call(self.service, operation, request)
+            except AwsError as err:
+                error = {"Error": {"Code": err.code, "Message": err.message}}
+                raise ClientError(error, operation) from err  # type: ignore[arg-type]
+
+        return call
+
+
+def seed_memory(memory: MemoryAws, services: Mapping[str, str]) -> float:
+    """Seed each service (key -> ECS cluster) into the stand-in's memory as `seed` does into
+    moto (the same helpers, the same shapes), but with a Cloud Map namespace per cluster
+    ("<cluster>.local", as sandbox.seed names it: moto allows one per VPC, the stand-in has no
+    such rule); return the seconds it took."""
+    started = time.perf_counter()
+    clients = SimpleNamespace(
+        ecs=_Direct(memory, "ecs"),
+        appmesh=_Direct(memory, "appmesh"),
+        servicediscovery=_Direct(memory, "servicediscovery"),
+    )
+    _seed._ensure_mesh(clients.appmesh, MESH)
+    shared: dict[str, dict[str, str]] = {}
+    for cluster in sorted(set(services.values())):
+        _seed._ensure_cluster(clients.ecs, cluster)
+        shared[cluster] = {
+            "namespace": f"{cluster}.local",
+            "namespace_id": memory.add_namespace(f"{cluster}.local"),
+            "subnet": "subnet-0standin00000000",
+            "security_group": "sg-0standin000000000",
+        }
+    for key, cluster in services.items():
+        seed_one(clients, key, cluster, shared[cluster])
     return time.perf_counter() - started
 
 
@@ -221,6 +282,8 @@ def world(
     worker_env: Mapping[str, str] | None = None,
     traffic: Sequence[str] = (),
     aws_front: Callable[[str], str] | None = None,
+    seeder: Callable[[AwsClients, Mapping[str, str]], object] = seed,
+    entries: Mapping[str, Mapping[str, object]] | None = None,
 ) -> World:
     """sandbox/world.py's world for a benchmark (not started): `services` (key -> ECS cluster)
     on App Mesh, seeded concurrently (`seed`), the catalogue's `defaults`, the real Redis
@@ -228,18 +291,22 @@ def world(
     `aws_front` (a latency proxy or the AWS stand-in) before moto for the product's processes.
 
     The engine keeps its production timings (watchdog, run lock) except readiness polling;
-    `worker_env` adds to them (CANARY_WORKERS, CANARY_WORKER_THREADS...).
+    `worker_env` adds to them (CANARY_WORKERS, CANARY_WORKER_THREADS...); `entries` adds
+    catalogue settings to some services (key -> settings).
     """
     return World(
         workdir=workdir,
-        services={key: {"cluster": cluster} for key, cluster in services.items()},
+        services={
+            key: {"cluster": cluster, **(entries or {}).get(key, {})}
+            for key, cluster in services.items()
+        },
         redis_url=REDIS_URL,
         prefix=new_prefix(name),
         defaults=dict(defaults),
         engine_env={"CANARY_READY_POLL": "0.5"},
         extra_env=dict(worker_env or {}),
         traffic=list(traffic),
-        seeder=seed,
+        seeder=seeder,
         aws_front=aws_front,
     )
 

@@ -11,7 +11,15 @@ read calls of a check itself (GetMetricData, DescribeServices, DescribeVirtualNo
 DescribeTargetGroups, DescribeAlarms) at `--aws-latency-ms`, costing next to no CPU, and
 forwards the rest (provisioning, route weights) to moto. So the figures are the product's, not
 moto's, which spends about 145 ms of CPU on one GetMetricData. `--moto` sends every call to moto
-(still counted) as the benchmark did before.
+(still counted) as the benchmark did before. Both are the default path and right for hundreds.
+
+`--memory` is for thousands: the stand-in also holds ECS, App Mesh and Cloud Map in memory
+(bench/aws_memory.py), the services are seeded there (a Cloud Map namespace per cluster of 25)
+and the engine provisions, shifts and removes its canaries there; nothing reaches moto. moto
+cannot provision thousands in time (a ramp of 5,000 through it did not finish in 15 min).
+`--breaches K` (with `--memory`) adds K deployments whose canaries the stand-in fails one after
+another once the window is measured, and times each until the stand-in receives the UpdateRoute
+that puts the stable back at 100 %, while all the others keep being checked.
 
 Once all are baking (or `--ramp-minutes` is up: the run goes on with those baking), the engine's
 lateness samples (workers/runtime/lateness.py) are reset and a window of steady state is
@@ -29,7 +37,7 @@ measured:
 
     .venv/bin/python -m bench.in_flight [--deployments 500 [5000 ...]] [--workers 1 [4 ...]]
         [--interval 10] [--window 60] [--threads N] [--aws-latency-ms MS] [--moto]
-        [--ramp-minutes M]
+        [--ramp-minutes M] [--memory [--breaches K]]
 
 Several --deployments or --workers run each combination in turn and print one table.
 A smoke run: `--deployments 50 --window 20`.
@@ -40,15 +48,18 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import random
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis import Redis
 from rq import Worker
 
+from bench.aws_memory import MemoryAws
 from bench.aws_standin import AwsStandIn, TrafficModel
 from bench.common import (
     Figures,
@@ -58,9 +69,12 @@ from bench.common import (
     figures,
     memory_kb,
     print_table,
+    seed_memory,
     world,
 )
+from bench.common import seed as seed_moto
 from sandbox.world import World, prefix_keys
+from workers.aws.clients import AwsClients
 from workers.defaults import WORKER_THREADS
 from workers.domain.deployment import Deployment
 from workers.domain.state import State
@@ -75,6 +89,16 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def children_of_one(pid: int) -> list[int]:
     """The direct children of `pid`."""
     return sorted(set(children_of(pid)) - {g for c in children_of(pid) for g in children_of(c)})
+
+
+#: The breached deployments' own settings, as bench/breach.py's: a period of a second, so
+#: that the time to act is the check's, not the period's (a 60 s period adds up to 60 s).
+BREACH_SETTINGS: dict[str, object] = {"metric_period": "1s", "metric_lag": "2s", "min_requests": 30}
+
+
+def breach_goal(interval: int) -> float:
+    """bench/breach.py's goal: the next check, the publication lag it waits, and 1 s."""
+    return interval + 2 + 1
 
 
 def defaults(interval: int) -> dict[str, object]:
@@ -161,6 +185,9 @@ class Result:
     used_memory_delta: int = 0
     processes: list[tuple[int, str, int, int]] = field(default_factory=list)  # pid, name, rss, pss
     web: tuple[int, int] = (0, 0)
+    #: Breach (canary failing) -> route at 100 % stable, as the stand-in saw it; -> step_failed.
+    restored: list[float] = field(default_factory=list)
+    detected: list[float] = field(default_factory=list)
 
     @property
     def redis_bytes(self) -> int:
@@ -197,15 +224,35 @@ def measure(
     aws_latency_ms: float = 0.0,
     standin: bool = True,
     ramp_minutes: float = 7.0,
+    memory: bool = False,
+    breaches: int = 0,
+    seed: int = 18,
 ) -> Result:
+    """`memory`: the stand-in holds ECS, App Mesh and Cloud Map itself (bench/aws_memory.py) and
+    the services are seeded there, not into moto: what thousands of deployments need.
+    `breaches` (with `memory`): so many more deployments, whose canaries fail one after another
+    once the window is measured (see `_breaches`)."""
+    if breaches and not memory:
+        raise ValueError("--breaches needs --memory (the stand-in sees the route's writes)")
     keys = [f"svc{i:04d}" for i in range(deployments)]
     services = {k: f"c{i // CLUSTER_SIZE:03d}" for i, k in enumerate(keys)}
+    broken = [f"brk{i:02d}" for i in range(breaches)]
+    services.update({k: "cbrk" for k in broken})
     fronts: list[AwsStandIn] = []
+    held = MemoryAws() if memory else None
+    model = TrafficModel()
 
     def front(moto: str) -> str:
-        proxy = AwsStandIn(moto, aws_latency_ms / 1000, TrafficModel(), answer=standin)
-        fronts.append(proxy.__enter__())
-        return proxy.url
+        if not fronts:
+            proxy = AwsStandIn(moto, aws_latency_ms / 1000, model, answer=standin, memory=held)
+            fronts.append(proxy.__enter__())
+        return fronts[0].url
+
+    def seeder(clients: AwsClients, mesh: Mapping[str, str]) -> float:
+        if held is None:
+            return seed_moto(clients, mesh)
+        front(str(clients.ecs.meta.endpoint_url))
+        return seed_memory(held, mesh)
 
     try:
         with (
@@ -221,9 +268,18 @@ def measure(
                     **({"CANARY_WORKER_THREADS": str(threads)} if threads else {}),
                 },
                 aws_front=front,
+                seeder=seeder,
+                entries={k: BREACH_SETTINGS for k in broken},
             ) as w,
         ):
-            return _run(w, keys, interval, window, workers, threads, ramp_minutes, fronts[0])
+            result = _run(
+                w, [*keys, *broken], interval, window, workers, threads, ramp_minutes, fronts[0]
+            )
+            if held is not None and broken:
+                result.restored, result.detected = _breaches(
+                    w, held, model, broken, interval, random.Random(seed)
+                )
+            return result
     finally:
         for proxy in fronts:
             proxy.__exit__()
@@ -257,7 +313,9 @@ def _run(
         baking = _baking(store)
         if baking >= len(keys) or time.monotonic() > deadline:
             break
-        time.sleep(5)
+        print(f"  {baking} baking after {time.monotonic() - started:.0f} s", flush=True)
+        # Reading every record costs this process CPU the workers share: 5,000 every 20 s.
+        time.sleep(max(5.0, len(keys) / 250))
     ramp = time.monotonic() - started
     print(f"{baking} of {len(keys)} baking {ramp:.0f} s after the first command", flush=True)
     memory_after = used_memory(redis)
@@ -307,6 +365,50 @@ def _run(
         processes=processes,
         web=memory_kb(w.process("bot").pid),
     )
+
+
+def _breaches(
+    w: World,
+    memory: MemoryAws,
+    model: TrafficModel,
+    keys: list[str],
+    interval: int,
+    rng: random.Random,
+) -> tuple[list[float], list[float]]:
+    """Fail each of `keys`' canaries in turn, at a random phase against the checks' rhythm (the
+    stand-in tells 50 % of its requests as 5xx from that second on), and time it until the
+    stand-in receives the UpdateRoute that puts the stable back at 100 %, while every other
+    deployment keeps being checked; also until the engine's step_failed event."""
+    writes: dict[str, list[tuple[float, dict[str, int]]]] = {}
+    memory.on_route = lambda mesh, router, route, weights: writes.setdefault(router, []).append(
+        (time.time(), weights)
+    )
+    restored: list[float] = []
+    detected: list[float] = []
+    for key in keys:
+        dep = w.deployment_of(key)
+        if dep is None or dep.canary is None:
+            print(f"  breach {key}: not deployed, skipped", flush=True)
+            continue
+        time.sleep(rng.uniform(0, interval))
+        t0 = time.time()
+        model.failing[dep.canary.ecs_service_name] = t0
+        stable = {f"{key}-v1": 100}
+        deadline = t0 + 3 * interval + 60
+        back = None
+        while back is None and time.time() < deadline:
+            seen = writes.get(f"{key}-vr", [])
+            back = next((t for t, ws in seen if t >= t0 and ws == stable), None)
+            time.sleep(0.02)
+        if back is None:
+            print(f"  breach {key}: not back on the stable after {deadline - t0:.0f} s", flush=True)
+            continue
+        restored.append(back - t0)
+        failed = [e for e in w.rt.store.events(dep.id) if e.kind == "step_failed"]
+        if failed:
+            detected.append(failed[0].at - t0)
+        print(f"  breach {key}: 100 % stable {back - t0:.2f} s after the canary failed", flush=True)
+    return restored, detected
 
 
 def _deployments(store: Store) -> list[Deployment]:
@@ -384,6 +486,23 @@ def rows(r: Result) -> list[Row]:
     ]
 
 
+def breach_rows(r: Result) -> list[Row]:
+    if not r.restored:
+        return []
+    goal = breach_goal(r.interval)
+    restored = figures(r.restored)
+    return [
+        Row(
+            f"breach → 100 % stable while {r.baking - len(r.restored)} others run (a check every "
+            f"{r.interval} s, {r.workers} worker process{'es' if r.workers > 1 else ''})",
+            "bench.breach: 12 services",
+            f"≤ interval + metric_lag + 1 s = {goal:.0f} s",
+            restored.text("s", 1, 2),
+            restored.max <= goal,
+        )
+    ]
+
+
 def report(r: Result) -> None:
     print(
         f"seeding {r.seed_seconds:.0f} s; ramp to {r.baking} baking {r.ramp_seconds:.0f} s; "
@@ -396,6 +515,10 @@ def report(r: Result) -> None:
         print(
             f"  worker pid {pid:<7} {name:<28} VmRSS {rss / 1024:6.1f} MB  Pss {pss / 1024:6.1f} MB"
         )
+    if r.restored:
+        print(f"breach → route 100 % stable: {figures(r.restored).text('s', 1, 2)}")
+    if r.detected:
+        print(f"breach → the engine's step_failed event: {figures(r.detected).text('s', 1, 2)}")
     web_rss, web_pss = r.web[0] / 1024, r.web[1] / 1024
     print(f"  web    python -m bot  VmRSS {web_rss:6.1f} MB  Pss {web_pss:6.1f} MB")
 
@@ -411,6 +534,17 @@ def main() -> None:
         "--aws-latency-ms", type=float, default=0.0, help="added to each AWS call of the workers"
     )
     parser.add_argument("--moto", action="store_true", help="every AWS call to moto (counted)")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="ECS, App Mesh and Cloud Map in the stand-in's memory, not moto (for thousands)",
+    )
+    parser.add_argument(
+        "--breaches",
+        type=int,
+        default=0,
+        help="with --memory: so many more deployments whose canaries fail after the window",
+    )
     parser.add_argument(
         "--ramp-minutes", type=float, default=7.0, help="then measure those baking so far"
     )
@@ -428,10 +562,12 @@ def main() -> None:
                 aws_latency_ms=args.aws_latency_ms,
                 standin=not args.moto,
                 ramp_minutes=args.ramp_minutes,
+                memory=args.memory,
+                breaches=args.breaches,
             )
             report(result)
-            table += rows(result)
-            print_table(rows(result))
+            table += rows(result) + breach_rows(result)
+            print_table(rows(result) + breach_rows(result))
     print()
     print_table(table)
 

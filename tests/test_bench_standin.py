@@ -4,6 +4,7 @@ ELBv2: query), its answers parse in boto3's clients, and everything else reaches
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,13 @@ from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import RpcV2CBORSerializer
 from moto.server import ThreadedMotoServer
 
+from bench.aws_memory import MemoryAws
 from bench.aws_standin import AwsStandIn, TrafficModel
+from bench.common import MESH, seed_memory
 from workers.analysis.templates import AlbMetricTemplate, MetricTemplate, Version
+from workers.aws.appmesh.discovery import discover_stable
+from workers.aws.appmesh.provisioning import find_canary, provision_canary, remove_canary
+from workers.aws.appmesh.router import AppMeshRouter
 from workers.aws.clients import sandbox_clients
 from workers.aws.cloudwatch import (
     AlbTarget,
@@ -254,3 +260,153 @@ def test_cloudwatch_in_smithy_rpc_v2_cbor_too(standin: AwsStandIn) -> None:
         ("high-5xx", "ALARM")
     ]
     assert standin.counts() == {"cloudwatch.DescribeAlarms": 1}
+
+
+# The stand-in's own ECS, App Mesh and Cloud Map (bench/aws_memory.py, in_flight --memory) ------
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AwsStandIn, MemoryAws]]:
+    """A stand-in holding ECS, App Mesh and Cloud Map in memory, with two services seeded as
+    in_flight --memory seeds them; its upstream is a closed port, so nothing may reach it."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    memory = MemoryAws()
+    seed_memory(memory, {"svc0000": "c000", "svc0001": "c000"})
+    with AwsStandIn("http://127.0.0.1:9", memory=memory) as proxy:
+        yield proxy, memory
+
+
+def test_the_app_mesh_backend_s_whole_life_is_answered_from_memory(
+    held: tuple[AwsStandIn, MemoryAws],
+) -> None:
+    """The product's own discovery, provisioning, route weights, readiness and removal run
+    against the stand-in through real boto3 clients (JSON 1.1 and REST-JSON), and nothing is
+    forwarded."""
+    standin, memory = held
+    writes: list[dict[str, int]] = []
+    memory.on_route = lambda mesh, router, route, weights: writes.append(weights)
+    clients = sandbox_clients(standin.url)
+    stable = discover_stable(
+        clients, cluster="c000", mesh=MESH, virtual_router="svc0001-vr", route="svc0001-route"
+    )
+    assert (stable.virtual_node, stable.ecs_service_name, stable.family) == (
+        "svc0001-v1",
+        "svc0001",
+        "svc0001",
+    )
+    assert stable.cloudmap_namespace_id == memory.add_namespace("c000.local")
+    canary = provision_canary(
+        clients, stable, name="svc0001-abc123", image="app:v2", deployment_id="abc123"
+    )
+    assert canary.task_definition_arn.endswith("task-definition/svc0001:2")
+    again = provision_canary(  # a re-run finds what exists
+        clients, stable, name="svc0001-abc123", image="app:v2", deployment_id="abc123"
+    )
+    assert again == canary
+    ready = canary_readiness(clients, cluster="c000", ecs_service_name="svc0001-abc123")
+    assert (ready.ready, ready.running, ready.desired) == (True, 2, 2)
+    router = AppMeshRouter(clients.appmesh, MESH, "svc0001-vr", "svc0001-route")
+    router.set_weights({"svc0001-v1": 90, "svc0001-abc123": 10})
+    assert router.read_weights() == {"svc0001-v1": 90, "svc0001-abc123": 10}
+    assert writes == [{"svc0001-v1": 90, "svc0001-abc123": 10}]
+    router.set_weights({"svc0001-v1": 100})
+    assert find_canary(clients, stable, name="svc0001-abc123") is not None
+    removal = remove_canary(clients, cluster="c000", canary=canary, mesh=MESH, keep=False)
+    assert not removal.problems
+    assert find_canary(clients, stable, name="svc0001-abc123") is None
+    assert memory.route_weights(MESH, "svc0001-vr", "svc0001-route") == {"svc0001-v1": 100}
+    assert standin.forwarded_counts() == {}
+    assert standin.counts()["servicediscovery.ListServices"] >= 1
+
+
+def test_memory_answers_errors_and_pages_as_aws_does(held: tuple[AwsStandIn, MemoryAws]) -> None:
+    standin, memory = held
+    clients = sandbox_clients(standin.url)
+    with pytest.raises(ClientError) as missing_node:
+        clients.appmesh.describe_virtual_node(meshName=MESH, virtualNodeName="nope")
+    assert missing_node.value.response["Error"]["Code"] == "NotFoundException"
+    with pytest.raises(ClientError) as missing_service:
+        clients.servicediscovery.get_service(Id="srv-nope")
+    assert missing_service.value.response["Error"]["Code"] == "ServiceNotFound"
+    with pytest.raises(ClientError) as missing_definition:
+        clients.ecs.describe_task_definition(taskDefinition="nope:1")
+    assert missing_definition.value.response["Error"]["Code"] == "ClientException"
+    # ECS's ListServices answers 10 a page: boto3's paginator follows nextToken.
+    seed_memory(memory, {f"more{i:02d}": "c000" for i in range(12)})
+    pages = list(clients.ecs.get_paginator("list_services").paginate(cluster="c000"))
+    assert [len(p["serviceArns"]) for p in pages] == [10, 4]
+    # Cloud Map's ListServices filters by namespace.
+    other = memory.add_namespace("c001.local")
+    filters = [{"Name": "NAMESPACE_ID", "Values": [other], "Condition": "EQ"}]
+    assert clients.servicediscovery.list_services(Filters=filters)["Services"] == []
+    assert standin.forwarded_counts() == {}
+
+
+def test_cloud_map_in_smithy_rpc_v2_cbor_too(held: tuple[AwsStandIn, MemoryAws]) -> None:
+    """Cloud Map's model lists RPC v2 CBOR first: its answers and errors in CBOR parse."""
+    standin, _ = held
+    model = sandbox_clients(standin.url).servicediscovery.meta.service_model
+    for operation, params in (("ListNamespaces", {}), ("GetService", {"Id": "srv-nope"})):
+        op = model.operation_model(operation)
+        request = RpcV2CBORSerializer().serialize_to_request(params, op)
+        try:
+            answer = urllib.request.urlopen(
+                urllib.request.Request(
+                    standin.url + request["url_path"],
+                    data=request["body"],
+                    headers={
+                        **request["headers"],
+                        "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20261201/us-east-1/"
+                        "servicediscovery/aws4_request, SignedHeaders=host, Signature=0",
+                    },
+                    method="POST",
+                )
+            )
+            status, body, headers = answer.status, answer.read(), dict(answer.headers)
+        except urllib.error.HTTPError as err:
+            status, body, headers = err.code, err.read(), dict(err.headers)
+        parsed = RpcV2CBORParser().parse(
+            {"status_code": status, "headers": headers, "body": body}, op.output_shape
+        )
+        if operation == "ListNamespaces":
+            assert [n["Name"] for n in parsed["Namespaces"]] == ["c000.local"]
+        else:
+            assert parsed["Error"]["Code"] == "ServiceNotFound"
+
+
+def test_a_failing_canary_has_errors_from_the_second_it_fails(
+    held: tuple[AwsStandIn, MemoryAws],
+) -> None:
+    """TrafficModel.failing (in_flight --breaches): the canary's 5xx share is
+    `failing_error_rate` in the periods after its failure began, in part in the period it began
+    in, and nothing changes for the other versions."""
+    standin, _ = held
+    since = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+    standin.model.failing["svc0001-abc123"] = since.timestamp()
+    cw = sandbox_clients(standin.url).cloudwatch
+
+    def errors(service: str) -> list[float]:
+        metric = {
+            "Namespace": "ECS/ContainerInsights/Envoy",
+            "MetricName": "envoy_http_downstream_rq_xx",
+            "Dimensions": [
+                {"Name": "TaskGroup", "Value": f"service:{service}"},
+                {"Name": "envoy_response_code_class", "Value": "5"},
+            ],
+        }
+        answer = cw.get_metric_data(
+            MetricDataQueries=[
+                {"Id": "e", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}}
+            ],
+            StartTime=since - timedelta(seconds=90),
+            EndTime=since + timedelta(seconds=150),
+            ScanBy="TimestampAscending",
+        )
+        return answer["MetricDataResults"][0]["Values"]
+
+    per_period = standin.model.requests_per_second * 60
+    assert errors("svc0001-abc123") == [0.0, 0.25 * per_period, 0.5 * per_period, 0.5 * per_period]
+    assert errors("svc0001") == [0.0] * 4

@@ -5,7 +5,7 @@ and traffic). The real-process world is sandbox.world.World (tests/stack.py star
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -104,8 +104,8 @@ class SlotRecorder(RecordingScheduler):
 
     slots: SlotSet = field(default_factory=lambda: SlotSet(fakeredis.FakeRedis(), "test"))
 
-    def run_in_slot(self, dep_id: str, version: int, *, slot: float) -> None:
-        if self.slots.add(dep_id, version, slot):
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        for slot in self.slots.add(checks):
             self.jobs.append(Job("slot", slot_name(slot), None, slot, delay=slot - self.clock()))
 
     def slot_job(self, slot: float) -> None:

@@ -640,7 +640,7 @@ def test_presence_is_looked_at_on_an_interval_and_when_traffic_stops(fleet: Flee
 def test_rq_schedules_one_job_per_slot_and_hands_out_each_check_once(
     real_redis: tuple[Any, str],
 ) -> None:
-    """RqScheduler.run_in_slot: the first check of a slot schedules its job (one job id per
+    """RqScheduler.run_in_slots: the first check of a slot schedules its job (one job id per
     slot, at the slot's end), the others only join the set; a pop takes the checks due by its
     slot, each once, and says how many due ones are left."""
     from workers.runtime.queues import RqScheduler, slot_name, slot_of
@@ -649,9 +649,8 @@ def test_rq_schedules_one_job_per_slot_and_hands_out_each_check_once(
     scheduler = RqScheduler(client, prefix)
     soon = slot_of(time.time() + 30)
     later = soon + 5 * defaults.SLOT_SECONDS
-    for n in range(3):
-        scheduler.run_in_slot(f"aaaa000{n}", 7, slot=soon)
-    scheduler.run_in_slot("bbbb0001", 2, slot=later)
+    scheduler.run_in_slots([("aaaa0000", 7, soon), ("aaaa0001", 7, soon)])
+    scheduler.run_in_slots([("aaaa0002", 7, soon), ("bbbb0001", 2, later)])
     registry = scheduler.default.scheduled_job_registry
     jobs = sorted(registry.get_job_ids())
     assert jobs == sorted(f"{prefix}-slot-{slot_name(s)}" for s in (soon, later))

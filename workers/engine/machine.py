@@ -48,6 +48,9 @@ class Engine:
         #: Reads made for checks this job runs, by (deployment id, version): a slot job reads
         #: for all its members at once and hands each its own (workers.engine.batch.read).
         self.reads: dict[tuple[str, int], Read] = {}
+        #: While not None, the checks put in slots are gathered here (id, version, slot) and
+        #: added all at once by the caller (a slot job: one round trip for its members).
+        self.slotted: list[tuple[str, int, float]] | None = None
 
     # requests from outside a step (clicks, breaches) -------------------------------------------
     def request_rollback(
@@ -118,7 +121,10 @@ class Engine:
         updated = self.store.transition(dep.id, dep.version, change)
         telemetry.observe_transition(dep, updated, trigger, self.now())
         if updated.active and slots is not None and slot is not None:
-            slots.run_in_slot(updated.id, updated.version, slot=slot)
+            if self.slotted is not None:
+                self.slotted.append((updated.id, updated.version, slot))
+            else:
+                slots.run_in_slots([(updated.id, updated.version, slot)])
         elif updated.active and delay is not None:
             self.rt.scheduler.run(
                 updated.id, updated.version, delay=delay, urgent=updated.state in URGENT

@@ -21,6 +21,7 @@ from workers import defaults
 from workers.engine import batch
 from workers.engine.machine import CHECKED
 from workers.engine.runner import Runner
+from workers.runtime import lateness
 from workers.runtime.budget import BudgetExhausted
 from workers.runtime.queues import SlotScheduler, slot_of
 
@@ -51,8 +52,7 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
         # The installation's AWS call budget binds: the whole chunk goes to a later slot,
         # neither dropped nor counted as a failed attempt (their cards say they ran late).
         later = slot_of(engine.now() + exc.retry_after)
-        for dep in due:
-            scheduler.run_in_slot(dep.id, dep.version, slot=later)
+        scheduler.run_in_slots([(dep.id, dep.version, later) for dep in due])
         return f"{len(due)} spread"
     except Exception as exc:  # each check then reads alone, with its own error handling
         log.warning("a slot's shared read failed, each check reads alone: %s", exc)
@@ -64,14 +64,22 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
     engine.reads.update(reads)
     skipped = {(d.id, d.version) for d in over}
     checked = 0
-    for dep in due:
-        if (dep.id, dep.version) in skipped:
-            continue
-        try:
-            runner.run(dep.id, dep.version, known=dep)
-            checked += 1
-        except Exception:
-            # Logged by the Runner in the deployment's context; it is left overdue, for the
-            # watchdog to run again alone. The slot's other checks go on.
-            continue
+    # Their next checks, and how late each started, are written once for the whole chunk.
+    engine.slotted, runner.lateness = [], []
+    try:
+        for dep in due:
+            if (dep.id, dep.version) in skipped:
+                continue
+            try:
+                runner.run(dep.id, dep.version, known=dep)
+                checked += 1
+            except Exception:
+                # Logged by the Runner in the deployment's context; it is left overdue, for the
+                # watchdog to run again alone. The slot's other checks go on.
+                continue
+    finally:
+        slotted, late = engine.slotted, runner.lateness
+        engine.slotted, runner.lateness = None, None
+        scheduler.run_in_slots(slotted)
+        lateness.record(rt.redis, engine.store.prefix, *late)
     return f"{checked} checked, {stale} stale"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -66,15 +67,19 @@ class SlotSet:
         self.redis, self.prefix = redis, prefix
         self.key = f"{prefix}:slots"
 
-    def add(self, dep_id: str, version: int, slot: float) -> bool:
-        """Put the check in `slot`; True when this call is the first for that slot (so it is the
-        one to schedule the slot's job: SET NX on the slot's key)."""
-        ttl = max(60, math.ceil(slot - time.time()) + 3600)
+    def add(self, checks: Sequence[tuple[str, int, float]]) -> list[float]:
+        """Put each check (id, version, slot) in its slot, in one round trip; the slots this
+        call is the first for (SET NX on each slot's key), whose job it is to schedule."""
+        if not checks:
+            return []
+        slots = list(dict.fromkeys(slot for _, _, slot in checks))
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.key, {f"{dep_id}:{version}": slot})
-            pipe.set(f"{self.prefix}:slot:{slot_name(slot)}", 1, nx=True, ex=ttl)
-            _, first = pipe.execute()
-        return bool(first)
+            pipe.zadd(self.key, {f"{i}:{v}": slot for i, v, slot in checks})
+            for slot in slots:
+                ttl = max(60, math.ceil(slot - time.time()) + 3600)
+                pipe.set(f"{self.prefix}:slot:{slot_name(slot)}", 1, nx=True, ex=ttl)
+            _, *first = pipe.execute()
+        return [slot for slot, won in zip(slots, first, strict=True) if won]
 
     def put_back(self, members: dict[tuple[str, int], float]) -> None:
         """Return members (with their due times) to the set."""
@@ -110,8 +115,9 @@ class SlotScheduler(Scheduler, Protocol):
     @property
     def slots(self) -> SlotSet: ...
 
-    def run_in_slot(self, dep_id: str, version: int, *, slot: float) -> None:
-        """Check the deployment at `version` in the job of `slot` (epoch seconds)."""
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        """Check each deployment (id, version, slot) at that version in the job of its slot
+        (epoch seconds)."""
         ...
 
     def slot_job(self, slot: float) -> None:
@@ -165,10 +171,10 @@ class RqScheduler:
             attempt,
         )
 
-    def run_in_slot(self, dep_id: str, version: int, *, slot: float) -> None:
-        """Add the check to `slot`; the first to do so schedules the slot's job (one job id per
-        slot, enqueued once)."""
-        if self.slots.add(dep_id, version, slot):
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        """Add the checks to their slots; the first to add to a slot schedules its job (one job
+        id per slot, enqueued once)."""
+        for slot in self.slots.add(checks):
             self._put(
                 self.default,
                 "workers.runtime.jobs.run_slot",

@@ -109,9 +109,12 @@ class Engine:
             # Due at once when no job is scheduled (the caller goes on inline): if this process
             # dies, the watchdog finds the deployment overdue and runs it again.
             due = self.now() + (delay or 0)
-            # A later check waits for the end of its slot (one job for all its checks); a
-            # check due at once, and every other step, is its own job.
-            slot = slot_of(due) if slots and delay and d.state in CHECKED else None
+            # A check's next check waits for the end of its slot (one job for all its
+            # checks). The first check of a step (its canary's existence is looked at then,
+            # one call each on App Mesh), a check due at once and every other step are jobs
+            # of their own.
+            again = dep.state in CHECKED and d.state in CHECKED
+            slot = slot_of(due) if slots and delay and again else None
             d.next_due_at = (due if slot is None else slot) if d.active else None
             for e in new_events:
                 e.state = d.state

@@ -92,9 +92,10 @@ METRICS_DIR_PREFIX = "canary-metrics-"
 #: Checks due within the same this many seconds run in one job (workers/engine/slots.py): each
 #: slot ends on a multiple of it, and a check waits for the end of its slot, never runs early.
 SLOT_SECONDS = 1.0
-#: Deployments taken by one slot job at a time, their reads in shared calls (50 x 10 queries
-#: fill one GetMetricData of 500); a slot with more is shared with other jobs.
-SLOT_CHUNK = 50
+#: Deployments taken by one slot job at a time, their reads in shared calls (25 x 10 queries:
+#: half a GetMetricData of 500); a slot with more is shared with other jobs, so a busy slot's
+#: checks run on several threads and processes at once (one job runs its checks one by one).
+SLOT_CHUNK = 25
 #: Longest time between two looks at a canary's resources (its ECS service, target group or
 #: virtual node): between them a check looks only when the newly published periods brought the
 #: canary no request, which is what a deleted canary shows first (docs/ARCHITECTURE.md).

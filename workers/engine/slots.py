@@ -4,7 +4,7 @@ When the engine schedules a check (a move into a checked state with a delay), it
 in the slot its due time falls in (workers.runtime.queues.SlotSet: a sorted set by due time;
 slots end on multiples of SLOT_SECONDS, a check waits for the end of its own) and the first
 check of a slot schedules that slot's job (RQ `enqueue_at`, one job id per slot). The job takes
-up to SLOT_CHUNK due checks out of the set at once (a Lua script: no other job gets them), reads
+up to SLOT_CHUNK due checks out of the set (one ZREM each: no other job gets them), reads
 for them in shared calls (workers.engine.batch.read_many) and runs each through the Runner's
 usual path (its run lock, its version, the same step) with its own read handed in. A slot with
 more checks than one job takes enqueues one more job for the same slot first, so other worker

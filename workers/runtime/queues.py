@@ -174,7 +174,8 @@ class RqScheduler:
     def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
         """Add the checks to their slots; the first to add to a slot schedules its job (one job
         id per slot, enqueued once)."""
-        for slot in self.slots.add(checks):
+        first = self.slots.add(checks)
+        for slot in first:
             self._put(
                 self.default,
                 "workers.runtime.jobs.run_slot",
@@ -183,6 +184,11 @@ class RqScheduler:
                 slot,
                 at=slot,
             )
+        # A check added after its slot's job may have run (a slow chunk adds its members' next
+        # checks at its end): one more job for such a slot, at once, rather than the watchdog.
+        now = time.time()
+        for slot in {slot for _, _, slot in checks if slot <= now} - set(first):
+            self.slot_job(slot)
 
     def slot_job(self, slot: float) -> None:
         self._put(self.default, "workers.runtime.jobs.run_slot", None, 0, slot)

@@ -5,7 +5,7 @@ and traffic). The real-process world is sandbox.world.World (tests/stack.py star
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from workers.engine.outbox import LoggingNotifier, deliver_pending
 from workers.engine.store import Store
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
+from workers.runtime.queues import SlotSet, slot_name
 
 
 class FakeClock:
@@ -39,7 +40,7 @@ class FakeClock:
 
 @dataclass
 class Job:
-    kind: str  # "run" or "notify"
+    kind: str  # "run", "notify" or "slot" (SlotRecorder)
     dep_id: str
     version: int | None
     due: float
@@ -71,14 +72,6 @@ class RecordingScheduler:
     def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None:
         self.charts.append((dep_id, what, delay, attempt))
 
-    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
-        soon = [
-            j
-            for j in self.jobs
-            if j.kind == "run" and not j.urgent and j.due <= self.clock() + within
-        ]
-        return [(j.dep_id, j.version) for j in soon if j.version is not None][:limit]
-
     @property
     def runs(self) -> list[Job]:
         """The run jobs asked for, in order (a copy)."""
@@ -101,6 +94,22 @@ class RecordingScheduler:
     def next_due(self, kind: str = "run") -> float | None:
         times = [j.due for j in self.jobs if j.kind == kind]
         return min(times) if times else None
+
+
+@dataclass
+class SlotRecorder(RecordingScheduler):
+    """A RecordingScheduler with slots (workers.runtime.queues.SlotScheduler): checks go into
+    the SlotSet in its Redis, and the first of a slot records that slot's job (kind "slot",
+    its slot as `due`); run a slot job with workers.engine.slots.run_slot."""
+
+    slots: SlotSet = field(default_factory=lambda: SlotSet(fakeredis.FakeRedis(), "test"))
+
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        for slot in self.slots.add(checks):
+            self.jobs.append(Job("slot", slot_name(slot), None, slot, delay=slot - self.clock()))
+
+    def slot_job(self, slot: float) -> None:
+        self.jobs.append(Job("slot", slot_name(slot), None, self.clock()))
 
 
 SERVICE = {
@@ -133,17 +142,20 @@ def fake_runtime(
     clock: Callable[[], float] | None = None,
     *,
     aws: Callable[[], AwsClients] | None = None,
+    slots: bool = False,
 ) -> Runtime:
     """A Runtime on fakeredis with a recording scheduler and a hand-moved clock (or `clock`);
-    `aws` gives its AWS clients (default: the process's, built on first use)."""
+    `aws` gives its AWS clients (default: the process's, built on first use); `slots`: its
+    scheduler runs later checks in slot jobs (SlotRecorder), else each check is a run job."""
     clock = clock or FakeClock()
     redis = fakeredis.FakeRedis()
     cat = cat or catalogue()
     extra = {"aws": aws} if aws is not None else {}
+    scheduler = SlotRecorder(clock, slots=SlotSet(redis, "test")) if slots else None
     return Runtime(
         redis=redis,
         store=Store(redis, "test"),
-        scheduler=RecordingScheduler(clock),
+        scheduler=scheduler or RecordingScheduler(clock),
         clock=clock,
         catalogue_loader=lambda: cat,
         **extra,  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from moto import mock_aws
 from sandbox.seed_alb import seed_alb_service
 from sandbox.simulator import AlbTrafficSimulator
 from sandbox.strict_moto import STRICT
-from tests.fakes import TICK, FakeClock, RecordingScheduler, fake_runtime
+from tests.fakes import TICK, FakeClock, SlotRecorder, fake_runtime
 from tests.test_engine import ERROR_RATES, V2, serving
 from workers import api, defaults
 from workers.analysis.judge import Counts, Outcome, ReasonCode
@@ -37,9 +37,12 @@ from workers.aws.cloudwatch import (
 )
 from workers.domain.catalogue import parse_catalogue
 from workers.domain.deployment import Deployment, LastRead
+from workers.domain.events import Cause
 from workers.domain.state import State
-from workers.engine.batch import presence_due, read_key, window_of
+from workers.engine import watchdog
+from workers.engine.batch import presence_due, window_of
 from workers.engine.machine import Engine
+from workers.engine.slots import run_slot
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
 
@@ -55,9 +58,11 @@ class Fleet:
     seeded: dict[str, dict[str, str]]
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     in_engine: bool = False
+    #: What each slot job said ("4 checked, 0 stale").
+    slot_results: list[str] = field(default_factory=list)
 
     @property
-    def scheduler(self) -> RecordingScheduler:
+    def scheduler(self) -> SlotRecorder:
         return self.rt.scheduler  # type: ignore[return-value]
 
     def count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
@@ -73,21 +78,38 @@ class Fleet:
         return found
 
     def run_due(self) -> int:
-        """Run every job due now (urgent first); how many ran."""
+        """Run every job due now (urgent run jobs first, then slot jobs); how many ran."""
         ran = 0
-        while (job := self.scheduler.pop_due("run")) is not None:
-            assert job.version is not None
+        while True:
+            job = self.scheduler.pop_due("run")
+            if job is not None and not job.urgent and self.scheduler.next_due("slot") is not None:
+                # Slot jobs due at the same time go first (they are older).
+                slot = self.scheduler.pop_due("slot")
+                if slot is not None:
+                    self.scheduler.jobs.append(job)
+                    job = slot
+            if job is None:
+                job = self.scheduler.pop_due("slot")
+            if job is None:
+                return ran
             self.in_engine = True
             try:
-                runner(self.rt).run(job.dep_id, job.version)
+                if job.kind == "slot":
+                    self.slot_results.append(run_slot(runner(self.rt), self.scheduler, job.due))
+                else:
+                    assert job.version is not None
+                    runner(self.rt).run(job.dep_id, job.version)
             finally:
                 self.in_engine = False
             ran += 1
-        return ran
+
+    def next_due(self) -> float | None:
+        times = [t for k in ("run", "slot") if (t := self.scheduler.next_due(k)) is not None]
+        return min(times) if times else None
 
     def advance(self) -> None:
         """Move the clock to the next due job (at most TICK), publishing every service's traffic."""
-        nxt = self.scheduler.next_due("run")
+        nxt = self.next_due()
         assert nxt is not None, "nothing scheduled"
         step = min(max(nxt - self.clock.now, 0.0), TICK)
         self.clock.advance(step)
@@ -98,7 +120,7 @@ class Fleet:
 
     def next_round(self) -> None:
         """Move the clock (publishing traffic) until some job is due."""
-        while self.scheduler.next_due("run") > self.clock.now:  # type: ignore[operator]
+        while self.next_due() > self.clock.now:  # type: ignore[operator]
             self.advance()
 
     def drive(self, until: Any, max_seconds: float = 3600) -> None:
@@ -159,7 +181,7 @@ def fleet_of(
                 "services": services,
             }
         )
-        rt = fake_runtime(cat, clock)
+        rt = fake_runtime(cat, clock, slots=True)
         rt.aws = lambda: clients
         for sim in sims.values():
             serving(sim, clock)
@@ -195,9 +217,11 @@ def test_checks_due_together_share_one_get_metric_data_each_with_its_own_figures
     fleet.drive(lambda: baking_with_data(fleet, ids))
     before = {i: fleet.dep(i) for i in ids}
     fleet.calls.clear()
-    # The next checks of the four fall due together: the first reads for all.
+    # The next checks of the four fall due in the same slot: one job reads for all.
     fleet.next_round()
-    assert fleet.run_due() == len(ids)
+    fleet.slot_results.clear()
+    assert fleet.run_due() == 1
+    assert fleet.slot_results == ["4 checked, 0 stale"]
     after = {i: fleet.dep(i) for i in ids}
     assert [after[i].checks for i in ids] == [before[i].checks + 1 for i in ids]
     assert len(fleet.called("GetMetricData")) == 1
@@ -315,20 +339,101 @@ def test_a_deleted_canary_fails_only_its_own_check(
         assert dep.last_verdict is not None and dep.last_verdict.canary.requests > 0
 
 
-def test_a_check_never_waits_for_a_batch_still_reading_for_it(fleet: Fleet) -> None:
-    """Another process's batch has claimed all four reads and not finished: each check reads
-    for itself at once (four calls) instead of waiting for it."""
+def in_one_slot(fleet: Fleet) -> tuple[list[str], dict[str, int]]:
+    """Start the four, drive them to baking with data, then to their next slot (due now);
+    their ids and checks so far."""
     ids = start_all(fleet)
     fleet.drive(lambda: baking_with_data(fleet, ids))
-    for i in ids:
-        dep = fleet.dep(i)
-        fleet.rt.redis.set(read_key(fleet.rt.store.prefix, i, dep.version), b"pending", ex=30)
-    before = {i: fleet.dep(i).checks for i in ids}
-    fleet.calls.clear()
     fleet.next_round()
-    assert fleet.run_due() == len(ids)
+    assert fleet.scheduler.pop_due("run") is None  # every check due waits in its slot
+    fleet.slot_results.clear()
+    fleet.calls.clear()
+    return ids, {i: fleet.dep(i).checks for i in ids}
+
+
+def test_a_member_whose_deployment_moved_on_is_skipped_as_stale(fleet: Fleet) -> None:
+    """A click rolls one back after its check was put in the slot: the slot job skips it (its
+    version moved), checks the three others in one GetMetricData, and the rollback is the
+    click's alone."""
+    ids, before = in_one_slot(fleet)
+    clicked = ids[2]
+    assert Engine(fleet.rt).request_rollback(clicked, reason="no", actor="U1", by=Cause.ABORT)
+    fleet.run_due()
+    assert fleet.slot_results == ["3 checked, 1 stale"]
+    assert len(fleet.called("GetMetricData")) == 1
+    for i in ids:
+        assert fleet.dep(i).checks == before[i] + (i != clicked)
+    gone = fleet.dep(clicked)
+    assert gone.ended_by == Cause.ABORT and gone.state != State.BAKING
+
+
+def test_a_slot_job_killed_after_taking_its_checks_leaves_them_to_the_watchdog(
+    fleet: Fleet,
+) -> None:
+    """The slot's job took its checks out of the set and died: nothing is lost. The four become
+    overdue, the watchdog runs each again as its own job, and each is checked once."""
+    ids, before = in_one_slot(fleet)
+    slot_job = fleet.scheduler.pop_due("slot")
+    assert slot_job is not None
+    taken, left = fleet.scheduler.slots.pop(slot_job.due, defaults.SLOT_CHUNK)
+    assert sorted(i for i, _ in taken) == sorted(ids) and left == 0  # then the process died
+    assert fleet.run_due() == 0
+    fleet.clock.advance(fleet.rt.watchdog_grace + 1)
+    assert sorted(watchdog.sweep(fleet.rt)) == sorted(ids)
+    assert fleet.run_due() == len(ids)  # four run jobs, each reading alone
     assert [fleet.dep(i).checks for i in ids] == [before[i] + 1 for i in ids]
     assert len(fleet.called("GetMetricData")) == len(ids)
+    assert all(fleet.dep(i).state == State.BAKING for i in ids)
+    # Their next checks are in a slot again: one job, one call.
+    fleet.calls.clear()
+    fleet.next_round()
+    fleet.run_due()
+    assert fleet.slot_results == ["4 checked, 0 stale"]
+    assert len(fleet.called("GetMetricData")) == 1
+
+
+def test_a_slot_with_more_checks_than_one_job_takes_is_shared(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLOT_CHUNK 3 and four checks due: the job takes three and enqueues another job for the
+    same slot first (for another worker); that one takes the fourth."""
+    monkeypatch.setattr(defaults, "SLOT_CHUNK", 3)
+    ids, before = in_one_slot(fleet)
+    assert fleet.run_due() == 2
+    assert fleet.slot_results == ["3 checked, 0 stale", "1 checked, 0 stale"]
+    assert len(fleet.called("GetMetricData")) == 2
+    assert [fleet.dep(i).checks for i in ids] == [before[i] + 1 for i in ids]
+
+
+def test_a_breach_found_in_a_slot_rolls_back_at_once(fleet: Fleet) -> None:
+    """svc0 deploys an image serving 20 % errors: the slot job whose check fails it asks for the
+    rollback then and there (an urgent job due that instant, on no slot), and the others in the
+    same slot are checked as usual."""
+    ids = start_all(fleet)
+    bad = ids[0]
+    # svc0's deployment is of the bad image (v3) from the start: its own simulator serves it.
+    fleet.sims["svc0"].error_rates = {**ERROR_RATES, "v2": ERROR_RATES["v3"]}
+    for _ in range(200):
+        slot = fleet.scheduler.pop_due("slot")
+        if slot is None:
+            if not fleet.run_due():
+                fleet.advance()
+            continue
+        others = {i: fleet.dep(i).checks for i in ids[1:]}
+        run_slot(runner(fleet.rt), fleet.scheduler, slot.due)
+        failed = fleet.dep(bad)
+        if failed.state == State.ROLLING_BACK:
+            break
+    else:
+        raise AssertionError("the bad canary was never failed")
+    assert failed.ended_by == Cause.CANARY_CHECK
+    assert failed.rollback_requested_at == fleet.clock.now
+    rollback = [j for j in fleet.scheduler.runs if j.dep_id == bad]
+    assert len(rollback) == 1 and rollback[0].urgent and rollback[0].due == fleet.clock.now
+    assert rollback[0].version == failed.version
+    checked = [i for i in ids[1:] if fleet.dep(i).checks == others[i] + 1]
+    assert checked  # in the same slot job
+    assert all(fleet.dep(i).state == State.BAKING for i in ids[1:])
 
 
 # fetch_many, unit: per-query statuses, whole-call failures, windows, limits -------------------
@@ -532,17 +637,38 @@ def test_presence_is_looked_at_on_an_interval_and_when_traffic_stops(fleet: Flee
     assert not presence_due(other_step, 0, later, now)  # a new step starts from nothing
 
 
-def test_rq_lists_the_checks_waiting_or_due_soon(real_redis: tuple[Any, str]) -> None:
-    """RqScheduler.due_soon: the default queue's waiting run jobs and those RQ's scheduler moves
-    within the given seconds; never the high queue's (rollbacks) nor later ones."""
-    from workers.runtime.queues import RqScheduler
+def test_rq_schedules_one_job_per_slot_and_hands_out_each_check_once(
+    real_redis: tuple[Any, str],
+) -> None:
+    """RqScheduler.run_in_slots: the first check of a slot schedules its job (one job id per
+    slot, at the slot's end), the others only join the set; a pop takes the checks due by its
+    slot, each once, and says how many due ones are left."""
+    from workers.runtime.queues import RqScheduler, slot_name, slot_of
 
     client, prefix = real_redis
     scheduler = RqScheduler(client, prefix)
-    scheduler.run("aaaa0001", 3)
-    scheduler.run("aaaa0002", 4, delay=1)
-    scheduler.run("aaaa0003", 5, delay=600)
-    scheduler.run("aaaa0004", 6, urgent=True)
-    scheduler.notify("aaaa0001")
-    assert sorted(scheduler.due_soon(3.0, 10)) == [("aaaa0001", 3), ("aaaa0002", 4)]
-    assert len(scheduler.due_soon(3.0, 1)) == 1
+    soon = slot_of(time.time() + 30)
+    later = soon + 5 * defaults.SLOT_SECONDS
+    scheduler.run_in_slots([("aaaa0000", 7, soon), ("aaaa0001", 7, soon)])
+    scheduler.run_in_slots([("aaaa0002", 7, soon), ("bbbb0001", 2, later)])
+    registry = scheduler.default.scheduled_job_registry
+    jobs = sorted(registry.get_job_ids())
+    assert jobs == sorted(f"{prefix}-slot-{slot_name(s)}" for s in (soon, later))
+    assert registry.get_expiration_time(scheduler.default.fetch_job(jobs[0])).timestamp() in (
+        soon,
+        later,
+    )
+    first, left = scheduler.slots.pop(soon, 2)
+    second, none_left = scheduler.slots.pop(soon, 2)
+    assert (len(first), left, len(second), none_left) == (2, 1, 1, 0)
+    assert sorted(first + second) == [(f"aaaa000{n}", 7) for n in range(3)]
+    assert scheduler.slots.pop(soon, 10) == ([], 0)  # later's check is not due by then
+    assert scheduler.slots.pop(later, 10) == ([("bbbb0001", 2)], 0)
+
+
+def test_a_check_lands_at_the_end_of_its_slot_never_before() -> None:
+    from workers.runtime.queues import slot_of
+
+    assert slot_of(100.0, 1.0) == 100.0
+    assert slot_of(100.01, 1.0) == 101.0
+    assert slot_of(100.99, 2.0) == 102.0

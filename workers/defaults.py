@@ -89,14 +89,13 @@ REFUSAL_WINDOW_SECONDS = 60
 #: Name prefix of the temporary directory where the worker's processes keep their metrics
 #: (PROMETHEUS_MULTIPROC_DIR, made by `python -m workers` when CANARY_METRICS_PORT is set).
 METRICS_DIR_PREFIX = "canary-metrics-"
-#: A check also reads for the other deployments whose checks fall due within this many seconds,
-#: in the same calls (workers/engine/batch.py); their own jobs find the figures in Redis.
-BATCH_AHEAD_SECONDS = 3.0
-#: Seconds a read made for another deployment's check is kept for it in Redis.
-SHARED_READ_TTL_SECONDS = 30
-#: At most this many other deployments are read for in one check (50 x 10 queries fill one
-#: GetMetricData of 500).
-BATCH_PEERS = 49
+#: Checks due within the same this many seconds run in one job (workers/engine/slots.py): each
+#: slot ends on a multiple of it, and a check waits for the end of its slot, never runs early.
+SLOT_SECONDS = 1.0
+#: Deployments taken by one slot job at a time, their reads in shared calls (25 x 10 queries:
+#: half a GetMetricData of 500); a slot with more is shared with other jobs, so a busy slot's
+#: checks run on several threads and processes at once (one job runs its checks one by one).
+SLOT_CHUNK = 25
 #: Longest time between two looks at a canary's resources (its ECS service, target group or
 #: virtual node): between them a check looks only when the newly published periods brought the
 #: canary no request, which is what a deleted canary shows first (docs/ARCHITECTURE.md).

@@ -25,16 +25,17 @@ from workers.domain.events import (
 )
 from workers.domain.state import State, Trigger
 from workers.engine import batch
-from workers.engine.batch import Read, presence_due, window_of
+from workers.engine.batch import presence_due, window_of
 from workers.engine.machine import Engine, Mutate
+from workers.engine.read import Read
 from workers.runtime.telemetry import observe_verdict
 
 
 def check(engine: Engine, dep: Deployment) -> None:
     """One periodic check of a monitored deployment, and the move it leads to."""
     now = engine.now()
-    window = window_of(dep, now)
-    got = batch.read(engine, dep, window)
+    got = batch.read(engine, dep, window_of(dep, now))
+    window = got.window
     looked = presence_due(dep, got.canary.requests, window, now)
     if looked:
         # The canary must still be there: its ECS service or virtual node (target group)

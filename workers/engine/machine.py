@@ -17,19 +17,26 @@ from workers.domain.events import Cause, Event, RollbackStarted
 from workers.domain.state import (
     ROLLBACKABLE,
     URGENT,
+    State,
     Trigger,
     next_state,
 )
 from workers.engine.store import Conflict
 from workers.runtime import logs, telemetry
 from workers.runtime.context import Runtime
+from workers.runtime.queues import SlotScheduler, slot_of
 
 if TYPE_CHECKING:  # the interface only: the web process never loads the AWS drivers
     from workers.aws.base import Backend
+    from workers.engine.read import Read
 
 log = logging.getLogger(__name__)
 
 Mutate = Callable[[Deployment], None]
+
+#: The states whose job is a check (workers.engine.steps.STEPS): a scheduled one runs in the job
+#: of its slot (workers.engine.slots) when the scheduler has slots.
+CHECKED = frozenset({State.BAKING, State.HOLDING, State.AWAITING_APPROVAL, State.POST_PROMOTION})
 
 
 class Engine:
@@ -38,6 +45,12 @@ class Engine:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.store = rt.store
+        #: Reads made for checks this job runs, by (deployment id, version): a slot job reads
+        #: for all its members at once and hands each its own (workers.engine.batch.read).
+        self.reads: dict[tuple[str, int], Read] = {}
+        #: While not None, the checks put in slots are gathered here (id, version, slot) and
+        #: added all at once by the caller (a slot job: one round trip for its members).
+        self.slotted: list[tuple[str, int, float]] | None = None
 
     # requests from outside a step (clicks, breaches) -------------------------------------------
     def request_rollback(
@@ -83,8 +96,11 @@ class Engine:
         job (terminal states); the watchdog relies on `next_due_at` to find a lost one.
         """
         new_events = list(events)
+        slots = self.rt.scheduler if isinstance(self.rt.scheduler, SlotScheduler) else None
+        slot: float | None = None
 
         def change(d: Deployment) -> list[Event]:
+            nonlocal slot
             if mutate:
                 mutate(d)
             if trigger is not None:
@@ -92,7 +108,14 @@ class Engine:
                 d.state = next_state(d.state, trigger, full_weight=full)
             # Due at once when no job is scheduled (the caller goes on inline): if this process
             # dies, the watchdog finds the deployment overdue and runs it again.
-            d.next_due_at = self.now() + (delay or 0) if d.active else None
+            due = self.now() + (delay or 0)
+            # A check's next check waits for the end of its slot (one job for all its
+            # checks). The first check of a step (its canary's existence is looked at then,
+            # one call each on App Mesh), a check due at once and every other step are jobs
+            # of their own.
+            again = dep.state in CHECKED and d.state in CHECKED
+            slot = slot_of(due) if slots and delay and again else None
+            d.next_due_at = (due if slot is None else slot) if d.active else None
             for e in new_events:
                 e.state = d.state
                 e.step = e.step if e.step is not None else (d.step_number or None)
@@ -100,7 +123,12 @@ class Engine:
 
         updated = self.store.transition(dep.id, dep.version, change)
         telemetry.observe_transition(dep, updated, trigger, self.now())
-        if updated.active and delay is not None:
+        if updated.active and slots is not None and slot is not None:
+            if self.slotted is not None:
+                self.slotted.append((updated.id, updated.version, slot))
+            else:
+                slots.run_in_slots([(updated.id, updated.version, slot)])
+        elif updated.active and delay is not None:
             self.rt.scheduler.run(
                 updated.id, updated.version, delay=delay, urgent=updated.state in URGENT
             )

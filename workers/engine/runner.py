@@ -41,14 +41,22 @@ class Runner:
     def __init__(self, rt: Runtime, steps: Mapping[State, Step]) -> None:
         self.rt, self.store, self.steps = rt, rt.store, steps
         self.engine = Engine(rt)
+        #: While not None, how late each step started is gathered here (seconds) and recorded
+        #: all at once by the caller (a slot job), not one round trip a step.
+        self.lateness: list[float] | None = None
 
-    def run(self, dep_id: str, version: int) -> str:
-        """Do the deployment's current step if it is still at `version`; say what happened."""
+    def run(self, dep_id: str, version: int, *, known: Deployment | None = None) -> str:
+        """Do the deployment's current step if it is still at `version`; say what happened.
+
+        `known`: its record as just read by the caller (a slot job reads its members' records
+        at once), not read again; its transition still compares the version (a click meanwhile
+        makes it a "conflict").
+        """
         with logs.deployment_context(dep_id):  # every line logged meanwhile names it
-            return self._run(dep_id, version)
+            return self._run(dep_id, version, known)
 
-    def _run(self, dep_id: str, version: int) -> str:
-        dep = self.store.get(dep_id)
+    def _run(self, dep_id: str, version: int, known: Deployment | None) -> str:
+        dep = known if known is not None else self.store.get(dep_id)
         if dep is None or dep.version != version or not dep.active:
             return "stale"
         logs.note(service=dep.service, state=dep.state.value)
@@ -59,12 +67,16 @@ class Runner:
             self.rt.scheduler.run(dep_id, version, delay=1, urgent=dep.state in URGENT)
             return "busy"
         try:
-            dep = self.store.get(dep_id)
+            if known is None:
+                dep = self.store.get(dep_id)
             if dep is None or dep.version != version or not dep.active:
                 return "stale"
             if dep.next_due_at is not None:
                 late = self.engine.now() - dep.next_due_at
-                lateness.record(self.rt.redis, self.store.prefix, late)
+                if self.lateness is not None:
+                    self.lateness.append(late)
+                else:
+                    lateness.record(self.rt.redis, self.store.prefix, late)
                 telemetry.JOB_LATENESS_SECONDS.observe(max(0.0, late))
             with (
                 telemetry.JOBS_RUNNING.track_inprogress(),

@@ -6,9 +6,11 @@ import logging
 
 from workers.engine.outbox import deliver_pending
 from workers.engine.runner import Runner
+from workers.engine.slots import run_slot as run_checks
 from workers.engine.steps import STEPS
 from workers.runtime.context import Runtime, get_runtime
 from workers.runtime.notifiers import get_notifier
+from workers.runtime.queues import SlotScheduler
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,14 @@ def runner(rt: Runtime) -> Runner:
 def run(dep_id: str, version: int) -> str:
     """Do the deployment's current step if it is still at `version`."""
     return runner(get_runtime()).run(dep_id, version)
+
+
+def run_slot(slot: float) -> str:
+    """Run the checks due by `slot` (epoch seconds), at most SLOT_CHUNK of them in this job."""
+    rt = get_runtime()
+    if not isinstance(rt.scheduler, SlotScheduler):
+        raise TypeError("a slot job needs a scheduler with slots")
+    return run_checks(runner(rt), rt.scheduler, slot)
 
 
 def deliver(dep_id: str) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import timedelta
-from typing import Protocol
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from redis import Redis
 from rq import Queue
@@ -46,9 +48,80 @@ class Scheduler(Protocol):
 
     def chart(self, dep_id: str, what: str, *, delay: float = 0, attempt: int = 0) -> None: ...
 
-    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
-        """(deployment id, version) of up to `limit` ordinary run jobs waiting on their queue or
-        due within `within` seconds (the checks a check may read for: workers.engine.batch)."""
+
+def slot_of(due: float, seconds: float = defaults.SLOT_SECONDS) -> float:
+    """The end of the slot `due` falls in: rounded up, so no check runs before it is due."""
+    return math.ceil(round(due / seconds, 6)) * seconds
+
+
+def slot_name(slot: float) -> str:
+    """A slot's name in keys and job ids (milliseconds since the epoch)."""
+    return str(round(slot * 1000))
+
+
+class SlotSet:
+    """The checks waiting for their slot: a sorted set of "<id>:<version>" scored by due time
+    (workers.engine.slots runs them)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis, self.prefix = redis, prefix
+        self.key = f"{prefix}:slots"
+
+    def add(self, checks: Sequence[tuple[str, int, float]]) -> list[float]:
+        """Put each check (id, version, slot) in its slot, in one round trip; the slots this
+        call is the first for (SET NX on each slot's key), whose job it is to schedule."""
+        if not checks:
+            return []
+        slots = list(dict.fromkeys(slot for _, _, slot in checks))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {f"{i}:{v}": slot for i, v, slot in checks})
+            for slot in slots:
+                ttl = max(60, math.ceil(slot - time.time()) + 3600)
+                pipe.set(f"{self.prefix}:slot:{slot_name(slot)}", 1, nx=True, ex=ttl)
+            _, *first = pipe.execute()
+        return [slot for slot, won in zip(slots, first, strict=True) if won]
+
+    def put_back(self, members: dict[tuple[str, int], float]) -> None:
+        """Return members (with their due times) to the set."""
+        if members:
+            self.redis.zadd(self.key, {f"{i}:{v}": due for (i, v), due in members.items()})
+
+    def pop(self, slot: float, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """Up to `limit` checks due by `slot`, taken out of the set, and how many due ones are
+        left. A check is this caller's only if its ZREM removed it: two jobs popping at once
+        never both get one (and no script is needed)."""
+        due = self.redis.zrangebyscore(self.key, "-inf", slot, start=0, num=limit)
+        if not due:
+            return [], 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for member in due:
+                pipe.zrem(self.key, member)
+            pipe.zcount(self.key, "-inf", slot)
+            *removed, left = pipe.execute()
+        taken: list[tuple[str, int]] = []
+        for member, won in zip(due, removed, strict=True):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            dep_id, _, version = text.rpartition(":")
+            if won and dep_id and version.isdigit():
+                taken.append((dep_id, int(version)))
+        return taken, int(left)
+
+
+@runtime_checkable
+class SlotScheduler(Scheduler, Protocol):
+    """A Scheduler that runs the checks due in the same slot in one job (workers.engine.slots);
+    the engine falls back on `run` with a scheduler that does not (the unit tests' recorder)."""
+
+    @property
+    def slots(self) -> SlotSet: ...
+
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        """Check each deployment (id, version, slot) at that version in the job of its slot
+        (epoch seconds)."""
+        ...
+
+    def slot_job(self, slot: float) -> None:
+        """One more job for `slot`, at once (its members are more than one job takes)."""
         ...
 
 
@@ -61,6 +134,7 @@ class RqScheduler:
         self.high = rq_queue(high, redis)
         self.default = rq_queue(default, redis)
         self.notify_queue = rq_queue(notify, redis)
+        self.slots = SlotSet(redis, prefix)
 
     def run(self, dep_id: str, version: int, *, delay: float = 0, urgent: bool = False) -> None:
         """Run the deployment's next step at `version`; a job id per version dedupes re-enqueues."""
@@ -97,25 +171,36 @@ class RqScheduler:
             attempt,
         )
 
-    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
-        queue = self.default
-        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in queue.get_job_ids(0, limit)]
-        # RQ's scheduled registry is a sorted set scored by due time (epoch seconds).
-        due = queue.connection.zrangebyscore(
-            queue.scheduled_job_registry.key, "-inf", time.time() + within, start=0, num=limit
-        )
-        ids += [i.decode() if isinstance(i, bytes) else str(i) for i in due]
-        found: list[tuple[str, int]] = []
-        head = f"{self.prefix}-run-"
-        for job_id in dict.fromkeys(ids):
-            if job_id.startswith(head):
-                dep_id, _, version = job_id[len(head) :].rpartition("-")
-                if dep_id and version.isdigit():
-                    found.append((dep_id, int(version)))
-        return found[:limit]
+    def run_in_slots(self, checks: Sequence[tuple[str, int, float]]) -> None:
+        """Add the checks to their slots; the first to add to a slot schedules its job (one job
+        id per slot, enqueued once)."""
+        first = self.slots.add(checks)
+        for slot in first:
+            self._put(
+                self.default,
+                "workers.runtime.jobs.run_slot",
+                f"{self.prefix}-slot-{slot_name(slot)}",
+                0,
+                slot,
+                at=slot,
+            )
+        # A check added after its slot's job may have run (a slow chunk adds its members' next
+        # checks at its end): one more job for such a slot, at once, rather than the watchdog.
+        now = time.time()
+        for slot in {slot for _, _, slot in checks if slot <= now} - set(first):
+            self.slot_job(slot)
+
+    def slot_job(self, slot: float) -> None:
+        self._put(self.default, "workers.runtime.jobs.run_slot", None, 0, slot)
 
     def _put(
-        self, queue: Queue, func: str, job_id: str | None, delay: float, *args: object
+        self,
+        queue: Queue,
+        func: str,
+        job_id: str | None,
+        delay: float,
+        *args: object,
+        at: float | None = None,
     ) -> None:
         options = {
             "job_id": job_id,
@@ -124,7 +209,9 @@ class RqScheduler:
             "job_timeout": JOB_TIMEOUT,
             "failure_ttl": JOB_TTL,
         }
-        if delay > 0:
+        if at is not None:
+            queue.enqueue_at(datetime.fromtimestamp(at, UTC), func, *args, **options)
+        elif delay > 0:
             queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
         else:
             queue.enqueue(func, *args, **options)

@@ -22,7 +22,7 @@ from sandbox.strict_moto import STRICT
 from tests.fakes import TICK, FakeClock, SlotRecorder, fake_runtime
 from tests.test_engine import ERROR_RATES, V2, serving
 from workers import api, defaults
-from workers.analysis.judge import Counts, Outcome, ReasonCode
+from workers.analysis.judge import Counts, Outcome, ReasonCode, Verdict
 from workers.analysis.window import MetricWindow
 from workers.aws.clients import AwsClients, make_clients
 from workers.aws.cloudwatch import (
@@ -269,6 +269,7 @@ def test_a_batched_read_carries_each_deployments_latency_and_only_the_slow_one_f
         fast, slow = ids
         fleet.drive(lambda: baking_with_data(fleet, ids))
         rounds = 0
+        kept: Verdict | None = None
         while fleet.dep(slow).state == State.BAKING:
             assert rounds < 10, "the slow canary was never failed"
             fleet.calls.clear()
@@ -281,6 +282,9 @@ def test_a_batched_read_carries_each_deployments_latency_and_only_the_slow_one_f
             stats = [q["MetricStat"]["Stat"] for q in calls[0]["MetricDataQueries"]]
             assert len(stats) == 2 * 5 * 2 and stats.count("p99") == 2 * 2
             rounds += 1
+            seen = fleet.dep(fast).last_verdict
+            if seen is not None and seen.latency is not None:
+                kept = seen  # the fast one's latest verdict with its latency judged
         assert rounds >= 1
         failed = fleet.dep(slow).last_verdict
         assert failed is not None and failed.outcome == Outcome.FAIL
@@ -289,9 +293,10 @@ def test_a_batched_read_carries_each_deployments_latency_and_only_the_slow_one_f
         assert failed.reason.startswith("p99 latency "), failed.reason
         assert fleet.dep(slow).state != State.PROMOTED
         # The fast one, judged in the same calls: its own latency, within its limit.
+        # (It may have passed its step in the round the slow one failed at the end of the
+        # bake: the spread test is strictest between deciding looks.)
         other = fleet.dep(fast)
         assert other.state == State.BAKING, other.reason
-        kept = other.last_verdict
         assert kept is not None and kept.outcome != Outcome.FAIL
         assert kept.latency is not None and not kept.latency.breached
         assert kept.figures.canary_latency_ms is not None

@@ -115,13 +115,6 @@ class InlineScheduler:
             time.sleep(wait)
         return heapq.heappop(self.jobs)
 
-    def due_soon(self, within: float, limit: int) -> list[tuple[str, int]]:
-        """Run jobs due within `within` seconds, soonest first (the checks a batched read may
-        serve: workers.engine.batch); mirrors tests/fakes.py, which bench does not import."""
-        horizon = time.time() + within
-        soon = [j.args for j in sorted(self.jobs) if j.kind == "run" and j.due <= horizon]
-        return soon[:limit]
-
 
 class CallCounter:
     """Counts the AWS operations made through some clients (botocore `before-call` hook)."""

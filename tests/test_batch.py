@@ -263,7 +263,7 @@ def test_a_batched_read_carries_each_deployments_latency_and_only_the_slow_one_f
     """Two ALB deployments at 100 req/s (600 canary requests a minute at 10 %: enough for a
     p99), the second's canary twice as slow: each round of their two checks makes one
     GetMetricData, its p99 queries in it, each verdict judges its own latency series (the
-    peer's through the read kept in Redis), and the slow one alone fails, on latency."""
+    peer's in the same slot job), and the slow one alone fails, on latency."""
     with fleet_of(monkeypatch, (100.0, 100.0), ({}, {"v2": 2.0})) as fleet:
         ids = start_all(fleet)
         fast, slow = ids

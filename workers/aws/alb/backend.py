@@ -16,6 +16,7 @@ from workers.aws.alb.provisioning import (
 )
 from workers.aws.alb.router import (
     AlbRouter,
+    alb_target,
     load_balancer_dimension,
     rule_label,
     target_group_dimension,
@@ -77,8 +78,8 @@ class AlbBackend(EcsServiceBackend):
         s, old = self.s, own(stable, AlbStable)
         return alb_query(
             s.alb_metrics,
-            canary=self._alb_target(old, own(canary, AlbCanary)),
-            stable=self._alb_target(old, old),
+            canary=self._target_of(old, own(canary, AlbCanary)),
+            stable=self._target_of(old, old),
             period=s.metric_period,
             # The target groups' TargetResponseTime at the percentile, in the counts' own call.
             percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
@@ -86,17 +87,17 @@ class AlbBackend(EcsServiceBackend):
 
     def stable_query(self, stable: StableRecord) -> CountsQuery:
         old = own(stable, AlbStable)
-        mine = self._alb_target(old, old)
+        mine = self._target_of(old, old)
         return stable_only(
             alb_query(self.s.alb_metrics, canary=mine, stable=mine, period=self.s.metric_period)
         )
 
-    def _alb_target(self, stable: AlbStable, version: AlbStable | AlbCanary) -> AlbTarget:
-        return AlbTarget(
-            load_balancer=load_balancer_dimension(stable.load_balancer_arn),
-            target_group=target_group_dimension(version.target_group_arn),
-            target_group_name=version.target_group_name,
-            cluster=self.s.cluster,
+    def _target_of(self, stable: AlbStable, version: AlbStable | AlbCanary) -> AlbTarget:
+        return alb_target(
+            stable.load_balancer_arn,
+            version.target_group_arn,
+            version.target_group_name,
+            self.s.cluster,
         )
 
     def stable_series(self, stable: StableRecord) -> tuple[dict[str, Any], ...]:

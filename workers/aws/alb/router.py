@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from workers.aws.cloudwatch import AlbTarget
 from workers.aws.errors import AwsStepError, describe_failure, is_not_found
 from workers.domain.traffic import (
     TrafficRouter,
@@ -64,6 +65,18 @@ def load_balancer_arn_of(arn: str) -> str:
 def load_balancer_dimension(arn: str) -> str:
     """CloudWatch's LoadBalancer dimension ("app/name/id") of a load balancer, listener or rule."""
     return arn_resource(load_balancer_arn_of(arn)).removeprefix("loadbalancer/")
+
+
+def alb_target(load_balancer: str, target_group_arn: str, name: str, cluster: str) -> AlbTarget:
+    """What CloudWatch's ALB metrics of one target group are read by: the LoadBalancer and
+    TargetGroup dimensions of `load_balancer` (a load balancer, listener or rule ARN) and the
+    target group's ARN."""
+    return AlbTarget(
+        load_balancer=load_balancer_dimension(load_balancer),
+        target_group=target_group_dimension(target_group_arn),
+        target_group_name=name,
+        cluster=cluster,
+    )
 
 
 def rule_label(*, listener_rule: str | None, listener: str | None) -> str:

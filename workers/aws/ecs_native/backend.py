@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from workers.aws.alb.router import (
     AlbRouter,
+    alb_target,
     load_balancer_dimension,
     target_group_dimension,
     target_group_name,
@@ -26,7 +27,7 @@ from workers.aws.alb.router import (
 from workers.aws.base import EcsServiceBackend, Progress, own
 from workers.aws.clients import AwsClients
 from workers.aws.cloning import ensure_canary_task_definition
-from workers.aws.cloudwatch import AlbTarget, CountsQuery, alb_query, stable_only
+from workers.aws.cloudwatch import CountsQuery, alb_query, stable_only
 from workers.aws.ecs import (
     Readiness,
     check_name,
@@ -434,21 +435,11 @@ class EcsNativeBackend(EcsServiceBackend):
         old, new = own(stable, EcsStable), own(canary, EcsCanary)
         if not old.listener_rule or not new.target_group_arn:
             return None
-        s = self.s
-        load_balancer = load_balancer_dimension(old.listener_rule)
-
-        def target(arn: str, name: str) -> AlbTarget:
-            return AlbTarget(
-                load_balancer=load_balancer,
-                target_group=target_group_dimension(arn),
-                target_group_name=name,
-                cluster=s.cluster,
-            )
-
+        s, rule = self.s, old.listener_rule
         return alb_query(
             s.alb_metrics,
-            canary=target(new.target_group_arn, new.target_group_name),
-            stable=target(old.target_group_arn, old.target_group_name),
+            canary=alb_target(rule, new.target_group_arn, new.target_group_name, s.cluster),
+            stable=alb_target(rule, old.target_group_arn, old.target_group_name, s.cluster),
             period=s.metric_period,
             percentile=s.latency_limits.percentile if s.latency_limits.enabled else None,
         )
@@ -457,11 +448,8 @@ class EcsNativeBackend(EcsServiceBackend):
         old = own(stable, EcsStable)
         if not old.listener_rule:
             return None  # judged by alarms only: no series counts the stable alone
-        mine = AlbTarget(
-            load_balancer=load_balancer_dimension(old.listener_rule),
-            target_group=target_group_dimension(old.target_group_arn),
-            target_group_name=old.target_group_name,
-            cluster=self.s.cluster,
+        mine = alb_target(
+            old.listener_rule, old.target_group_arn, old.target_group_name, self.s.cluster
         )
         return stable_only(
             alb_query(self.s.alb_metrics, canary=mine, stable=mine, period=self.s.metric_period)

@@ -422,3 +422,35 @@ def test_no_alarms_configured_makes_no_call(cloudwatch: Any) -> None:
 def test_alarm_names_must_not_be_a_bare_string(cloudwatch: Any) -> None:
     with pytest.raises(TypeError):
         alarms_firing(cloudwatch, "payments-5xx")
+
+
+def test_the_engine_clients_parse_timestamps_to_utc_without_the_local_zone(
+    cloudwatch: Any,
+) -> None:
+    """The engine's clients (make_clients) answer timestamps as aware datetimes in UTC, made
+    from the epoch numbers of the JSON/CBOR answers at once (botocore's default goes through
+    dateutil's local zone: most of a batched check's CPU, docs/SCALE.md); the instants, and so
+    the sums of a window, are the same."""
+    from workers.aws.clients import make_clients, utc_timestamp
+
+    at = NOW - timedelta(minutes=3)
+    put(cloudwatch, CANARY, 400, 4, at)
+    cw = make_clients("us-east-1").cloudwatch
+    query = envoy_query(TEMPLATE, canary=CANARY, stable=STABLE, period=60)
+    answer = cw.get_metric_data(
+        MetricDataQueries=[
+            {"Id": local, "MetricStat": {"Metric": metric, "Period": 60, "Stat": stat}}
+            for local, metric, stat in query.queries()
+        ],
+        StartTime=NOW - timedelta(minutes=10),
+        EndTime=NOW,
+    )
+    stamps = [t for r in answer["MetricDataResults"] for t in r["Timestamps"]]
+    assert stamps and set(stamps) == {at}
+    assert all(t.tzinfo is UTC for t in stamps)
+    # The read itself is unchanged by it.
+    assert fetch(cw)[0] == Counts(requests=400, errors=4)
+    assert utc_timestamp(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert utc_timestamp(1.5).tzinfo is UTC
+    # The query protocol's strings still go through botocore's own parser.
+    assert utc_timestamp("2026-03-02T12:00:00Z") == NOW

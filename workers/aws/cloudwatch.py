@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -104,14 +105,29 @@ class CountsQuery:
     def queries(self) -> list[tuple[str, dict[str, Any], str]]:
         """(local id, Metric, Stat) of every query the read makes: the counts' metrics (`metrics`),
         then the latency's `cl` and `sl`. What counts towards a call's limits."""
-        out = [(local, metric, self.statistic) for local, metric in self.metrics()]
-        if self.latency is not None:
-            stat = percentile_stat(self.latency.percentile)
-            out += [("cl", self.latency.canary, stat), ("sl", self.latency.stable, stat)]
-        return out
+        return list(self._queries)
+
+    @property
+    def size(self) -> int:
+        """How many queries the read makes (`queries`)."""
+        return len(self._queries)
 
     def metrics(self) -> list[tuple[str, dict[str, Any]]]:
         """(local id, Metric) of each distinct metric, in a stable order: c.. canary, s.. stable."""
+        return list(self._metrics)
+
+    # Worked out once a query (a frozen record): a slot job asks for them several times for each
+    # of its members (limits, the request, the sums).
+    @cached_property
+    def _queries(self) -> tuple[tuple[str, dict[str, Any], str], ...]:
+        out = [(local, metric, self.statistic) for local, metric in self._metrics]
+        if self.latency is not None:
+            stat = percentile_stat(self.latency.percentile)
+            out += [("cl", self.latency.canary, stat), ("sl", self.latency.stable, stat)]
+        return tuple(out)
+
+    @cached_property
+    def _metrics(self) -> tuple[tuple[str, dict[str, Any]], ...]:
         out: list[tuple[str, dict[str, Any]]] = []
         for side, name in ((self.canary, "c"), (self.stable, "s")):
             seen: list[dict[str, Any]] = []
@@ -119,11 +135,16 @@ class CountsQuery:
                 if metric not in seen:
                     seen.append(metric)
                     out.append((f"{name}{len(seen)}", metric))
-        return out
+        return tuple(out)
+
+    @cached_property
+    def _ids(self) -> dict[tuple[str, str], str]:
+        """The local id of each side's metric, by (side letter, the metric's key)."""
+        return {(lid[0], _key(m)): lid for lid, m in self._metrics}
 
     def fold(self, sums: dict[str, float]) -> tuple[Counts, Counts]:
         """(canary, stable) Counts from the sums per local id (as `metrics` names them)."""
-        ids = {(lid[0], _key(m)): lid for lid, m in self.metrics()}
+        ids = self._ids
 
         def total(name: str, metrics: tuple[dict[str, Any], ...]) -> int:
             # Sums of counters are whole numbers; rounding only removes float noise.
@@ -142,7 +163,7 @@ class CountsQuery:
         period start (epoch seconds); None without a latency query."""
         if self.latency is None:
             return None
-        ids = {(lid[0], _key(m)): lid for lid, m in self.metrics()}
+        ids = self._ids
 
         def requests(side: Side, name: str) -> dict[float, float]:
             per_period: dict[float, float] = {}
@@ -294,12 +315,6 @@ def fetch_many(
     return out
 
 
-def _points(read: CountsRead, start: datetime, end: datetime) -> int:
-    # Periods spanned, for every query of the read: an upper bound of the points it returns.
-    spans = -(-int((end - start).total_seconds()) // read.query.period)
-    return len(read.query.queries()) * max(1, spans)
-
-
 def _chunks(reads: Sequence[CountsRead], todo: list[int]) -> list[list[int]]:
     """Indexes of `reads` grouped into calls: one period a call (so that the call's periods start
     where each read's do), within the per-call limits, windows that start alike together."""
@@ -307,20 +322,24 @@ def _chunks(reads: Sequence[CountsRead], todo: list[int]) -> list[list[int]]:
     by_period: dict[int, list[int]] = {}
     for i in todo:
         by_period.setdefault(reads[i].query.period, []).append(i)
-    for members in by_period.values():
+    for period, members in by_period.items():
         members.sort(key=lambda i: reads[i].start)
         current: list[int] = []
+        queries, end = 0, None
         for i in members:
-            candidate = [*current, i]
-            start = min(reads[j].start for j in candidate)
-            end = max(reads[j].end for j in candidate)
-            queries = sum(len(reads[j].query.queries()) for j in candidate)
-            points = sum(_points(reads[j], start, end) for j in candidate)
-            if current and (queries > METRIC_QUERIES_PER_CALL or points > DATAPOINTS_PER_CALL):
+            read = reads[i]
+            count = read.query.size
+            start = reads[current[0]].start if current else read.start  # sorted by start
+            wider = max(end, read.end) if current and end is not None else read.end
+            # Periods the call spans, for every query: an upper bound of the points it returns.
+            spans = max(1, -(-int((wider - start).total_seconds()) // period))
+            total = queries + count
+            if current and (total > METRIC_QUERIES_PER_CALL or total * spans > DATAPOINTS_PER_CALL):
                 chunks.append(current)
-                current = [i]
+                current, queries, end = [i], count, read.end
             else:
-                current = candidate
+                current.append(i)
+                queries, end = total, wider
         if current:
             chunks.append(current)
     return chunks
@@ -341,7 +360,7 @@ def _fetch_chunk(
     owner: dict[str, tuple[int, str]] = {}
     for i in chunk:
         query = reads[i].query
-        for local, metric, stat in query.queries():
+        for local, metric, stat in query._queries:
             # Ids must start with a lower-case letter and be unique in the call.
             qid = local if single else f"d{i}_{local}"
             owner[qid] = (i, local)

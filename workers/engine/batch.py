@@ -119,7 +119,7 @@ def read_many(
 
 def _queries(member: _Member) -> int:
     # Its latency queries too: they count towards the call's 500.
-    return len(member.query.queries()) if member.query else 0
+    return member.query.size if member.query else 0
 
 
 def _member(engine: Engine, dep: Deployment, window: MetricWindow, at: float) -> _Member:

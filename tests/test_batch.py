@@ -42,6 +42,7 @@ from workers.domain.state import State
 from workers.engine import watchdog
 from workers.engine.batch import presence_due, window_of
 from workers.engine.machine import Engine
+from workers.engine.runner import Runner
 from workers.engine.slots import run_slot
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
@@ -370,6 +371,60 @@ def test_a_member_whose_deployment_moved_on_is_skipped_as_stale(fleet: Fleet) ->
         assert fleet.dep(i).checks == before[i] + (i != clicked)
     gone = fleet.dep(clicked)
     assert gone.ended_by == Cause.ABORT and gone.state != State.BAKING
+
+
+def test_a_members_run_lock_held_elsewhere_makes_only_that_check_busy(fleet: Fleet) -> None:
+    """The slot job takes its members' run locks at once: one held by another job of its
+    deployment (a click's step) leaves that check to run again alone a second later, the three
+    others are checked, and every lock the job took is given back (the other job's is kept)."""
+    ids, before = in_one_slot(fleet)
+    busy = ids[1]
+    elsewhere = runner(fleet.rt).lock_of(busy)
+    assert elsewhere.acquire()
+    fleet.run_due()
+    assert fleet.slot_results == ["3 checked, 0 stale, 1 busy"]
+    assert [fleet.dep(i).checks for i in ids] == [before[i] + (i != busy) for i in ids]
+    again = [j for j in fleet.scheduler.jobs if j.kind == "run" and j.dep_id == busy]
+    assert len(again) == 1 and again[0].due == fleet.clock.now + 1
+    assert again[0].version == fleet.dep(busy).version
+    held = sorted(k.decode() for k in fleet.rt.redis.keys(f"{fleet.rt.store.prefix}:run:*"))
+    assert held == [elsewhere.name]
+
+
+def test_a_breached_members_lock_is_given_back_before_the_slot_job_ends(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The urgent rollback a breach queues waits for the deployment's run lock: the slot job
+    gives that one back as soon as the failing check is done, not with its other members'."""
+    ids = start_all(fleet)
+    # A slot's members run in the order of their ids: the first one's check fails, three follow.
+    bad = min(ids)
+    fleet.sims[fleet.dep(bad).service].error_rates = {**ERROR_RATES, "v2": ERROR_RATES["v3"]}
+    bad_lock = f"{fleet.rt.store.prefix}:run:{bad}"
+    seen: list[tuple[str, str, bool]] = []
+    original = Runner.run
+
+    def spy(self: Runner, dep_id: str, version: int, **kwargs: Any) -> str:
+        said = original(self, dep_id, version, **kwargs)
+        state = fleet.dep(dep_id).state.value
+        seen.append((dep_id, state, bool(fleet.rt.redis.exists(bad_lock))))
+        return said
+
+    monkeypatch.setattr(Runner, "run", spy)
+    for _ in range(200):
+        if fleet.dep(bad).rollback_requested_at is not None:
+            break
+        if not fleet.run_due():
+            fleet.advance()
+    else:
+        raise AssertionError("the bad canary was never failed")
+    failed = next(n for n, (i, state, _) in enumerate(seen) if i == bad and state == "rolling_back")
+    rest = seen[failed + 1 :]
+    # The rest of its slot job: up to the rollback's own run.
+    after = rest[: next((n for n, (i, _, _) in enumerate(rest) if i == bad), len(rest))]
+    assert after
+    # While they ran, the bad deployment's lock was free for its rollback.
+    assert not seen[failed][2] and not any(locked for _, _, locked in after)
 
 
 def test_a_slot_job_killed_after_taking_its_checks_leaves_them_to_the_watchdog(

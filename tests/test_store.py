@@ -271,3 +271,35 @@ def test_a_refusal_stored_before_codes_still_reads(store: Store) -> None:
     assert new.ids == ["U03BBBB"] and new.detail is None
     raw = json.loads(store.redis.lindex(key, -1) or b"")
     assert raw["reason"] == "not_approver" and raw["ids"] == ["U03BBBB"]
+
+
+def test_a_transition_given_the_record_as_read_does_not_parse_it_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot job reads its members' records at once; a transition given one of them (its bytes
+    and parse) uses that parse while the stored bytes are the same, never changes it, and parses
+    what is stored when it differs (another transition meanwhile: a conflict, as always)."""
+    import workers.engine.store as store_module
+
+    store.create(make(), ev("requested"))
+    ((raw, dep),) = store.get_many_raw(["abcd1234"])
+    parsed: list[bytes] = []
+    real = store_module.read_deployment
+
+    def counting(data: bytes | str) -> Deployment:
+        parsed.append(data if isinstance(data, bytes) else data.encode())
+        return real(data)
+
+    monkeypatch.setattr(store_module, "read_deployment", counting)
+
+    def hold(d: Deployment) -> list[Event]:
+        d.attempts = 3
+        return []
+
+    updated = store.transition(dep.id, dep.version, hold, known=(raw, dep))
+    assert parsed == [] and updated.attempts == 3 and updated.version == dep.version + 1
+    assert dep.attempts == 0 and dep.version == updated.version - 1  # the caller's is untouched
+    # Stored bytes differ from those known now: parsed, and the version moved: a conflict.
+    with pytest.raises(Conflict):
+        store.transition(dep.id, dep.version, hold, known=(raw, dep))
+    assert len(parsed) == 1

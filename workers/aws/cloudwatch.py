@@ -142,33 +142,44 @@ class CountsQuery:
         """The local id of each side's metric, by (side letter, the metric's key)."""
         return {(lid[0], _key(m)): lid for lid, m in self._metrics}
 
+    @cached_property
+    def _sides(self) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+        """The local ids of (requests, errors) of the canary, then of the stable."""
+        ids = self._ids
+        return tuple(
+            (
+                tuple(ids[(name, _key(m))] for m in side.requests),
+                tuple(ids[(name, _key(m))] for m in side.errors),
+            )
+            for side, name in ((self.canary, "c"), (self.stable, "s"))
+        )
+
     def fold(self, sums: dict[str, float]) -> tuple[Counts, Counts]:
         """(canary, stable) Counts from the sums per local id (as `metrics` names them)."""
-        ids = self._ids
 
-        def total(name: str, metrics: tuple[dict[str, Any], ...]) -> int:
+        def total(ids: tuple[str, ...]) -> int:
             # Sums of counters are whole numbers; rounding only removes float noise.
-            return sum(max(0, round(sums.get(ids[(name, _key(m))], 0.0))) for m in metrics)
+            return sum(max(0, round(sums.get(i, 0.0))) for i in ids)
 
-        def counts(side: Side, name: str) -> Counts:
-            requests, errors = total(name, side.requests), total(name, side.errors)
+        def counts(requests_ids: tuple[str, ...], errors_ids: tuple[str, ...]) -> Counts:
+            requests, errors = total(requests_ids), total(errors_ids)
             return Counts(
                 requests=requests, errors=min(errors, requests) if self.cap_errors else errors
             )
 
-        return counts(self.canary, "c"), counts(self.stable, "s")
+        canary, stable = self._sides
+        return counts(*canary), counts(*stable)
 
     def latency_of(self, points: Mapping[str, Mapping[float, float]]) -> LatencySeries | None:
         """Each whole period's requests and latency per side, from each local id's values by
         period start (epoch seconds); None without a latency query."""
         if self.latency is None:
             return None
-        ids = self._ids
 
-        def requests(side: Side, name: str) -> dict[float, float]:
+        def requests(ids: tuple[str, ...]) -> dict[float, float]:
             per_period: dict[float, float] = {}
-            for metric in side.requests:
-                for start, value in points.get(ids[(name, _key(metric))], {}).items():
+            for local in ids:
+                for start, value in points.get(local, {}).items():
                     per_period[start] = per_period.get(start, 0.0) + value
             return per_period
 
@@ -178,8 +189,8 @@ class CountsQuery:
 
         return periods_from_series(
             self.latency.percentile,
-            requests(self.canary, "c"),
-            requests(self.stable, "s"),
+            requests(self._sides[0][0]),
+            requests(self._sides[1][0]),
             in_ms("cl"),
             in_ms("sl"),
         )

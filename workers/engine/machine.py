@@ -51,6 +51,12 @@ class Engine:
         #: While not None, the checks put in slots are gathered here (id, version, slot) and
         #: added all at once by the caller (a slot job: one round trip for its members).
         self.slotted: list[tuple[str, int, float]] | None = None
+        #: Records as the caller read them (raw, parsed) by (id, version): a transition of one of
+        #: them whose record is still those bytes is not parsed again (Store.transition).
+        self.known: dict[tuple[str, int], tuple[bytes, Deployment]] = {}
+        #: Set when a move queues an urgent job (a rollback): the Runner gives the deployment's
+        #: run lock back at once, not with the rest of its slot job's.
+        self.queued_urgent = False
 
     # requests from outside a step (clicks, breaches) -------------------------------------------
     def request_rollback(
@@ -121,7 +127,8 @@ class Engine:
                 e.step = e.step if e.step is not None else (d.step_number or None)
             return new_events
 
-        updated = self.store.transition(dep.id, dep.version, change)
+        known = self.known.pop((dep.id, dep.version), None)
+        updated = self.store.transition(dep.id, dep.version, change, known=known)
         telemetry.observe_transition(dep, updated, trigger, self.now())
         if updated.active and slots is not None and slot is not None:
             if self.slotted is not None:
@@ -129,9 +136,9 @@ class Engine:
             else:
                 slots.run_in_slots([(updated.id, updated.version, slot)])
         elif updated.active and delay is not None:
-            self.rt.scheduler.run(
-                updated.id, updated.version, delay=delay, urgent=updated.state in URGENT
-            )
+            urgent = updated.state in URGENT
+            self.queued_urgent = self.queued_urgent or urgent
+            self.rt.scheduler.run(updated.id, updated.version, delay=delay, urgent=urgent)
         if new_events:
             self.rt.scheduler.notify(updated.id)
         logs.note(state=updated.state.value)

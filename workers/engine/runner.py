@@ -45,27 +45,43 @@ class Runner:
         #: all at once by the caller (a slot job), not one round trip a step.
         self.lateness: list[float] | None = None
 
-    def run(self, dep_id: str, version: int, *, known: Deployment | None = None) -> str:
+    def run(
+        self,
+        dep_id: str,
+        version: int,
+        *,
+        known: Deployment | None = None,
+        lock: RunLock | None = None,
+    ) -> str:
         """Do the deployment's current step if it is still at `version`; say what happened.
 
         `known`: its record as just read by the caller (a slot job reads its members' records
         at once), not read again; its transition still compares the version (a click meanwhile
-        makes it a "conflict").
+        makes it a "conflict"). `lock`: its run lock, already held by the caller (a slot job
+        takes its members' at once), who gives it back; given back here at once if the step
+        queued an urgent job (a rollback), which waits for it.
         """
         with logs.deployment_context(dep_id):  # every line logged meanwhile names it
-            return self._run(dep_id, version, known)
+            return self._run(dep_id, version, known, lock)
 
-    def _run(self, dep_id: str, version: int, known: Deployment | None) -> str:
+    def lock_of(self, dep_id: str) -> RunLock:
+        """The run lock of a deployment: one step of it acts on AWS at a time."""
+        return RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
+
+    def _run(
+        self, dep_id: str, version: int, known: Deployment | None, held: RunLock | None
+    ) -> str:
         dep = known if known is not None else self.store.get(dep_id)
         if dep is None or dep.version != version or not dep.active:
             return "stale"
         logs.note(service=dep.service, state=dep.state.value)
-        lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
+        lock = held or self.lock_of(dep_id)
         # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
         # shift still in flight); other steps leave it to a re-run.
-        if not lock.acquire(blocking_timeout=10.0 if dep.state in URGENT else 0.0):
+        if held is None and not lock.acquire(blocking_timeout=10.0 if dep.state in URGENT else 0.0):
             self.rt.scheduler.run(dep_id, version, delay=1, urgent=dep.state in URGENT)
             return "busy"
+        self.engine.queued_urgent = False
         try:
             if known is None:
                 dep = self.store.get(dep_id)
@@ -100,7 +116,8 @@ class Runner:
                     raise
             return dep.state.value
         finally:
-            lock.release()
+            if held is None or self.engine.queued_urgent:
+                lock.release()
 
     def _on_error(self, dep: Deployment, exc: Exception) -> None:
         message = describe_failure(exc, operation=True)

@@ -24,6 +24,7 @@ from workers.engine.runner import Runner
 from workers.runtime import lateness
 from workers.runtime.budget import BudgetExhausted
 from workers.runtime.queues import SlotScheduler, slot_of
+from workers.runtime.run_lock import acquire_all, release_all
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
         scheduler.slot_job(slot)  # the rest, for another worker to take meanwhile
     if not taken:
         return "0 checked"
-    found = {d.id: d for d in rt.store.get_many(list(dict.fromkeys(i for i, _ in taken)))}
+    read = rt.store.get_many_raw(list(dict.fromkeys(i for i, _ in taken)))
+    found = {d.id: d for _, d in read}
     due = [
         dep
         for dep_id, version in taken
@@ -63,23 +65,34 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
         scheduler.slot_job(slot)
     engine.reads.update(reads)
     skipped = {(d.id, d.version) for d in over}
-    checked = 0
-    # Their next checks, and how late each started, are written once for the whole chunk.
+    todo = [dep for dep in due if (dep.id, dep.version) not in skipped]
+    # Their records are not parsed again by their transitions while unchanged meanwhile.
+    engine.known.update({(dep.id, dep.version): (raw, dep) for raw, dep in read})
+    checked = busy = 0
+    # Their run locks are taken and given back, their next checks and how late each started
+    # written, once for the whole chunk. A lock held elsewhere: that check's usual path (busy).
+    locks = [runner.lock_of(dep.id) for dep in todo]
     engine.slotted, runner.lateness = [], []
     try:
-        for dep in due:
-            if (dep.id, dep.version) in skipped:
-                continue
+        taken_locks = acquire_all(rt.redis, locks)
+        for dep, lock, mine in zip(todo, locks, taken_locks, strict=True):
             try:
-                runner.run(dep.id, dep.version, known=dep)
-                checked += 1
+                said = runner.run(dep.id, dep.version, known=dep, lock=lock if mine else None)
             except Exception:
                 # Logged by the Runner in the deployment's context; it is left overdue, for the
                 # watchdog to run again alone. The slot's other checks go on.
                 continue
+            if said in ("stale", "conflict"):  # moved on since the records were read
+                stale += 1
+            elif said == "busy":  # its lock held by another of its jobs: run again, alone
+                busy += 1
+            else:
+                checked += 1
     finally:
+        release_all(rt.redis, locks)
+        engine.known.clear()
         slotted, late = engine.slotted, runner.lateness
         engine.slotted, runner.lateness = None, None
         scheduler.run_in_slots(slotted)
         lateness.record(rt.redis, engine.store.prefix, *late)
-    return f"{checked} checked, {stale} stale"
+    return f"{checked} checked, {stale} stale" + (f", {busy} busy" if busy else "")

@@ -100,10 +100,14 @@ class Store:
 
     def get_many(self, dep_ids: list[str]) -> list[Deployment]:
         """The deployments of `dep_ids` that exist, in that order, in one round trip."""
+        return [dep for _, dep in self.get_many_raw(dep_ids)]
+
+    def get_many_raw(self, dep_ids: list[str]) -> list[tuple[bytes, Deployment]]:
+        """As get_many, each with the bytes it was read from (for `transition(known=...)`)."""
         if not dep_ids:
             return []
         raws = self.redis.mget([self._dep(i) for i in dep_ids])
-        return [read_deployment(raw) for raw in raws if raw]
+        return [(raw, read_deployment(raw)) for raw in raws if raw]
 
     def events(self, dep_id: str, start: int = 0) -> list[Event]:
         """The deployment's events from `start` (0-based) on, in order."""
@@ -163,10 +167,19 @@ class Store:
         taken = self.redis.transaction(create, lock, value_from_callable=True)  # type: ignore[arg-type]
         return cast("str | None", taken)
 
-    def transition(self, dep_id: str, expected_version: int, change: Change) -> Deployment:
+    def transition(
+        self,
+        dep_id: str,
+        expected_version: int,
+        change: Change,
+        *,
+        known: tuple[bytes, Deployment] | None = None,
+    ) -> Deployment:
         """Apply `change` if the deployment is still at `expected_version`, else raise Conflict.
 
-        The new state, the version bump, the events, the samples of the checks the change saw
+        `known`: the record as the caller read it (its bytes, parsed); while the stored bytes
+        are the same, that parse is used, not made again (it is not changed: the change gets a
+        copy). The new state, the version bump, the events, the samples of the checks the change saw
         (`Deployment.saw`) and (on a terminal state) the release of the service lock are written
         in one MULTI, so a transition happens exactly once.
         """
@@ -179,7 +192,10 @@ class Store:
                 raw = pipe.get(key)
                 if not raw:
                     raise Conflict(None)
-                current = read_deployment(raw)  # written back in today's shape below
+                if known is not None and known[0] == raw:
+                    current = known[1]
+                else:
+                    current = read_deployment(raw)  # written back in today's shape below
                 if current.version != expected_version:
                     raise Conflict(current)
                 updated = current.model_copy(deep=True)

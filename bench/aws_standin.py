@@ -18,7 +18,7 @@ What it answers itself, after `delay` seconds, as AWS's protocols say (botocore'
   or resource passes through; an ECS service is told at steady state (running = desired).
 
 Everything else (provisioning, route weights, Cloud Map, EC2) goes to moto after the same delay,
-unless the stand-in holds ECS, App Mesh and Cloud Map itself (`memory`, bench/aws_memory.py:
+unless the stand-in holds ECS, App Mesh and Cloud Map itself (`memory`, bench/aws_memory/:
 what a benchmark of thousands of deployments needs, since moto cannot provision them in time).
 Every call is counted by API (`calls`), and whether it was answered here or forwarded.
 """
@@ -247,7 +247,7 @@ class AwsStandIn(LatencyProxy):
         memory: MemoryAws | None = None,
     ) -> None:
         """`answer=False`: forward every call to moto, only counting them (moto's own figures).
-        `memory`: ECS, App Mesh and Cloud Map answered from memory too (bench/aws_memory.py),
+        `memory`: ECS, App Mesh and Cloud Map answered from memory too (bench/aws_memory/),
         so that nothing of the App Mesh backend's reaches moto."""
         super().__init__(upstream, delay)
         self.model = model or TrafficModel()

@@ -14,7 +14,7 @@ moto's, which spends about 145 ms of CPU on one GetMetricData. `--moto` sends ev
 (still counted) as the benchmark did before. Both are the default path and right for hundreds.
 
 `--memory` is for thousands: the stand-in also holds ECS, App Mesh and Cloud Map in memory
-(bench/aws_memory.py), the services are seeded there (a Cloud Map namespace per cluster of 25)
+(bench/aws_memory/), the services are seeded there (a Cloud Map namespace per cluster of 25)
 and the engine provisions, shifts and removes its canaries there; nothing reaches moto. moto
 cannot provision thousands in time (a ramp of 5,000 through it did not finish in 15 min).
 `--breaches K` (with `--memory`) adds K deployments whose canaries the stand-in fails one after
@@ -228,7 +228,7 @@ def measure(
     breaches: int = 0,
     seed: int = 18,
 ) -> Result:
-    """`memory`: the stand-in holds ECS, App Mesh and Cloud Map itself (bench/aws_memory.py) and
+    """`memory`: the stand-in holds ECS, App Mesh and Cloud Map itself (bench/aws_memory/) and
     the services are seeded there, not into moto: what thousands of deployments need.
     `breaches` (with `memory`): so many more deployments, whose canaries fail one after another
     once the window is measured (see `_breaches`)."""

@@ -94,6 +94,9 @@ def main() -> None:
         # Without it every request would be refused (or, checked with an empty key, forgeable).
         log.error("SLACK_SIGNING_SECRET is not set: HTTP mode needs it (or set SLACK_APP_TOKEN)")
         sys.exit(2)
+    # The process's Runtime from this reading: built on first use, it would read the
+    # environment again (readiness, the CI door and the handlers all share it).
+    get_runtime(settings)
     app = create_app(settings=settings)
     ci = CiApi(get_runtime, app.client)
     pipelines = _pipelines()

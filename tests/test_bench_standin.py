@@ -262,7 +262,7 @@ def test_cloudwatch_in_smithy_rpc_v2_cbor_too(standin: AwsStandIn) -> None:
     assert standin.counts() == {"cloudwatch.DescribeAlarms": 1}
 
 
-# The stand-in's own ECS, App Mesh and Cloud Map (bench/aws_memory.py, in_flight --memory) ------
+# The stand-in's own ECS, App Mesh and Cloud Map (bench/aws_memory/, in_flight --memory) ------
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AwsStandIn, MemoryAws]]:
     """A stand-in holding ECS, App Mesh and Cloud Map in memory, with two services seeded as

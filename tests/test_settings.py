@@ -169,3 +169,101 @@ def test_the_worker_reads_its_settings_once_and_passes_them_on(
     [rt] = swept
     assert rt is context._current and rt.store.prefix == "once"
     assert rt.catalogue_loader.path == tmp_path / "canary.yaml"  # type: ignore[attr-defined]
+
+
+def _count_readings(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Each reading of the environment (`load_settings()`) from now on, in a list."""
+    from workers.runtime import settings as module
+
+    readings: list[Settings] = []
+
+    class Counted(Settings):
+        def __init__(self, **values: object) -> None:
+            super().__init__(**values)  # type: ignore[arg-type]
+            readings.append(self)
+
+    monkeypatch.setattr(module, "Settings", Counted)
+    return readings
+
+
+def test_the_bot_reads_its_settings_once_and_passes_them_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m bot` reads the environment once: its app, its runtime (readiness, the CI door,
+    the handlers) and its catalogue use that reading."""
+    import bot.__main__ as bot_main
+    from workers.runtime import context
+
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "settings-test-signing-secret")
+    monkeypatch.setenv("CANARY_CONFIG", str(tmp_path / "canary.yaml"))  # none: logged, no stop
+    monkeypatch.setenv("CANARY_REDIS_PREFIX", "once")
+    monkeypatch.setattr(context, "_current", None)
+    monkeypatch.setattr(bot_main, "configure_logging", lambda given: None)  # pytest's stay
+    served: list[object] = []
+
+    class Server:
+        """The HTTP server, answering nothing: main's start and stop are what is tested."""
+
+        effective_port = 0
+
+        def run(self) -> None:
+            served.append(self)
+
+    def http_server(app: object, port: int, ci: object, metrics: object = None) -> Server:
+        return Server()
+
+    given: list[Settings] = []
+
+    class App:
+        """The Slack app (Bolt's would ask Slack for auth.test): the settings it is given."""
+
+        client = None
+
+        def __init__(self, *, settings: Settings) -> None:
+            given.append(settings)
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(bot_main, "create_app", App)
+    monkeypatch.setattr(bot_main, "_http_server", http_server)
+    readings = _count_readings(monkeypatch)
+    bot_main.main()
+    assert len(served) == 1
+    assert len(readings) == 1, f"the settings were read {len(readings)} times"
+    assert [id(s) for s in given] == [id(s) for s in readings]  # the app got the one reading
+    rt = context._current
+    assert rt is not None and rt.store.prefix == "once"
+    assert rt.catalogue_loader.path == tmp_path / "canary.yaml"  # type: ignore[attr-defined]
+
+
+def test_the_notify_worker_builds_its_notifier_from_the_supervisors_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notify worker process gets the supervisor's settings and builds its notifier from
+    them before its first job; the job (workers.runtime.jobs) finds it built."""
+    import workers.__main__ as worker
+    from workers.runtime import notifiers
+    from workers.slack.notifier import SlackNotifier
+
+    settings = Settings(slack_bot_token=TOKEN, slack_api_url="http://127.0.0.1:1/api")
+    monkeypatch.setattr(notifiers, "_current", None)
+    monkeypatch.setattr(worker, "_die_with_parent", lambda: None)  # not pytest's process
+    monkeypatch.setattr(worker, "configure_logging", lambda given: None)
+    used: list[notifiers.Notifier] = []
+
+    class Worker:
+        """An RQ worker whose one job asks for the notifier, as the delivery jobs do."""
+
+        def __init__(self, queues: list[str], connection: object, serializer: object) -> None:
+            assert queues == ["once-notify"]
+
+        def work(self, logging_level: str) -> None:
+            used.append(notifiers.get_notifier())
+
+    monkeypatch.setattr(worker, "SimpleWorker", Worker)
+    readings = _count_readings(monkeypatch)
+    worker._work(settings, ["once-notify"])
+    assert readings == [], "the settings were read again"
+    [notifier] = used
+    assert isinstance(notifier, SlackNotifier)
+    assert notifier.client.base_url == "http://127.0.0.1:1/api/"

@@ -37,6 +37,7 @@ from workers.engine.migrations import drop_unreadable_jobs
 from workers.engine.watchdog import sweep
 from workers.runtime.context import connect, get_runtime
 from workers.runtime.logs import configure_logging
+from workers.runtime.notifiers import get_notifier
 from workers.runtime.queues import SERIALIZER, queue_names
 from workers.runtime.scheduler import run_scheduler
 from workers.runtime.settings import Settings
@@ -59,6 +60,9 @@ def _die_with_parent() -> None:
 def _work(settings: Settings, names: Sequence[str]) -> None:
     _die_with_parent()
     configure_logging(settings)
+    # The notifier from the supervisor's reading, before the first job: built by that job, it
+    # would read the environment again (the Runtime came built with the fork).
+    get_notifier(settings)
     redis = connect(settings)
     # SimpleWorker runs jobs in-process: AWS clients and connections are reused across jobs, and
     # a job is a few API calls, so a fork per job would cost more than the job. One worker, one

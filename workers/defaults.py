@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: this module stays free of imports at run time
+    from workers.domain.ecs_plan import GateMode
+
 #: Canary weight in percent at each step.
 STEPS: tuple[int, ...] = (10, 25, 50, 100)
 #: Observation time at each step before its verdict.
@@ -19,7 +24,7 @@ MAX_LATENCY_INCREASE: float | None = 25.0
 #: Below this many canary requests at a step the verdict is "not enough data": hold, never pass.
 MIN_REQUESTS = 100
 #: manual: a gate after every step below 100; auto: none; final: only before 100.
-GATES = "manual"
+GATES: GateMode = "manual"
 #: A gate (or a hold for lack of data) left this long rolls the deployment back.
 GATE_TIMEOUT = "24h"
 #: After 100 %, the old version is kept running this long, with a Roll back button.

@@ -1,6 +1,7 @@
 """Judging a canary step from its cumulative request and 5xx counts (pure, no I/O).
 
-The rules are in docs/ANALYSIS.md; the contract is "Judging a step" in the design.
+The rules are in docs/ANALYSIS.md; the contract is "Judging a step" in the design. This module
+decides; the sentence that says why, for people, is written by workers/analysis/sentences.py.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
+from workers.analysis import sentences as words
 from workers.analysis import sequential as seq
 from workers.analysis.latency import LatencyFinding, LatencyLimits, LatencySeries, judge_latency
+
+# Re-exported: the Slack messages and the tests import them from here.
+from workers.analysis.sentences import format_count as format_count
+from workers.analysis.sentences import format_pct as format_pct
 from workers.analysis.sequential import hypergeom_sf
 
 #: Confidence of the Wilson lower bound shown with each verdict (a figure for readers: the
@@ -238,16 +244,6 @@ def _reason_code(value: Any) -> ReasonCode:
         return ReasonCode.UNKNOWN
 
 
-def format_pct(x: float) -> str:
-    """A percentage (already in percent) for people: "11.9 %", "1.0 %", "0.25 %", "0 %"."""
-    return f"{_pct_number(x, extra_digits=0)} %"
-
-
-def format_count(n: int) -> str:
-    """A count with thousands separators: 1204 -> "1,204"."""
-    return f"{n:,}"
-
-
 def wilson_lower_bound(errors: int, requests: int, z: float = Z_ONE_SIDED) -> float | None:
     """One-sided Wilson score lower bound of a proportion (fraction), None without requests."""
     if requests <= 0:
@@ -403,59 +399,32 @@ def judge(
             finding,
         )
 
-    scope = f" over steps 1-{step_number}" if earlier else ""
+    scope = words.over_steps(step_number, bool(earlier))
     if alarms:
-        noun = "alarm" if len(alarms) == 1 else "alarms"
-        verb = "is" if len(alarms) == 1 else "are"
-        return verdict(
-            Outcome.FAIL,
-            f"{noun} {', '.join(alarms)} {verb} in ALARM; {_canary_so_far(canary)}",
-            ReasonCode.ALARM,
-        )
+        return verdict(Outcome.FAIL, words.alarms_firing(alarms, canary), ReasonCode.ALARM)
     if alarms_only:
         if bake_complete:
-            return verdict(
-                Outcome.PASS,
-                "no alarm in ALARM over the bake (judged by alarms only)",
-                ReasonCode.ALARMS_QUIET,
-            )
-        return verdict(
-            Outcome.BAKING,
-            "baking, no alarm in ALARM so far (judged by alarms only)",
-            ReasonCode.ALARMS_QUIET,
-        )
-    above = (
-        f"canary {format_count(all_canary.requests)} req, {format_count(all_canary.errors)} × 5xx"
-        f"{scope} ({format_pct(_rate_pct(all_canary))}) > {format_pct(threshold)}"
-        if all_canary.requests
-        else ""
-    )
+            return verdict(Outcome.PASS, words.ALARMS_QUIET_PASSED, ReasonCode.ALARMS_QUIET)
+        return verdict(Outcome.BAKING, words.ALARMS_QUIET_BAKING, ReasonCode.ALARMS_QUIET)
     needed = seq.evidence_needed(seq.THRESHOLD_BUDGET)
     if all_canary.requests and threshold_e >= needed:
         return verdict(
             Outcome.FAIL,
-            f"{above}: evidence {_ratio_text(threshold_e)} to 1 against "
-            f"{format_pct(threshold)} or less, {_ratio_text(needed)} needed at any look",
+            words.above_by_evidence(all_canary, threshold, scope, threshold_e, needed),
             ReasonCode.ERROR_RATE,
         )
     tp, tb = figures.threshold_p, figures.threshold_boundary
     if tp is not None and tb is not None and tp <= tb:
         return verdict(
             Outcome.FAIL,
-            f"{above}: {_p_text(tp)} against {format_pct(threshold)} (exact binomial), "
-            f"below {_small(tb)}, the boundary at the end of step {step_number}",
+            words.above_at_end(all_canary, threshold, scope, tp, tb, step_number),
             ReasonCode.ERROR_RATE,
         )
-    compared = (
-        f"canary {_rate_with_counts(all_canary)} vs stable {_rate_with_counts(all_stable)}{scope}"
-    )
-    shares = _shares_text(layers)
     needed = seq.evidence_needed(seq.WORSE_BUDGET)
     if worse_e >= needed:
         return verdict(
             Outcome.FAIL,
-            f"{compared}: worse than stable, {shares}; evidence "
-            f"{_ratio_text(worse_e)} to 1, {_ratio_text(needed)} needed at any look",
+            words.worse_by_evidence(all_canary, all_stable, scope, layers, worse_e, needed),
             ReasonCode.WORSE_THAN_STABLE,
         )
     wb, lb = figures.worse_boundary, figures.worse_loose_boundary
@@ -464,56 +433,60 @@ def judge(
             assert baseline is not None and pooled is not None
             return verdict(
                 Outcome.FAIL,
-                f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below "
-                f"{_small(lb)}; and with the stable's {_rate_with_counts(baseline)} before the "
-                f"deployment, {_rate_with_counts(pooled)} in all: {_p_text(baseline_p)} "
-                f"(Fisher), below {_small(wb)}; the boundaries at the end of step {step_number}",
+                words.worse_with_baseline(
+                    all_canary,
+                    all_stable,
+                    scope,
+                    layers,
+                    p=p_value,
+                    loose_boundary=lb,
+                    baseline=baseline,
+                    pooled=pooled,
+                    baseline_p=baseline_p,
+                    boundary=wb,
+                    step_number=step_number,
+                ),
                 ReasonCode.WORSE_THAN_STABLE,
             )
     elif p_value is not None and wb is not None and p_value <= wb:
         return verdict(
             Outcome.FAIL,
-            f"{compared}: worse than stable, {shares}; {_p_text(p_value)}, below {_small(wb)}, "
-            f"the boundary at the end of step {step_number}",
+            words.worse_at_end(all_canary, all_stable, scope, layers, p_value, wb, step_number),
             ReasonCode.WORSE_THAN_STABLE,
         )
 
     if finding is not None and finding.breached:
         return verdict(
-            Outcome.FAIL, f"{finding.reason}; {_canary_so_far(canary)}", ReasonCode.LATENCY
+            Outcome.FAIL, words.latency_breached(finding.reason, canary), ReasonCode.LATENCY
         )
     latency_text = f"; {finding.reason}" if finding is not None and finding.reason else ""
     baseline_text = (
-        f"; with the stable's {_rate_with_counts(baseline)} before the deployment: "
-        f"{_p_text(baseline_p)}"
-        + (f" (boundary {_small(wb)}, and {_small(lb)} step by step)" if wb and lb else "")
+        words.baseline_note(baseline, baseline_p, wb, lb)
         if baseline_p is not None and baseline is not None
         else ""
     )
+
+    def healthy() -> str:
+        sentence = words.healthy(all_canary, all_stable, threshold, tp, tb, p_value, scope)
+        return sentence + baseline_text + latency_text
+
     if bake_complete and canary.requests >= max(min_requests, 1):
         return verdict(
             Outcome.PASS,
-            _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
-            + baseline_text
-            + latency_text,
+            healthy(),
             ReasonCode.HEALTHY,
         )
     if bake_complete:
-        wanted = max(min_requests, 1)
         return verdict(
             Outcome.NOT_ENOUGH_DATA,
-            f"{format_count(canary.requests)} canary requests, {format_count(wanted)} needed "
-            "to judge",
+            words.too_few_requests(canary.requests, max(min_requests, 1)),
             ReasonCode.TOO_FEW_REQUESTS,
         )
     if canary.requests == 0:
-        return verdict(Outcome.BAKING, "baking: no canary requests yet", ReasonCode.NO_REQUESTS_YET)
+        return verdict(Outcome.BAKING, words.NO_REQUESTS_YET, ReasonCode.NO_REQUESTS_YET)
     return verdict(
         Outcome.BAKING,
-        "baking, no breach so far: "
-        + _healthy_sentence(all_canary, all_stable, threshold, figures, p_value, scope)
-        + baseline_text
-        + latency_text,
+        words.still_baking(healthy()),
         ReasonCode.HEALTHY,
     )
 
@@ -532,127 +505,3 @@ def strata(steps: Sequence[StepCounts]) -> list[seq.Stratum]:
         for s in steps
         if s.canary.requests and s.stable.requests
     ]
-
-
-def _healthy_sentence(
-    canary: Counts,
-    stable: Counts,
-    threshold: float,
-    figures: Figures,
-    p_value: float | None,
-    scope: str,
-) -> str:
-    """Why a canary with requests did not fail, with the figures to check it by hand."""
-    rate_pct = _rate_pct(canary)
-    if rate_pct <= threshold:
-        shown_rate, shown_threshold = _distinct_pcts(rate_pct, threshold)
-        against_threshold = f"within {shown_threshold}"
-    else:
-        # Above the threshold, but not beyond chance: say so rather than "within".
-        shown_rate, shown_threshold = _distinct_pcts(rate_pct, threshold)
-        assert figures.threshold_p is not None
-        against_threshold = (
-            f"above {shown_threshold} but within chance "
-            f"({_p_text(figures.threshold_p)} against {shown_threshold}"
-            + (
-                f", boundary {_small(figures.threshold_boundary)})"
-                if figures.threshold_boundary is not None
-                else ")"
-            )
-        )
-    canary_part = (
-        f"canary {shown_rate} ({format_count(canary.errors)} × 5xx "
-        f"of {format_count(canary.requests)} req)"
-    )
-    if p_value is None:
-        return f"{canary_part}{scope}: {against_threshold}, no stable traffic to compare"
-    return (
-        f"{canary_part} vs stable {_rate_with_counts(stable)}{scope}: {against_threshold}, "
-        f"no worse than stable ({_p_text(p_value)})"
-    )
-
-
-def _rate_pct(counts: Counts) -> float:
-    return counts.errors / counts.requests * 100 if counts.requests else 0.0
-
-
-def _ratio_text(x: float) -> str:
-    """An evidence ratio for people: "1,250", "3.2e+40"."""
-    if x >= seq.MAX_EVIDENCE:
-        return f"over {seq.MAX_EVIDENCE:.0e}"
-    return f"{x:,.0f}" if x < 1e6 else f"{x:.1e}"
-
-
-def _small(x: float | None) -> str:
-    """A small probability written out to 3 significant digits: 0.0027, 0.000135."""
-    if x is None or x <= 0:
-        return "0"
-    decimals = max(1, 2 - math.floor(math.log10(x)))
-    return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
-
-
-def _shares_text(layers: Sequence[seq.Stratum]) -> str:
-    """The canary's share of the 5xx against what it would be if no worse: checkable by hand."""
-    observed = sum(la.canary_errors for la in layers)
-    total = sum(la.errors for la in layers)
-    expected = sum(la.expected for la in layers)
-    shown = f"{expected:,.1f}" if expected < 100 else f"{expected:,.0f}"
-    return (
-        f"{format_count(observed)} of the {format_count(total)} × 5xx were the canary's, "
-        f"{shown} expected if it were no worse"
-    )
-
-
-def _canary_so_far(canary: Counts) -> str:
-    if canary.requests == 0:
-        return "no canary requests yet"
-    return f"canary so far {_rate_with_counts(canary)}"
-
-
-def _rate_with_counts(counts: Counts) -> str:
-    if counts.requests == 0:
-        return "no requests"
-    rate_pct = counts.errors / counts.requests * 100
-    return (
-        f"{format_pct(rate_pct)} ({format_count(counts.errors)} × 5xx "
-        f"of {format_count(counts.requests)} req)"
-    )
-
-
-def _confidence_text() -> str:
-    return f"{CONFIDENCE * 100:g} %"
-
-
-def _pct_number(x: float, extra_digits: int) -> str:
-    if x == 0:
-        return "0"
-    magnitude = abs(x)
-    # One decimal from 1 % up; two significant digits below it: 0.25, 0.050, 0.0042.
-    decimals = 1 if magnitude >= 1 else min(6, 1 - math.floor(math.log10(magnitude)))
-    return f"{x:.{decimals + extra_digits}f}"
-
-
-def _distinct_pcts(value: float, threshold: float) -> tuple[str, str]:
-    """Format two percentages with enough digits that different values never print alike.
-
-    Without this a bound of 1.004 % would read "1.0 % > 1.0 %".
-    """
-    a, b = _pct_number(value, 0), _pct_number(threshold, 0)
-    extra = 0
-    while a == b and value != threshold and extra < 6:
-        extra += 1
-        a, b = _pct_number(value, extra), _pct_number(threshold, extra)
-    return f"{a} %", f"{b} %"
-
-
-def _p_text(p: float) -> str:
-    """A p-value for people: "p=0.61", "p=0.0003", "p<0.000001"."""
-    if p >= 0.995:
-        return "p=1"
-    if p >= 0.01:
-        return f"p={p:.2f}"
-    if p < 1e-6:
-        return "p<0.000001"
-    # One significant digit, written out: 0.0003 rather than 3e-04.
-    decimals = -math.floor(math.log10(p))
-    return f"p={p:.{decimals}f}"

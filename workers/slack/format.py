@@ -1,8 +1,8 @@
 """Block Kit building blocks shared by the card, the thread replies and the bot's answers.
 
 Pure functions: limits, action ids, the Message type, small formatters (mentions, times; counts
-and rates are workers.analysis.judge's, so a verdict's sentence and its figures read alike) and
-block helpers. Nothing here talks to Slack.
+and rates are those of a verdict's sentence, workers/analysis/sentences.py, so the sentence and
+its figures read alike) and block helpers. Nothing here talks to Slack.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from workers.domain.events import (
 )
 from workers.domain.pipelines import pipeline_of
 from workers.engine.store import Store
-from workers.runtime.settings import SettingsError, load_settings
+from workers.runtime.settings import Settings, SettingsError
 from workers.slack import posting
 from workers.slack.answers import thread_unreachable
 from workers.slack.card import PASSING, SETTLE, render_card
@@ -104,12 +104,13 @@ class SlackNotifier:
         self.charts = charts
 
     @classmethod
-    def from_env(cls) -> SlackNotifier:
-        """A notifier with the bot token of SLACK_BOT_TOKEN (which must be set)."""
-        token = load_settings().slack_bot_token
+    def from_settings(cls, settings: Settings) -> SlackNotifier:
+        """A notifier with the settings' bot token (which must be set), on their SLACK_API_URL."""
+        token = settings.slack_bot_token
         if token is None:
             raise SettingsError("SLACK_BOT_TOKEN: must be set to post to Slack")
-        return cls(make_client(token.get_secret_value()), charts=_request_chart)
+        client = make_client(token.get_secret_value(), settings.slack_api_url)
+        return cls(client, charts=_request_chart)
 
     # Notifier protocol -----------------------------------------------------------------------
     def deliver(self, store: Store, deployment: Deployment, event: Event) -> float | None:

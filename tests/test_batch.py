@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -23,7 +24,7 @@ from tests.fakes import TICK, FakeClock, SlotRecorder, fake_runtime
 from tests.test_engine import ERROR_RATES, V2, serving
 from workers import api, defaults
 from workers.analysis.judge import Counts, Outcome, ReasonCode, Verdict
-from workers.analysis.window import MetricWindow
+from workers.analysis.window import MetricWindow, covered_at
 from workers.aws.clients import AwsClients, make_clients
 from workers.aws.cloudwatch import (
     METRIC_QUERIES_PER_CALL,
@@ -41,11 +42,14 @@ from workers.domain.events import Cause
 from workers.domain.state import State
 from workers.engine import watchdog
 from workers.engine.batch import presence_due, window_of
+from workers.engine.checks import cadence_start, check_delay
 from workers.engine.machine import Engine
 from workers.engine.runner import Runner
 from workers.engine.slots import run_slot
 from workers.runtime.context import Runtime
 from workers.runtime.jobs import runner
+from workers.runtime.queues import slot_of
+from workers.runtime.scheduler import PAST_SECOND, pause
 
 
 @dataclass
@@ -732,3 +736,82 @@ def test_a_check_lands_at_the_end_of_its_slot_never_before() -> None:
     assert slot_of(100.0, 1.0) == 100.0
     assert slot_of(100.01, 1.0) == 101.0
     assert slot_of(100.99, 2.0) == 102.0
+
+
+def test_a_check_that_starts_late_keeps_its_interval_on_slot_ends(fleet: Fleet) -> None:
+    """A slot's job starts a little after its slot's end (the scheduler's pass, the shared read):
+    the next checks are due one interval after that slot, on a slot's end, not in the slot
+    after it (counted from the check's end, each check would wait a slot more than its
+    interval); the bake's last check is due when published data first covers the bake."""
+    ids, _ = in_one_slot(fleet)
+    interval = fleet.dep(ids[0]).settings.analysis_interval
+    rounds = checked = 0
+    while rounds < 4:
+        slot = fleet.scheduler.next_due("slot")
+        assert slot is not None and slot == fleet.clock.now
+        fleet.clock.advance(0.4)
+        before = {i: fleet.dep(i) for i in ids}
+        fleet.run_due()
+        for i in ids:
+            dep, was = fleet.dep(i), before[i]
+            if dep.checks != was.checks + 1 or (dep.state, dep.step_index) != (
+                State.BAKING,
+                was.step_index,
+            ):
+                continue  # not checked, or on to the next step (its first check is its own job)
+            checked += 1
+            s = dep.settings
+            assert dep.step_started_at is not None
+            bake_end = covered_at(dep.step_started_at, s.bake, s.metric_period, s.lag)
+            assert dep.next_due_at == min(slot + interval, max(slot_of(bake_end), slot))
+        rounds += 1
+        fleet.next_round()
+    assert checked >= 3 * len(ids)
+
+
+def test_a_check_that_ran_late_counts_its_interval_from_when_it_was_due() -> None:
+    # On time or late within a slot: from its due time (its slot's end).
+    assert cadence_start(100.0, 100.0) == 100.0
+    assert cadence_start(100.0, 100.7) == 100.0
+    # Later than a slot: from a slot before now, so the next check is not due at once.
+    assert cadence_start(100.0, 103.5) == 102.5
+    # Never from later than now (a check run before it was due, or with nothing due).
+    assert cadence_start(105.0, 100.0) == 100.0
+    assert cadence_start(None, 100.0) == 100.0
+
+
+def test_the_bakes_last_check_is_due_when_data_covers_it_counted_from_the_slot() -> None:
+    """check_delay counts from the time the next check's delay counts from (the check's slot):
+    the check that ends the bake is then due the moment published data covers it, not up
+    to the check's lateness earlier."""
+    settings = SimpleNamespace(
+        bake=300, post_promotion_bake=300, metric_period=60, lag=60, analysis_interval=60
+    )
+    dep = SimpleNamespace(settings=settings, weight=10, step_started_at=660.0)
+    engine = SimpleNamespace(now=lambda: 1000.4)
+    end = covered_at(660.0, 300, 60, 60)  # 1020
+    delay = check_delay(engine, dep, since=1000.0)  # type: ignore[arg-type]
+    assert 1000.0 + delay == end
+    assert check_delay(engine, dep) == pytest.approx(end - 1000.4)  # type: ignore[arg-type]
+
+
+def test_a_slot_whose_end_is_past_is_queued_at_once(real_redis: tuple[Any, str]) -> None:
+    """A check put in a slot already ended (its check ran late) gets the slot's job on the queue
+    at once, not through the scheduler's next pass."""
+    from workers.runtime.queues import RqScheduler, slot_name, slot_of
+
+    client, prefix = real_redis
+    scheduler = RqScheduler(client, prefix)
+    past = slot_of(time.time() - 5)
+    scheduler.run_in_slots([("cccc0000", 3, past)])
+    assert scheduler.default.job_ids == [f"{prefix}-slot-{slot_name(past)}"]
+    assert scheduler.default.scheduled_job_registry.get_job_ids() == []
+
+
+def test_the_scheduler_passes_just_after_each_whole_second() -> None:
+    """RQ keeps scheduled times in whole seconds, slots end on them: one pass each second runs
+    just after it, so a slot's job is moved at its slot's end, not up to a pass later."""
+    assert pause(100.0, 0.2) == 0.2
+    assert pause(100.9, 0.2) == pytest.approx(0.1 + PAST_SECOND)
+    assert pause(100.999, 0.2) == pytest.approx(0.001 + PAST_SECOND)
+    assert pause(100.5, 2.0) == pytest.approx(0.5 + PAST_SECOND)

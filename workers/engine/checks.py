@@ -52,6 +52,7 @@ def check(engine: Engine, dep: Deployment) -> None:
     verdict = judge(engine, dep, got)
     observe_verdict(verdict)
     late = now - dep.next_due_at if dep.next_due_at is not None else 0.0
+    since = cadence_start(dep.next_due_at, now)
     read = LastRead(
         step_started_at=dep.step_started_at,
         window_end=window.end,
@@ -82,10 +83,11 @@ def check(engine: Engine, dep: Deployment) -> None:
         return
     s = dep.settings
     if dep.state == State.AWAITING_APPROVAL:
-        at_gate(engine, dep, seen, now)
+        at_gate(engine, dep, seen, now, since)
         return
     if verdict.outcome == Outcome.BAKING:
-        engine.move(dep, Trigger.CHECKED, mutate=seen, delay=check_delay(engine, dep))
+        delay = check_delay(engine, dep, since=since)
+        engine.move(dep, Trigger.CHECKED, mutate=seen, delay=delay, since=since)
         return
     if verdict.outcome == Outcome.NOT_ENOUGH_DATA:
         hold_since = dep.hold_since or now
@@ -120,9 +122,10 @@ def check(engine: Engine, dep: Deployment) -> None:
                 mutate=hold,
                 events=[holding],
                 delay=s.analysis_interval,
+                since=since,
             )
         else:
-            engine.move(dep, Trigger.CHECKED, mutate=hold, delay=s.analysis_interval)
+            engine.move(dep, Trigger.CHECKED, mutate=hold, delay=s.analysis_interval, since=since)
         return
     # PASS
     full = dep.state == State.POST_PROMOTION
@@ -149,6 +152,7 @@ def check(engine: Engine, dep: Deployment) -> None:
             mutate=open_gate,
             events=[passed, gate],
             delay=s.analysis_interval,
+            since=since,
         )
     else:
 
@@ -160,7 +164,7 @@ def check(engine: Engine, dep: Deployment) -> None:
         engine.move(dep, Trigger.PASSED, mutate=next_step, events=[passed])
 
 
-def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
+def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float, since: float) -> None:
     s = dep.settings
     opened = dep.gate_opened_at or now
     if now - opened >= s.gate_timeout:
@@ -184,8 +188,8 @@ def at_gate(engine: Engine, dep: Deployment, seen: Mutate, now: float) -> None:
         seen(d)
         d.reminded = d.reminded or bool(events)
 
-    delay = min(s.analysis_interval, max(0.0, opened + s.gate_timeout - now))
-    engine.move(dep, Trigger.CHECKED, mutate=remind, events=events, delay=delay)
+    delay = min(s.analysis_interval, max(0.0, opened + s.gate_timeout - since))
+    engine.move(dep, Trigger.CHECKED, mutate=remind, events=events, delay=delay, since=since)
 
 
 def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
@@ -229,11 +233,26 @@ def judge(engine: Engine, dep: Deployment, got: Read | None = None) -> Verdict:
     )
 
 
-def check_delay(engine: Engine, dep: Deployment, *, fresh: bool = False) -> float:
-    """Seconds to the next check: an analysis interval, or sooner the moment published data
-    first covers the whole bake (its last period plus `metric_lag`)."""
+def check_delay(
+    engine: Engine, dep: Deployment, *, fresh: bool = False, since: float | None = None
+) -> float:
+    """Seconds from `since` (default now) to the next check: an analysis interval, or sooner
+    the moment published data first covers the whole bake (its last period plus
+    `metric_lag`)."""
     s = dep.settings
     bake = s.post_promotion_bake if dep.weight >= 100 else s.bake
-    start = engine.now() if fresh else (dep.step_started_at or engine.now())
-    remaining = covered_at(start, bake, s.metric_period, s.lag) - engine.now()
+    now = engine.now()
+    start = now if fresh else (dep.step_started_at or now)
+    remaining = covered_at(start, bake, s.metric_period, s.lag) - (now if since is None else since)
     return max(0.0, min(float(s.analysis_interval), remaining))
+
+
+def cadence_start(due: float | None, now: float, slot: float = defaults.SLOT_SECONDS) -> float:
+    """When a check that was `due` and runs at `now` counts its next check's delay from: when it
+    was due, so checks keep their interval on slot ends instead of each waiting a slot more
+    than its interval (a check always runs a little after its slot's end, the time the
+    scheduler and its slot's shared read take); from at most a slot before now, so a check that
+    ran late (the AWS call budget spreads them) is not followed by another at once."""
+    if due is None:
+        return now
+    return min(now, max(due, now - slot))

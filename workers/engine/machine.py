@@ -95,18 +95,22 @@ class Engine:
         events: Iterable[Event] = (),
         mutate: Mutate | None = None,
         delay: float | None = 0,
+        since: float | None = None,
     ) -> Deployment:
         """Compare-and-set `dep` to the state `trigger` leads to; schedule its next job.
 
         `trigger` None records a change without leaving the state. `delay` None schedules no
-        job (terminal states); the watchdog relies on `next_due_at` to find a lost one.
+        job (terminal states); the watchdog relies on `next_due_at` to find a lost one. A
+        `delay` counts from `since` (a check's next check: from when the check was due,
+        workers.engine.checks.cadence_start), from now when None; never from later than now.
         """
         new_events = list(events)
         slots = self.rt.scheduler if isinstance(self.rt.scheduler, SlotScheduler) else None
         slot: float | None = None
+        due = 0.0
 
         def change(d: Deployment) -> list[Event]:
-            nonlocal slot
+            nonlocal slot, due
             if mutate:
                 mutate(d)
             if trigger is not None:
@@ -114,11 +118,14 @@ class Engine:
                 d.state = next_state(d.state, trigger, full_weight=full)
             # Due at once when no job is scheduled (the caller goes on inline): if this process
             # dies, the watchdog finds the deployment overdue and runs it again.
-            due = self.now() + (delay or 0)
+            now = self.now()
+            due = (now if since is None or not delay else min(since, now)) + (delay or 0)
             # A check's next check waits for the end of its slot (one job for all its
-            # checks). The first check of a step (its canary's existence is looked at then,
-            # one call each on App Mesh), a check due at once and every other step are jobs
-            # of their own.
+            # checks); counted from the slot this check was due in, it lands on a slot's end,
+            # not in the slot after (a check always ends after its slot's end: counted from
+            # then, each would wait a slot more). The first check of a step (its canary's
+            # existence is looked at then, one call each on App Mesh), a check due at once and
+            # every other step are jobs of their own.
             again = dep.state in CHECKED and d.state in CHECKED
             slot = slot_of(due) if slots and delay and again else None
             d.next_due_at = (due if slot is None else slot) if d.active else None
@@ -138,7 +145,8 @@ class Engine:
         elif updated.active and delay is not None:
             urgent = updated.state in URGENT
             self.queued_urgent = self.queued_urgent or urgent
-            self.rt.scheduler.run(updated.id, updated.version, delay=delay, urgent=urgent)
+            wait = delay if since is None or not delay else max(0.0, due - self.now())
+            self.rt.scheduler.run(updated.id, updated.version, delay=wait, urgent=urgent)
         if new_events:
             self.rt.scheduler.notify(updated.id)
         logs.note(state=updated.state.value)

@@ -175,18 +175,23 @@ class RqScheduler:
         """Add the checks to their slots; the first to add to a slot schedules its job (one job
         id per slot, enqueued once)."""
         first = self.slots.add(checks)
+        now = time.time()
         for slot in first:
+            # RQ keeps a scheduled job's time in whole seconds (rounded down): the job of a slot
+            # that does not end on one is scheduled for the next, never before its slot's end.
+            # A slot whose end is past (a check that ran late) is enqueued at once, rather than
+            # waiting for the scheduler's next pass.
+            at = math.ceil(slot)
             self._put(
                 self.default,
                 "workers.runtime.jobs.run_slot",
                 f"{self.prefix}-slot-{slot_name(slot)}",
                 0,
                 slot,
-                at=slot,
+                at=at if at > now else None,
             )
         # A check added after its slot's job may have run (a slow chunk adds its members' next
         # checks at its end): one more job for such a slot, at once, rather than the watchdog.
-        now = time.time()
         for slot in {slot for _, _, slot in checks if slot <= now} - set(first):
             self.slot_job(slot)
 

@@ -3,11 +3,13 @@
 RQ's own scheduler loop waits a whole second between passes (its interval is also the base of its
 lock expiry, so it cannot be made shorter), and every scheduled check then starts up to a second
 late (bench/in_flight.py). This loop keeps RQ's locks and heartbeat at RQ's pace and only moves
-due jobs more often: one ZRANGEBYSCORE per queue when nothing is due.
+due jobs more often: one ZRANGEBYSCORE per queue when nothing is due. One pass of each second
+runs just after it starts, when the jobs scheduled for it (slots' jobs among them) fall due.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -17,9 +19,21 @@ from rq.scheduler import RQScheduler
 from workers import defaults
 from workers.runtime.queues import SERIALIZER, rq_queue
 
+#: How long after a whole second the pass that moves the jobs due at it runs (sleep's own
+#: lateness aside): enough for the clock to have passed that second.
+PAST_SECOND = 0.002
+
+
+def pause(now: float, pass_seconds: float) -> float:
+    """Seconds to sleep after a pass at `now`: `pass_seconds`, or less so that a pass runs just
+    after the next whole second. RQ keeps a scheduled job's time in whole seconds and slots end
+    on them (workers.runtime.queues.slot_of), so that is when a slot's job falls due: moved
+    then, not up to a pass later."""
+    return max(0.0, min(pass_seconds, math.floor(now) + 1 - now + PAST_SECOND))
+
 
 class FrequentScheduler(RQScheduler):
-    """An RQScheduler whose loop moves due jobs every `pass_seconds`."""
+    """An RQScheduler whose loop moves due jobs every `pass_seconds` and after each whole second."""
 
     pass_seconds: float = defaults.SCHEDULER_INTERVAL_SECONDS
 
@@ -36,7 +50,7 @@ class FrequentScheduler(RQScheduler):
                 self.heartbeat()
                 next_heartbeat = now + self.interval
             self.enqueue_scheduled_jobs()
-            time.sleep(self.pass_seconds)  # ok: the scheduler process's own pacing
+            time.sleep(pause(time.time(), self.pass_seconds))  # ok: the scheduler's own pacing
         self.stop()
 
 

@@ -20,7 +20,7 @@ from workers.engine.store import Conflict
 from workers.runtime import lateness, logs, telemetry
 from workers.runtime.budget import BudgetExhausted, urgent_calls
 from workers.runtime.context import Runtime
-from workers.runtime.run_lock import RunLock
+from workers.runtime.run_lock import RunLock, kept, run_lock_key
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ class Runner:
         if dep is None or dep.version != version or not dep.active:
             return "stale"
         logs.note(service=dep.service, state=dep.state.value)
-        lock = RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
+        lock = RunLock(
+            self.rt.redis, run_lock_key(self.store.prefix, dep_id), self.rt.run_lock_seconds
+        )
         # A rollback waits for a sibling's AWS call to finish (so it cannot be overwritten by a
         # shift still in flight); other steps leave it to a re-run.
         if not lock.acquire(blocking_timeout=10.0 if dep.state in URGENT else 0.0):
@@ -78,7 +80,11 @@ class Runner:
                 else:
                     lateness.record(self.rt.redis, self.store.prefix, late)
                 telemetry.JOB_LATENESS_SECONDS.observe(max(0.0, late))
+            # Kept while the step runs, however long AWS takes: its lifetime is what a crashed
+            # job leaves behind, not a bound on a step (a re-run overlapping a slow step would
+            # create its resources a second time).
             with (
+                kept(lock),
                 telemetry.JOBS_RUNNING.track_inprogress(),
                 telemetry.JOB_SECONDS.labels(dep.state.value).time(),
             ):

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -115,8 +115,24 @@ class _WeightedTraffic:
         whose image is found; return {published name: (requests, 5xx)}."""
         when = at or datetime.fromtimestamp(self.clock(), UTC)
         self.publisher.flush()
+        return self._serve(self._weights(), seconds, when)
+
+    def tick_seconds(self, starts: Sequence[datetime]) -> None:
+        """Publish one second of traffic stamped at each of `starts` (each its own tick), split
+        by the weights read once, now: a ticker catching up after a stall reads the route once,
+        not once for every second it missed."""
+        self.publisher.flush()  # what was held back for the publication lag, due by now
+        if not starts:
+            return
+        split = self._weights()
+        for when in starts:
+            self._serve(split, 1.0, when)
+
+    def _serve(
+        self, split: tuple[Mapping[str, int], int], seconds: float, when: datetime
+    ) -> dict[str, tuple[int, int]]:
+        weights, total = split
         load = self.tick_load()
-        weights, total = self._weights()
         written: dict[str, tuple[int, int]] = {}
         for target, weight in weights.items():
             if weight <= 0:

@@ -4,6 +4,14 @@ moto is kinder than AWS. `install()` patches moto's backend classes (so both `mo
 unit tests and the `moto_server` of the sandbox and the end-to-end tests see it) with the rules
 the product must live with; docs/AWS.md lists each one with its documentation and its test:
 
+- Cloud Map `CreateService` fails with `ServiceAlreadyExists` when the namespace already has a
+  service of that name (https://docs.aws.amazon.com/cloud-map/latest/api/API_CreateService.html:
+  "The service can't be created because a service with the same name already exists"); moto
+  creates a second one.
+- ECS `CreateService` fails with `InvalidParameterException` while an ACTIVE service of that name
+  runs in the cluster (AWS: "Creation of service was not idempotent." unless the request is the
+  same as the existing service's; refused here whatever the request, the product copes with
+  both); moto replaces the service silently.
 - Cloud Map `DeleteService` fails with `ResourceInUse` while instances are registered
   (https://docs.aws.amazon.com/cloud-map/latest/api/API_DeleteService.html: "If the service
   still contains one or more registered instances, the request fails").
@@ -114,6 +122,27 @@ class ResourceInUse(JsonRESTError):
 
     def __init__(self, message: str) -> None:
         super().__init__("ResourceInUse", message)
+
+
+class ServiceAlreadyExists(JsonRESTError):
+    """Cloud Map's answer to creating a service whose name its namespace already has."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ServiceAlreadyExists", message)
+
+
+def _create_cloudmap_service(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def create_service(self: ServiceDiscoveryBackend, **kwargs: Any) -> Any:
+        name, namespace = kwargs.get("name"), kwargs.get("namespace_id")
+        for service in list(self.services.values()):
+            if service.name == name and service.namespace_id == namespace:
+                raise ServiceAlreadyExists(
+                    f"A service with the name {name} already exists: {service.id}"
+                )
+        return original(self, **kwargs)
+
+    return create_service
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,8 +267,18 @@ def _follow(service: Service) -> None:
 
 def _create_ecs_service(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def create_service(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> Service:
-        service = original(self, *args, **kwargs)
+    def create_service(
+        self: EC2ContainerServiceBackend,
+        cluster_str: str,
+        service_name: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Service:
+        cluster = self._get_cluster(cluster_str)
+        existing = self.services.get(f"{cluster.name}:{service_name}")
+        if existing is not None and existing.status == "ACTIVE":
+            raise InvalidParameterException("Creation of service was not idempotent.")
+        service = original(self, cluster_str, service_name, *args, **kwargs)
         _follow(service)
         return service  # type: ignore[no-any-return]
 
@@ -447,6 +486,7 @@ def install() -> None:
         return
     sd = ServiceDiscoveryBackend
     sd.delete_service = _delete_cloudmap_service(sd.delete_service)  # type: ignore[method-assign]
+    sd.create_service = _create_cloudmap_service(sd.create_service)  # type: ignore[method-assign]
     for name in ("get_service", "list_instances", "discover_instances"):
         setattr(sd, name, _settled(getattr(sd, name)))
     ecs = EC2ContainerServiceBackend

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -69,9 +70,13 @@ FAST_DEFAULTS: dict[str, Any] = {
     "ready_timeout": "30s",
     "gate_timeout": "5m",
 }
-#: Seconds before simulated traffic reaches CloudWatch: CloudWatch's lag at the sandbox's scale,
-#: under `metric_lag` by more than a traffic tick (0.5 s), so every period read is complete.
+#: Seconds before simulated traffic reaches CloudWatch: CloudWatch's lag at the sandbox's scale.
+#: A second of traffic is stamped at its start and published once it is over, so its period is
+#: complete in CloudWatch about PUBLICATION_LAG + TRAFFIC_TICK after its start, well before
+#: `metric_lag` after its end, when the checks first read it.
 PUBLICATION_LAG = 1.4
+#: How often the simulated users' traffic thread wakes to publish the seconds gone by.
+TRAFFIC_TICK = 0.5
 #: Engine timings of the same scale (watchdog, readiness polling, the run lock of a dead job).
 FAST_ENV = {
     "CANARY_WATCHDOG_GRACE": "2",
@@ -216,6 +221,8 @@ class World:
     aws_front: Callable[[str], str] | None = None
     #: Seconds the seeding of the services took.
     seed_seconds: float = 0.0
+    #: Seconds between two wakes of the users' traffic thread (`_traffic`).
+    traffic_tick: float = TRAFFIC_TICK
     _stop: threading.Event = field(default_factory=threading.Event)
     _ticker: threading.Thread | None = None
     _started_slack: bool = False
@@ -417,15 +424,20 @@ class World:
     def _traffic(
         self, sims: Mapping[str, TrafficSimulator | AlbTrafficSimulator | EcsTrafficSimulator]
     ) -> None:
-        last = time.time()
-        while not self._stop.wait(0.5):
-            now = time.time()
+        """The users' traffic, a whole second at a time, each second stamped at its start and
+        published once it is over. A wake that comes late (a busy machine) publishes every
+        second it missed, each whole in its own period: the ticker's timing never leaves a
+        period the checks read empty, nor puts two seconds of traffic in one."""
+        done = math.floor(time.time())
+        while not self._stop.wait(self.traffic_tick):
+            over = math.floor(time.time())
+            starts = [datetime.fromtimestamp(t, UTC) for t in range(done, over)]
             for key, sim in sims.items():
                 try:
-                    sim.tick(now - last)
+                    sim.tick_seconds(starts)
                 except Exception as exc:  # a route or node being rewritten: the next tick
                     log.debug("traffic for %s skipped a tick: %s", key, exc)
-            last = now
+            done = over
 
     # people ----------------------------------------------------------------------------------
     def person(self, user: str, channel: str = CHANNEL) -> SlackUser:

@@ -1,4 +1,5 @@
-"""Injected AWS faults for tests: throttling answered at the HTTP layer, so botocore retries it."""
+"""Injected AWS faults for tests: throttling answered at the HTTP layer, so botocore retries it;
+a slow step overtaken by its re-run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from pytest import MonkeyPatch
 
 
 def _cbor_text(text: str) -> bytes:
@@ -108,3 +110,18 @@ class FailNext:
         self.left -= 1
         self.failed += 1
         return error_response(protocol, request.url, 500, "InternalFailure", "try again")
+
+
+def overtaken_at(
+    monkeypatch: MonkeyPatch, client: Any, operation: str, rerun: Callable[[], object]
+) -> None:
+    """The first call of `client.operation` runs `rerun` (the watchdog's re-run of the step,
+    overtaking a slow first attempt) to its end before making its own call."""
+    real = getattr(client, operation)
+
+    def slow_first(**kwargs: Any) -> Any:
+        monkeypatch.setattr(client, operation, real)
+        rerun()
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, operation, slow_first)

@@ -10,6 +10,7 @@ from tests.alb_fixtures import (  # noqa: F401 - fixtures
     rule,
     seeded_fixture,
 )
+from tests.aws_faults import overtaken_at
 from workers.aws.alb.discovery import discover_alb_stable
 from workers.aws.alb.provisioning import (
     canary_target_group_name,
@@ -140,6 +141,51 @@ def test_provision_twice_writes_only_once(clients: AwsClients, stable: AlbStable
     assert provision(clients, stable) == first
     assert log.take_writes() == []
     assert find_alb_canary(clients, stable, name=NAME) == first
+
+
+@pytest.mark.parametrize(
+    ("client", "operation"),
+    [
+        ("ecs", "register_task_definition"),
+        ("elbv2", "create_target_group"),
+        ("ecs", "create_service"),
+    ],
+)
+def test_a_rerun_overtaking_a_slow_first_attempt_leaves_one_canary_both_agree_on(
+    clients: AwsClients,
+    stable: AlbStable,
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    operation: str,
+) -> None:
+    """The watchdog's re-run of a slow provisioning step creates the canary while the first
+    attempt is between its look and its create: ELBv2 then refuses the first attempt's target
+    group (DuplicateTargetGroupName), ECS its service; it adopts the re-run's."""
+    rerun: list[AlbCanary] = []
+    overtaken_at(
+        monkeypatch,
+        getattr(clients, client),
+        operation,
+        lambda: rerun.append(provision(clients, stable)),
+    )
+
+    first = provision(clients, stable)
+
+    assert rerun == [first]
+    assert find_alb_canary(clients, stable, name=NAME) == first
+    assert service(clients, NAME)["taskDefinition"] == first.task_definition_arn
+    groups = clients.elbv2.describe_target_groups()["TargetGroups"]
+    assert [g["TargetGroupArn"] for g in groups if g["TargetGroupName"] == NAME] == [
+        first.target_group_arn
+    ]
+    mine = clients.ecs.list_task_definitions(familyPrefix="payments", status="ACTIVE")
+    assert [a for a in mine["taskDefinitionArns"] if not a.endswith(":1")] == [
+        first.task_definition_arn
+    ]
+    assert AlbRouter(clients.elbv2, listener_rule=stable.listener_rule).read_weights() == {
+        "payments-v1": 100,
+        NAME: 0,
+    }
 
 
 def test_rule_conditions_and_stickiness_survive_provisioning_and_shifts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from moto.ecs.models import ecs_backends
 
 from sandbox.seed import ENVOY_IMAGE, seed_appmesh_service
 from sandbox.strict_moto import Strictness
+from tests.aws_faults import overtaken_at
 from tests.fakes import FakeClock
 from workers.aws.appmesh.discovery import discover_stable
 from workers.aws.appmesh.provisioning import (
@@ -221,6 +223,48 @@ def test_provision_resumes_after_a_crash_half_way(
     assert canary.task_definition_arn == partial.task_definition_arn
     assert canary.cloudmap_service_id == partial.cloudmap_service_id
     assert find_canary(clients, stable, name=NAME) == canary
+
+
+@pytest.mark.parametrize(
+    ("client", "operation"),
+    [
+        ("ecs", "register_task_definition"),
+        ("servicediscovery", "create_service"),
+        ("appmesh", "create_virtual_node"),
+        ("ecs", "create_service"),
+    ],
+)
+def test_a_rerun_overtaking_a_slow_first_attempt_leaves_one_canary_both_agree_on(
+    clients: AwsClients,
+    stable: AppMeshStable,
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    operation: str,
+) -> None:
+    """The watchdog re-runs a provisioning step whose first attempt is slow (its run lock
+    expired): the re-run creates everything while the first attempt is still between its look
+    and its create. AWS then refuses that create (Cloud Map ServiceAlreadyExists, App Mesh
+    ConflictException, ECS "Creation of service was not idempotent"): the first attempt adopts
+    what the re-run made, and a revision it registered for nothing is deregistered."""
+    provision = functools.partial(
+        provision_canary, clients, stable, name=NAME, image=NEW_IMAGE, deployment_id=DEP
+    )
+    rerun: list[AppMeshCanary] = []
+    overtaken_at(
+        monkeypatch, getattr(clients, client), operation, lambda: rerun.append(provision())
+    )
+
+    first = provision()
+
+    assert rerun == [first]
+    assert find_canary(clients, stable, name=NAME) == first
+    assert ecs_service(clients, NAME)["taskDefinition"] == first.task_definition_arn
+    namespace = clients.servicediscovery.list_services()["Services"]
+    assert [s["Id"] for s in namespace if s["Name"] == NAME] == [first.cloudmap_service_id]
+    mine = clients.ecs.list_task_definitions(familyPrefix="payments", status="ACTIVE")
+    assert [a for a in mine["taskDefinitionArns"] if not a.endswith(":1")] == [
+        first.task_definition_arn
+    ]
 
 
 def test_older_envoy_variable_and_app_container_chosen_by_repository(clients: AwsClients) -> None:

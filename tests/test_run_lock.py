@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fakeredis
 
-from workers.runtime.run_lock import RunLock
+from workers.runtime.run_lock import RunLock, kept
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,31 @@ def test_only_the_owner_releases_and_an_expired_lock_is_let_go_quietly() -> None
     crashed.release()  # no error, and the taker's lock survives
     assert redis.get("t:run:c") is not None
     assert redis.pttl("t:run:c") > 0  # SET ... PX: it expires by itself
+
+
+def test_a_kept_lock_lives_as_long_as_its_step_and_no_longer() -> None:
+    redis = fakeredis.FakeRedis()
+    lock = RunLock(redis, "t:run:d", ttl=0.3)
+    assert lock.acquire()
+    with kept(lock):  # its step runs for several times the lock's time to live
+        until = time.monotonic() + 1.2
+        while time.monotonic() < until:
+            assert not RunLock(redis, "t:run:d").acquire()
+            time.sleep(0.05)
+    lock.release()
+    assert RunLock(redis, "t:run:d").acquire()
+
+
+def test_a_lock_no_longer_kept_expires_as_a_crashed_jobs_does() -> None:
+    redis = fakeredis.FakeRedis()
+    lock = RunLock(redis, "t:run:e", ttl=0.2)
+    assert lock.acquire()
+    with kept(lock):
+        pass  # the step is over, but its job died before releasing the lock
+    until = time.monotonic() + 5
+    while redis.exists("t:run:e") and time.monotonic() < until:
+        time.sleep(0.02)
+    assert RunLock(redis, "t:run:e").acquire()
 
 
 def test_the_owner_release_script_is_written_nowhere_in_the_project() -> None:

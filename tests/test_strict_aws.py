@@ -71,6 +71,31 @@ def test_ecs_refuses_delete_without_force_while_tasks_run(
     clients.ecs.delete_service(cluster="prod", service="payments")
 
 
+def test_a_second_cloud_map_or_ecs_service_of_one_name_is_refused(clients: AwsClients) -> None:
+    seeded = seed_appmesh_service(clients)
+    stable = clients.servicediscovery.get_service(Id=seeded["cloudmap_service_id"])["Service"]
+    with pytest.raises(ClientError) as refused:
+        clients.servicediscovery.create_service(
+            Name=stable["Name"], NamespaceId=stable["NamespaceId"], CreatorRequestId="again"
+        )
+    assert code(refused) == "ServiceAlreadyExists"
+    service = clients.ecs.describe_services(cluster="prod", services=["payments"])["services"][0]
+    with pytest.raises(ClientError) as refused:
+        clients.ecs.create_service(
+            cluster="prod",
+            serviceName="payments",
+            taskDefinition=service["taskDefinition"],
+            desiredCount=1,
+        )
+    assert code(refused) == "InvalidParameterException"
+    # once deleted, the name is free again, on both
+    clients.ecs.update_service(cluster="prod", service="payments", desiredCount=0)
+    clients.ecs.delete_service(cluster="prod", service="payments", force=True)
+    clients.ecs.create_service(
+        cluster="prod", serviceName="payments", taskDefinition=service["taskDefinition"]
+    )
+
+
 def test_target_group_in_use_by_a_rule_or_a_default_action_cannot_be_deleted(
     clients: AwsClients,
 ) -> None:

@@ -343,24 +343,18 @@ def ensure_ecs_service(
     name: str,
     stable_service_name: str,
     clone: Callable[[dict[str, Any]], dict[str, Any]],
-) -> None:
+) -> str:
     """The canary's ECS service: reused when this deployment created it, else created from
-    `clone(stable service)`; refuses a removed canary's or someone else's service."""
+    `clone(stable service)`; refuses a removed canary's or someone else's service. Returns the
+    task definition revision the service runs.
+
+    A create refused because the service now exists (ECS: InvalidParameterException, "Creation
+    of service was not idempotent") is another run of the same step, which created it between
+    this run's look and its create: that service is adopted, with the same checks as any found.
+    """
     existing = describe_service(clients, cluster, name)
     if existing is not None:
-        status = existing.get("status")
-        if status != "ACTIVE":
-            raise AwsStepError(
-                f"ECS service {name} in cluster {cluster} is {status}: this canary was "
-                "already removed. Start a new deployment."
-            )
-        if not owned_by(existing.get("tags", []), name):
-            raise AwsStepError(
-                f"An ECS service named {name} already runs in cluster {cluster} but was "
-                "not created for this deployment; the bot will not touch it."
-            )
-        logger.info("canary %s: reusing ECS service", name)
-        return
+        return _reuse_service(existing, cluster=cluster, name=name)
     source = describe_service(clients, cluster, stable_service_name)
     if source is None or source.get("status") != "ACTIVE":
         raise AwsStepError(
@@ -369,12 +363,48 @@ def ensure_ecs_service(
         )
     request = clone(source)
     try:
-        clients.ecs.create_service(**request)
+        created = clients.ecs.create_service(**request)["service"]
     except ClientError as exc:
-        raise AwsStepError(
-            f"Could not create ECS service {name} in cluster {cluster}: {describe_failure(exc)}."
-        ) from exc
+        now = describe_service(clients, cluster, name)
+        if now is None or now.get("status") != "ACTIVE":
+            raise AwsStepError(
+                f"Could not create ECS service {name} in cluster {cluster}: "
+                f"{describe_failure(exc)}."
+            ) from exc
+        logger.info("canary %s: ECS service created meanwhile by another run of this step", name)
+        return _reuse_service(now, cluster=cluster, name=name)
     logger.info("canary %s: created ECS service", name)
+    return str(created.get("taskDefinition") or request["taskDefinition"])
+
+
+def _reuse_service(existing: dict[str, Any], *, cluster: str, name: str) -> str:
+    """The task definition of the canary's own ECS service `existing`; refuses a removed one
+    or one that is not this deployment's."""
+    status = existing.get("status")
+    if status != "ACTIVE":
+        raise AwsStepError(
+            f"ECS service {name} in cluster {cluster} is {status}: this canary was "
+            "already removed. Start a new deployment."
+        )
+    if not owned_by(existing.get("tags", []), name):
+        raise AwsStepError(
+            f"An ECS service named {name} already runs in cluster {cluster} but was "
+            "not created for this deployment; the bot will not touch it."
+        )
+    logger.info("canary %s: reusing ECS service", name)
+    return str(existing.get("taskDefinition", ""))
+
+
+def settle_task_definition(clients: AwsClients, *, name: str, ensured: str, runs: str) -> str:
+    """The canary's revision once its ECS service is there: the one the service `runs`. Two
+    overlapping runs of the provisioning step may each register a revision; the one the
+    service does not run (`ensured` by this run) is this deployment's and of no use, so it is
+    deregistered rather than left behind."""
+    if not runs or runs == ensured:
+        return ensured
+    for problem in deregister_canary_revision(clients, ensured, canary_name=name):
+        logger.warning("canary %s: %s", name, problem)
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from workers.engine.store import Conflict
 from workers.runtime import lateness, logs, telemetry
 from workers.runtime.budget import BudgetExhausted, urgent_calls
 from workers.runtime.context import Runtime
-from workers.runtime.run_lock import RunLock
+from workers.runtime.run_lock import RunLock, kept, run_lock_key
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class Runner:
 
     def lock_of(self, dep_id: str) -> RunLock:
         """The run lock of a deployment: one step of it acts on AWS at a time."""
-        return RunLock(self.rt.redis, f"{self.store.prefix}:run:{dep_id}", self.rt.run_lock_seconds)
+        return RunLock(
+            self.rt.redis, run_lock_key(self.store.prefix, dep_id), self.rt.run_lock_seconds
+        )
 
     def _run(
         self, dep_id: str, version: int, known: Deployment | None, held: RunLock | None
@@ -94,7 +96,11 @@ class Runner:
                 else:
                     lateness.record(self.rt.redis, self.store.prefix, late)
                 telemetry.JOB_LATENESS_SECONDS.observe(max(0.0, late))
+            # Kept while the step runs, however long AWS takes: its lifetime is what a crashed
+            # job leaves behind, not a bound on a step (a re-run overlapping a slow step would
+            # create its resources a second time).
             with (
+                kept(lock),
                 telemetry.JOBS_RUNNING.track_inprogress(),
                 telemetry.JOB_SECONDS.labels(dep.state.value).time(),
             ):

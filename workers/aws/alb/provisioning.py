@@ -29,6 +29,7 @@ from workers.aws.ecs import (
     owned_by,
     scale_down_and_delete,
     scale_down_canary_service,
+    settle_task_definition,
     without_advanced_configuration,
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
@@ -180,7 +181,10 @@ def provision_alb_canary(
     clients: AwsClients, stable: AlbStable, *, name: str, image: str, deployment_id: str
 ) -> AlbCanary:
     """Create (or find, when re-run) the canary's task definition revision, target group (listed
-    in the rule at weight 0) and ECS service, cloned from the stable version."""
+    in the rule at weight 0) and ECS service, cloned from the stable version.
+
+    A run overlapping another of the same step (the watchdog's re-run of a slow one) may find
+    its create refused because the other has just made the resource: it adopts it."""
     check_name(name, deployment_id)
     task_definition_arn = ensure_canary_task_definition(
         clients,
@@ -194,7 +198,7 @@ def provision_alb_canary(
     group_arn = _ensure_target_group(clients, stable, name=group_name, deployment_id=deployment_id)
     # ECS only registers tasks in a target group that a load balancer uses.
     _router(clients, stable).include(group_arn)
-    ensure_ecs_service(
+    runs = ensure_ecs_service(
         clients,
         cluster=stable.cluster,
         name=name,
@@ -210,6 +214,9 @@ def provision_alb_canary(
             deployment_id=deployment_id,
         ),
     )
+    task_definition_arn = settle_task_definition(
+        clients, name=name, ensured=task_definition_arn, runs=runs
+    )
     return AlbCanary(
         name=name,
         target_group_name=group_name,
@@ -224,12 +231,7 @@ def _ensure_target_group(
 ) -> str:
     existing = _target_group_by_name(clients, name)
     if existing is not None:
-        arn = str(existing["TargetGroupArn"])
-        if not owned_by(_ecs_style(_target_group_tags(clients, arn)), name):
-            raise AwsStepError(
-                f"A target group named {name} already exists but was not created for this "
-                "deployment; the bot will not touch it."
-            )
+        arn = _own_target_group(clients, existing, name)
         logger.info("canary %s: reusing target group", name)
     else:
         source = describe_target_group(clients, stable.target_group_arn)
@@ -248,11 +250,18 @@ def _ensure_target_group(
         try:
             created = clients.elbv2.create_target_group(**request)["TargetGroups"][0]
         except ClientError as exc:
-            raise AwsStepError(
-                f"Could not create target group {name}: {describe_failure(exc)}."
-            ) from exc
-        arn = str(created["TargetGroupArn"])
-        logger.info("canary %s: created target group %s", name, arn)
+            # DuplicateTargetGroupName: another run of this step created it since this one
+            # looked (ELBv2 answers an identical request with the group, a different one not).
+            meanwhile = _target_group_by_name(clients, name)
+            if meanwhile is None:
+                raise AwsStepError(
+                    f"Could not create target group {name}: {describe_failure(exc)}."
+                ) from exc
+            arn = _own_target_group(clients, meanwhile, name)
+            logger.info("canary %s: target group created meanwhile", name)
+        else:
+            arn = str(created["TargetGroupArn"])
+            logger.info("canary %s: created target group %s", name, arn)
     # Checked on every run: a crash between the create and this write leaves defaults behind.
     changes = attributes_to_copy(
         _attributes(clients, stable.target_group_arn), _attributes(clients, arn)
@@ -265,6 +274,18 @@ def _ensure_target_group(
                 f"Could not copy the attributes of target group {stable.target_group_name} to "
                 f"{name}: {describe_failure(exc)}."
             ) from exc
+    return arn
+
+
+def _own_target_group(clients: AwsClients, group: dict[str, Any], name: str) -> str:
+    """The ARN of `group`, found by the canary's target group name, if it is tagged as this
+    deployment's; else the bot refuses to touch it."""
+    arn = str(group["TargetGroupArn"])
+    if not owned_by(_ecs_style(_target_group_tags(clients, arn)), name):
+        raise AwsStepError(
+            f"A target group named {name} already exists but was not created for this "
+            "deployment; the bot will not touch it."
+        )
     return arn
 
 

@@ -29,6 +29,7 @@ from workers.aws.ecs import (
     find_canary_service,
     scale_down_and_delete,
     scale_down_canary_service,
+    settle_task_definition,
 )
 from workers.aws.errors import AwsStepError, describe_failure, error_code, is_not_found
 from workers.aws.removal import Removal
@@ -87,7 +88,10 @@ def provision_canary(
     clients: AwsClients, stable: AppMeshStable, *, name: str, image: str, deployment_id: str
 ) -> AppMeshCanary:
     """Create (or find, when re-run) the canary's task definition revision, Cloud Map service,
-    virtual node and ECS service, cloned from the stable version."""
+    virtual node and ECS service, cloned from the stable version.
+
+    A run overlapping another of the same step (the watchdog's re-run of a slow one) may find
+    its create refused because the other has just made the resource: it adopts it."""
     check_name(name, deployment_id)
     task_definition_arn = ensure_canary_task_definition(
         clients,
@@ -100,7 +104,7 @@ def provision_canary(
     cloudmap = _ensure_cloudmap_service(clients, stable, name=name, deployment_id=deployment_id)
     # The node must exist before the ECS service starts Envoys that ask for its config.
     _ensure_virtual_node(clients, stable, name=name, deployment_id=deployment_id)
-    ensure_ecs_service(
+    runs = ensure_ecs_service(
         clients,
         cluster=stable.cluster,
         name=name,
@@ -115,6 +119,9 @@ def provision_canary(
             canary_registry_arn=cloudmap["Arn"],
             deployment_id=deployment_id,
         ),
+    )
+    task_definition_arn = settle_task_definition(
+        clients, name=name, ensured=task_definition_arn, runs=runs
     )
     return AppMeshCanary(
         name=name,
@@ -143,9 +150,14 @@ def _ensure_cloudmap_service(
     try:
         created = clients.servicediscovery.create_service(**request)["Service"]
     except ClientError as exc:
-        raise AwsStepError(
-            f"Could not create Cloud Map service {name}: {describe_failure(exc)}."
-        ) from exc
+        # ServiceAlreadyExists: another run of this step created it since this one looked.
+        meanwhile = _find_cloudmap_service(clients, stable, name)
+        if meanwhile is None:
+            raise AwsStepError(
+                f"Could not create Cloud Map service {name}: {describe_failure(exc)}."
+            ) from exc
+        logger.info("canary %s: Cloud Map service %s created meanwhile", name, meanwhile["Id"])
+        return meanwhile
     logger.info("canary %s: created Cloud Map service %s", name, created["Id"])
     return dict(created)
 
@@ -173,9 +185,15 @@ def _ensure_virtual_node(
             tags=[{"key": TAG_KEY, "value": deployment_id}],
         )
     except ClientError as exc:
-        raise AwsStepError(
-            f"Could not create virtual node {name} in mesh {stable.mesh}: {describe_failure(exc)}."
-        ) from exc
+        # ConflictException (moto: VirtualNodeNameAlreadyTaken): another run of this step
+        # created it since this one looked.
+        if _describe_node(clients, stable.mesh, name) is None:
+            raise AwsStepError(
+                f"Could not create virtual node {name} in mesh {stable.mesh}: "
+                f"{describe_failure(exc)}."
+            ) from exc
+        logger.info("canary %s: virtual node created meanwhile", name)
+        return
     logger.info("canary %s: created virtual node", name)
 
 

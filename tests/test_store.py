@@ -277,8 +277,9 @@ def test_a_transition_given_the_record_as_read_does_not_parse_it_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A slot job reads its members' records at once; a transition given one of them (its bytes
-    and parse) uses that parse while the stored bytes are the same, never changes it, and parses
-    what is stored when it differs (another transition meanwhile: a conflict, as always)."""
+    and parse) uses that parse while the stored bytes are the same (it parses only the change's
+    own copy, where one without it parses twice), never changes it, and parses what is stored
+    when it differs (another transition meanwhile: a conflict, as always)."""
     import workers.engine.store as store_module
 
     store.create(make(), ev("requested"))
@@ -297,9 +298,13 @@ def test_a_transition_given_the_record_as_read_does_not_parse_it_again(
         return []
 
     updated = store.transition(dep.id, dep.version, hold, known=(raw, dep))
-    assert parsed == [] and updated.attempts == 3 and updated.version == dep.version + 1
+    assert parsed == [raw] and updated.attempts == 3 and updated.version == dep.version + 1
     assert dep.attempts == 0 and dep.version == updated.version - 1  # the caller's is untouched
     # Stored bytes differ from those known now: parsed, and the version moved: a conflict.
+    parsed.clear()
     with pytest.raises(Conflict):
         store.transition(dep.id, dep.version, hold, known=(raw, dep))
-    assert len(parsed) == 1
+    assert len(parsed) == 1 and parsed[0] != raw
+    parsed.clear()
+    store.transition(dep.id, updated.version, hold)
+    assert len(parsed) == 2

@@ -422,3 +422,31 @@ def test_an_in_flight_deployment_is_carried_to_its_end(
         told = doc["keys"].get(f"{OLD_PREFIX}:dep:{dep_id}:notes", {}).get("value", {})
         if int(told.get("delivered", -1)) >= 2:  # told by the old release: never again
             assert "Canary ready" not in said, said
+
+
+def test_a_record_of_todays_shape_reads_the_same_by_either_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records this release writes (model_dump_json: `schema_version` first) are validated from
+    their JSON at once; the same record written otherwise (another key order, spaces: another
+    writer) goes through migrate, and both give the same Deployment. An old shape still
+    migrates (the tests above), and a newer one is refused whatever its bytes."""
+    import workers.engine.migrations as migrations
+
+    store, doc = loaded("appmesh-baking")
+    dep = store.get(doc["in_flight"])
+    assert dep is not None
+    todays = dep.model_dump_json().encode()
+    assert todays.startswith(b'{"schema_version":%d,' % RECORD_SCHEMA)
+    other = json.dumps(dict(reversed(list(json.loads(todays).items()))), indent=1).encode()
+    migrated: list[int] = []
+    real = migrations.migrate
+
+    def counting(raw: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        migrated.append(raw["schema_version"])
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(migrations, "migrate", counting)
+    assert migrations.read_deployment(todays) == dep and migrated == []
+    assert migrations.read_deployment(todays.decode()) == dep and migrated == []
+    assert migrations.read_deployment(other) == dep and migrated == [RECORD_SCHEMA]

@@ -128,31 +128,39 @@ class CountsQuery:
 
     @cached_property
     def _metrics(self) -> tuple[tuple[str, dict[str, Any]], ...]:
-        out: list[tuple[str, dict[str, Any]]] = []
-        for side, name in ((self.canary, "c"), (self.stable, "s")):
-            seen: list[dict[str, Any]] = []
-            for metric in (*side.requests, *side.errors):
-                if metric not in seen:
-                    seen.append(metric)
-                    out.append((f"{name}{len(seen)}", metric))
-        return tuple(out)
-
-    @cached_property
-    def _ids(self) -> dict[tuple[str, str], str]:
-        """The local id of each side's metric, by (side letter, the metric's key)."""
-        return {(lid[0], _key(m)): lid for lid, m in self._metrics}
+        return self._layout[0]
 
     @cached_property
     def _sides(self) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
         """The local ids of (requests, errors) of the canary, then of the stable."""
-        ids = self._ids
-        return tuple(
-            (
-                tuple(ids[(name, _key(m))] for m in side.requests),
-                tuple(ids[(name, _key(m))] for m in side.errors),
-            )
-            for side, name in ((self.canary, "c"), (self.stable, "s"))
-        )
+        return self._layout[1]
+
+    @cached_property
+    def _layout(
+        self,
+    ) -> tuple[
+        tuple[tuple[str, dict[str, Any]], ...],
+        tuple[tuple[tuple[str, ...], tuple[str, ...]], ...],
+    ]:
+        # Each distinct metric once, named c1.. / s1.. in order of first use; each side's
+        # requests and errors by those names (a metric may be both: Envoy's 5xx class).
+        metrics: list[tuple[str, dict[str, Any]]] = []
+        sides: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+        for side, name in ((self.canary, "c"), (self.stable, "s")):
+            seen: list[dict[str, Any]] = []
+
+            def local(metric: dict[str, Any], name: str = name, seen: list[Any] = seen) -> str:
+                for n, known in enumerate(seen, 1):
+                    if known is metric or known == metric:
+                        return f"{name}{n}"
+                seen.append(metric)
+                metrics.append((f"{name}{len(seen)}", metric))
+                return f"{name}{len(seen)}"
+
+            requests = tuple(local(m) for m in side.requests)
+            errors = tuple(local(m) for m in side.errors)
+            sides.append((requests, errors))
+        return tuple(metrics), tuple(sides)
 
     def fold(self, sums: dict[str, float]) -> tuple[Counts, Counts]:
         """(canary, stable) Counts from the sums per local id (as `metrics` names them)."""
@@ -207,10 +215,6 @@ def stable_only(query: CountsQuery) -> CountsQuery:
     """The query's stable side alone (its canary side reads nothing, no latency): the stable's
     counts before a canary exists (the baseline read at provisioning)."""
     return replace(query, canary=Side(requests=(), errors=()), latency=None)
-
-
-def _key(metric: dict[str, Any]) -> str:
-    return repr(sorted((k, repr(v)) for k, v in metric.items()))
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,16 @@ def _loads(raw: bytes | str, what: str) -> dict[str, Any]:
     return value
 
 
+#: How a record of today's shape starts (model_dump_json writes `schema_version` first): such a
+#: record is validated from its JSON at once, in half the time of loading it and migrating
+#: nothing (every check reads one); any other goes through its migrations.
+_TODAYS_RECORD = b'{"schema_version":%d,' % RECORD_SCHEMA
+
+
 def read_deployment(raw: bytes | str) -> Deployment:
     """A Deployment from the JSON the store keeps, whichever release wrote it."""
+    if (raw.encode() if isinstance(raw, str) else raw).startswith(_TODAYS_RECORD):
+        return Deployment.model_validate_json(raw)
     data = _loads(raw, "a deployment record")
     what = f"deployment {data.get('id', '?')}"
     return Deployment.model_validate(migrate(data, RECORD_MIGRATIONS, RECORD_SCHEMA, what))

@@ -38,6 +38,13 @@ the product must live with; docs/AWS.md lists each one with its documentation an
 - ECS `DescribeServices` takes at most 10 services, all of one cluster
   (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeServices.html:
   "You may specify up to 10 services to describe"); moto takes any number.
+- CloudWatch refuses a request whose parameters break the constraints of its API model
+  (required members, lengths, ranges, types) with a 400 `ValidationError` (CloudWatch API
+  reference, ValidationException: "One or more input parameters do not satisfy the constraints
+  that the operation requires"). The engine's CloudWatch client leaves that check to the service
+  (botocore's `parameter_validation` off: it cost an eighth of a batched check's CPU); moto
+  checks nothing, so the strict world makes the service's check with botocore's validator and
+  the operation's own model.
 - CloudWatch `GetMetricData` answers percentile statistics (`Stat: p99`, `p99.9`): moto answers
   None for them. CloudWatch computes a percentile from the raw values of a period, those given
   with `Value` or `Values`/`Counts`; a statistic set counts only if its SampleCount is 1 or its
@@ -69,6 +76,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.session import get_session
+from botocore.validate import ParamValidator
 from moto.cloudwatch.exceptions import ValidationError as CloudWatchValidationError
 from moto.cloudwatch.models import (
     CloudWatchBackend,
@@ -76,6 +85,7 @@ from moto.cloudwatch.models import (
     MetricDatum,
     Statistics,
 )
+from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
@@ -480,6 +490,28 @@ def _describe_services(original: Callable[..., Any]) -> Callable[..., Any]:
     return describe_services
 
 
+#: The CloudWatch operations checked against the model, by moto's method names.
+VALIDATED_CLOUDWATCH = {
+    "get_metric_data": "GetMetricData",
+    "describe_alarms": "DescribeAlarms",
+    "put_metric_data": "PutMetricData",
+    "get_metric_statistics": "GetMetricStatistics",
+}
+
+
+def _validated(original: Callable[..., Any], operation: str) -> Callable[..., Any]:
+    model = get_session().get_service_model("cloudwatch").operation_model(operation)
+
+    @functools.wraps(original)
+    def validated(self: CloudWatchResponse) -> Any:
+        report = ParamValidator().validate(self._get_params(), model.input_shape)
+        if report.has_errors():
+            raise CloudWatchValidationError(report.generate_report())
+        return original(self)
+
+    return validated
+
+
 def install() -> None:
     """Patch moto's classes once; every backend, in-process or served, is strict from then on."""
     if getattr(ServiceDiscoveryBackend, "_strict", False):
@@ -501,6 +533,10 @@ def install() -> None:
     cw = CloudWatchBackend
     cw.put_metric_data = _put_metric_data(cw.put_metric_data)  # type: ignore[method-assign]
     cw.get_metric_data = _get_metric_data(cw.get_metric_data)  # type: ignore[method-assign]
+    for method, operation in VALIDATED_CLOUDWATCH.items():
+        setattr(
+            CloudWatchResponse, method, _validated(getattr(CloudWatchResponse, method), operation)
+        )
     sd._strict = True  # type: ignore[attr-defined]
 
 

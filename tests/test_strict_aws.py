@@ -153,6 +153,37 @@ def test_one_call_takes_at_most_what_aws_takes(clients: AwsClients) -> None:
     assert code(refused) == "InvalidParameterException"
 
 
+def test_cloudwatch_refuses_what_breaks_its_constraints_as_the_service_does(
+    clients: AwsClients,
+) -> None:
+    """The engine's CloudWatch client leaves the check of a request's parameters to the service
+    (botocore's parameter_validation off; with it on, botocore would raise ParamValidationError
+    before sending): the strict world refuses what CloudWatch refuses, a 400 ValidationError
+    naming each broken constraint, and takes the valid request."""
+    from datetime import UTC, datetime, timedelta
+
+    end = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    stat = {"Metric": {"Namespace": "N", "MetricName": "M"}, "Period": 60, "Stat": "Sum"}
+    window = {"StartTime": end - timedelta(minutes=5), "EndTime": end}
+    clients.cloudwatch.get_metric_data(
+        MetricDataQueries=[{"Id": "q1", "MetricStat": stat}], **window
+    )
+    bad = [
+        {"Id": "", "MetricStat": stat},
+        {"Id": "q2", "MetricStat": {**stat, "Period": 0}},
+    ]
+    with pytest.raises(ClientError) as refused:
+        clients.cloudwatch.get_metric_data(MetricDataQueries=bad, **window)
+    assert code(refused) == "ValidationError"
+    message = refused.value.response["Error"]["Message"]
+    assert (
+        "MetricDataQueries[0].Id" in message and "MetricDataQueries[1].MetricStat.Period" in message
+    )
+    with pytest.raises(ClientError) as refused:
+        clients.cloudwatch.describe_alarms(AlarmNames=[""])
+    assert code(refused) == "ValidationError"
+
+
 def test_the_served_moto_is_strict_too(aws_env: None, tmp_path: Path) -> None:
     moto, url = start_moto(tmp_path, drain_seconds=600)
     try:

@@ -208,7 +208,8 @@ class Store:
                     updated.state_since = now
                 updated.version = current.version + 1
                 updated.updated_at = now
-                seq = pipe.llen(log)
+                # The log's length numbers the new events (most checks add none: no round trip).
+                seq = pipe.llen(log) if new_events else 0
                 overflow = [] if updated.active else self._overflow(pipe, updated)
                 pipe.multi()
                 pipe.set(key, updated.model_dump_json())

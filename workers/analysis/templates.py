@@ -149,7 +149,18 @@ class MetricTemplate(BaseModel):
 
     def dimensions_for(self, version: Version, code_class: int) -> list[dict[str, str]]:
         """The boto3 `Dimensions` list for one version and status class."""
-        values = version.values(code_class)
+        return self._dimensions(version.values(code_class))
+
+    def metric_for(self, version: Version, code_class: int) -> dict[str, Any]:
+        """The boto3 `Metric` (namespace, name, dimensions) for one version and status class."""
+        values = version.values(code_class)  # once for the name and every dimension
+        return {
+            "Namespace": self.namespace,
+            "MetricName": self.metric_name.format(**values),
+            "Dimensions": self._dimensions(values),
+        }
+
+    def _dimensions(self, values: dict[str, str]) -> list[dict[str, str]]:
         dimensions = []
         for name, template in self.dimensions.items():
             value = template.format(**values)
@@ -157,14 +168,6 @@ class MetricTemplate(BaseModel):
                 raise ValueError(f"dimension {name!r} would be empty (template {template!r})")
             dimensions.append({"Name": name, "Value": value})
         return dimensions
-
-    def metric_for(self, version: Version, code_class: int) -> dict[str, Any]:
-        """The boto3 `Metric` (namespace, name, dimensions) for one version and status class."""
-        return {
-            "Namespace": self.namespace,
-            "MetricName": self.metric_name.format(**version.values(code_class)),
-            "Dimensions": self.dimensions_for(version, code_class),
-        }
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,9 @@ class Engine:
         if new_events:
             self.rt.scheduler.notify(updated.id)
         logs.note(state=updated.state.value)
-        log.info(
+        # A check that keeps its deployment where it was (most of them) is no news.
+        log.log(
+            logging.INFO if updated.state != dep.state else logging.DEBUG,
             "deployment %s: %s -> %s (v%d)",
             dep.id,
             dep.state.value,

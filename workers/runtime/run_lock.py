@@ -105,19 +105,29 @@ class _Keeper:
         self.longest = longest
         self._held: dict[int, _Held] = {}
         self._mutex = threading.Lock()
-        #: Set when a lock is added: the thread's next round is then at once, not after a
-        #: wait worked out for the locks it had.
+        #: Set when a lock is added that cannot wait as long as the thread's current wait:
+        #: its next round is then at once.
         self._added = threading.Event()
         self._thread: threading.Thread | None = None
+        #: How long the thread's current wait is (seconds).
+        self._waiting = 0.0
 
     def add(self, lock: RunLock) -> None:
         now = time.monotonic()
         with self._mutex:
             self._held[id(lock)] = _Held(lock, now, now)
-            self._added.set()
+            # Woken only when its wait is too long for this lock (every check takes one: a
+            # wake each would cost more than the renewals).
+            if self._pause(float(lock.timeout or 0)) < self._waiting:
+                self._added.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="run-locks", daemon=True)
                 self._thread.start()
+
+    @staticmethod
+    def _pause(ttl: float) -> float:
+        """How long the thread may wait with a lock of `ttl` seconds held."""
+        return max(0.02, min(1.0, ttl * RENEW_SHARE / 2))
 
     def remove(self, lock: RunLock) -> None:
         with self._mutex:
@@ -127,7 +137,8 @@ class _Keeper:
         while True:
             with self._mutex:
                 shortest = min((float(h.lock.timeout or 0) for h in self._held.values()), default=6)
-            self._added.wait(max(0.02, min(1.0, shortest * RENEW_SHARE / 2)))
+                self._waiting = self._pause(shortest)
+            self._added.wait(self._waiting)
             self._added.clear()
             with self._mutex:
                 held = list(self._held.values())

@@ -51,8 +51,9 @@ class Engine:
         #: While not None, the checks put in slots are gathered here (id, version, slot) and
         #: added all at once by the caller (a slot job: one round trip for its members).
         self.slotted: list[tuple[str, int, float]] | None = None
-        #: Records as the caller read them (raw, parsed) by (id, version): a transition of one of
-        #: them whose record is still those bytes is not parsed again (Store.transition).
+        #: Records as the caller read them (raw, parsed) by (id, version): the Runner runs a
+        #: step on one without reading it again, and its transition, while the stored bytes are
+        #: still those, does not parse it again (Store.transition).
         self.known: dict[tuple[str, int], tuple[bytes, Deployment]] = {}
         #: Set when a move queues an urgent job (a rollback): the Runner gives the deployment's
         #: run lock back at once, not with the rest of its slot job's.

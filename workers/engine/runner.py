@@ -50,19 +50,18 @@ class Runner:
         dep_id: str,
         version: int,
         *,
-        known: Deployment | None = None,
         lock: RunLock | None = None,
     ) -> str:
         """Do the deployment's current step if it is still at `version`; say what happened.
 
-        `known`: its record as just read by the caller (a slot job reads its members' records
-        at once), not read again; its transition still compares the version (a click meanwhile
-        makes it a "conflict"). `lock`: its run lock, already held by the caller (a slot job
-        takes its members' at once), who gives it back; given back here at once if the step
-        queued an urgent job (a rollback), which waits for it.
+        Its record as the caller just read it (`Engine.known`: a slot job reads its members'
+        records at once) is not read again; its transition still compares the version (a click
+        meanwhile makes it a "conflict"). `lock`: its run lock, already held by the caller (a
+        slot job takes its members' at once), who gives it back; given back here at once if the
+        step queued an urgent job (a rollback), which waits for it.
         """
         with logs.deployment_context(dep_id):  # every line logged meanwhile names it
-            return self._run(dep_id, version, known, lock)
+            return self._run(dep_id, version, lock)
 
     def lock_of(self, dep_id: str) -> RunLock:
         """The run lock of a deployment: one step of it acts on AWS at a time."""
@@ -70,10 +69,9 @@ class Runner:
             self.rt.redis, run_lock_key(self.store.prefix, dep_id), self.rt.run_lock_seconds
         )
 
-    def _run(
-        self, dep_id: str, version: int, known: Deployment | None, held: RunLock | None
-    ) -> str:
-        dep = known if known is not None else self.store.get(dep_id)
+    def _run(self, dep_id: str, version: int, held: RunLock | None) -> str:
+        handed = self.engine.known.get((dep_id, version))
+        dep = handed[1] if handed is not None else self.store.get(dep_id)
         if dep is None or dep.version != version or not dep.active:
             return "stale"
         logs.note(service=dep.service, state=dep.state.value)
@@ -85,7 +83,7 @@ class Runner:
             return "busy"
         self.engine.queued_urgent = False
         try:
-            if known is None:
+            if handed is None:
                 dep = self.store.get(dep_id)
             if dep is None or dep.version != version or not dep.active:
                 return "stale"

@@ -66,7 +66,8 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
     engine.reads.update(reads)
     skipped = {(d.id, d.version) for d in over}
     todo = [dep for dep in due if (dep.id, dep.version) not in skipped]
-    # Their records are not parsed again by their transitions while unchanged meanwhile.
+    # Their records as read: not read again by their runs, nor parsed again by their
+    # transitions while unchanged meanwhile.
     engine.known.update({(dep.id, dep.version): (raw, dep) for raw, dep in read})
     checked = busy = 0
     # Their run locks are taken and given back, their next checks and how late each started
@@ -77,7 +78,7 @@ def run_slot(runner: Runner, scheduler: SlotScheduler, slot: float) -> str:
         taken_locks = acquire_all(rt.redis, locks)
         for dep, lock, mine in zip(todo, locks, taken_locks, strict=True):
             try:
-                said = runner.run(dep.id, dep.version, known=dep, lock=lock if mine else None)
+                said = runner.run(dep.id, dep.version, lock=lock if mine else None)
             except Exception:
                 # Logged by the Runner in the deployment's context; it is left overdue, for the
                 # watchdog to run again alone. The slot's other checks go on.

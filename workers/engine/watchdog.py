@@ -7,7 +7,7 @@ import logging
 from workers.domain.state import URGENT
 from workers.runtime import logs
 from workers.runtime.context import Runtime
-from workers.runtime.run_lock import is_held, run_lock_key
+from workers.runtime.run_lock import RunLock, run_lock_key
 from workers.runtime.telemetry import WATCHDOG_RESCHEDULED
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def sweep(rt: Runtime) -> list[str]:
             continue
         due = dep.next_due_at if dep.next_due_at is not None else dep.updated_at
         if now > due + rt.watchdog_grace:
-            if is_held(rt.redis, run_lock_key(rt.store.prefix, dep_id)):
+            if RunLock(rt.redis, run_lock_key(rt.store.prefix, dep_id)).locked():
                 # Its step is running (the job keeps its run lock while it does, and a dead
                 # job's lock expires): a second run now would act on AWS beside it.
                 continue

@@ -180,8 +180,3 @@ def kept(lock: RunLock) -> Iterator[RunLock]:
         yield lock
     finally:
         _KEEPER.remove(lock)
-
-
-def is_held(redis: Redis, key: str) -> bool:
-    """Whether some job holds the lock `key` now (a step of its deployment is running)."""
-    return bool(redis.exists(key))
